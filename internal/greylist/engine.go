@@ -1,0 +1,233 @@
+package greylist
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"greyd/internal/policy"
+	"greyd/internal/store"
+)
+
+// LevelNotice is the level of decision lines: syslog "notice", as
+// Postgrey logs them.
+const LevelNotice = slog.Level(2)
+
+// Engine answers policy requests: it implements policy.Handler.
+type Engine struct {
+	store store.Store
+	now   func() time.Time
+	log   *slog.Logger
+	snap  atomic.Pointer[Snapshot]
+	inst  instances
+
+	decisions [Failed + 1]atomic.Uint64
+}
+
+// NewEngine returns an Engine deciding with snap and st; now is the clock.
+func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.Logger) *Engine {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{store: st, now: now, log: log}
+	e.snap.Store(snap)
+	return e
+}
+
+// SetSnapshot makes snap the configuration for requests that start from
+// now on; requests in flight finish with the one they started with.
+func (e *Engine) SetSnapshot(snap *Snapshot) { e.snap.Store(snap) }
+
+// Snapshot returns the configuration in use.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Counts returns how many requests ended in each Kind.
+func (e *Engine) Counts() (skip, pass, firstPass, greylist, failed uint64) {
+	return e.decisions[Skip].Load(), e.decisions[Pass].Load(), e.decisions[FirstPass].Load(),
+		e.decisions[Greylist].Load(), e.decisions[Failed].Load()
+}
+
+// ServePolicy decides req, logs the decision and returns the reply action.
+func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
+	snap := e.snap.Load()
+	d := Decide(ctx, req, snap, e.store, e.now())
+	e.decisions[d.Kind].Add(1)
+	if d.Err != nil && d.Kind != Failed {
+		e.log.Error(fmt.Sprintf("updating auto-whitelist for %s: %v", req.ClientAddress, d.Err))
+	}
+	if d.FutureCorrected {
+		e.log.Warn("correcting date for first seen in the future!")
+	}
+	if d.NewlyWhitelisted {
+		if req.ClientName != "" {
+			e.log.Info("whitelisted: " + req.ClientName + "[" + req.ClientAddress + "]")
+		} else {
+			e.log.Info("whitelisted: " + req.ClientAddress)
+		}
+	}
+	switch d.Kind {
+	case Skip:
+		e.log.Warn(d.Warning + ": answering DUNNO" + describe(req))
+		return "DUNNO"
+	case Failed:
+		e.log.Error(fmt.Sprintf("store failed, answering DUNNO (mail is not greylisted meanwhile): %v%s", d.Err, describe(req)))
+		return "DUNNO"
+	case Greylist:
+		e.logDecision(req, "greylist", d, 0)
+		return greylistReply(snap, req, d.Missing)
+	case FirstPass:
+		if snap.XGreylistHeader && e.inst.isNew(req.Instance) {
+			e.logDecision(req, "pass", d, d.Waited)
+			return "PREPEND " + expand(snap.HeaderText, func(b []byte, c byte) ([]byte, bool) {
+				switch c {
+				case 't':
+					return strconv.AppendInt(b, d.Waited, 10), true
+				case 'v':
+					return append(b, snap.Version...), true
+				case 'h':
+					return append(b, snap.Hostname...), true
+				case 'd':
+					return d.Now.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 MST"), true
+				}
+				return b, false
+			})
+		}
+		e.logDecision(req, "pass", d, 0)
+		return "DUNNO"
+	default:
+		e.logDecision(req, "pass", d, 0)
+		return "DUNNO"
+	}
+}
+
+// greylistReply builds "ACTION text" with every %s (seconds left) and %r
+// (recipient domain) replaced, and Postgrey's "4.2.0 " prefix when Postfix
+// sent etrn_domain (it always does since 2.3) and the text has no status
+// code of its own: Exchange needs an enhanced status code.
+func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
+	text := snap.Text
+	if req.Has(policy.AttrETRNDomain) && (text == "" || text[0] < '0' || text[0] > '9') {
+		text = "4.2.0 " + text
+	}
+	domain := req.Recipient
+	for i := len(domain) - 1; i >= 0; i-- {
+		if domain[i] == '@' {
+			domain = domain[i+1:]
+			break
+		}
+	}
+	msg := expand(text, func(b []byte, c byte) ([]byte, bool) {
+		switch c {
+		case 's':
+			return strconv.AppendInt(b, missing, 10), true
+		case 'r':
+			return append(b, domain...), true
+		}
+		return b, false
+	})
+	if msg == "" {
+		return snap.Action
+	}
+	return snap.Action + " " + msg
+}
+
+// expand replaces every %x placeholder that repl knows in one pass, so
+// that text substituted in (a recipient domain, say) is never expanded
+// again. Unknown placeholders stay as they are.
+func expand(tmpl string, repl func(b []byte, c byte) ([]byte, bool)) string {
+	b := make([]byte, 0, len(tmpl)+64)
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] == '%' && i+1 < len(tmpl) {
+			if nb, ok := repl(b, tmpl[i+1]); ok {
+				b = nb
+				i++
+				continue
+			}
+		}
+		b = append(b, tmpl[i])
+	}
+	return string(b)
+}
+
+// logDecision writes Postgrey's line:
+// "[queue_id: ]action=greylist, reason=new, client_name=..., client_address=..., sender=..., recipient=...".
+// Like Postgrey, attributes that are empty or "0" are left out.
+func (e *Engine) logDecision(req *policy.Request, action string, d Decision, delay int64) {
+	if !e.log.Enabled(context.Background(), LevelNotice) {
+		return
+	}
+	b := make([]byte, 0, 256)
+	if req.QueueID != "" {
+		b = append(b, req.QueueID...)
+		b = append(b, ": "...)
+	}
+	b = append(b, "action="...)
+	b = append(b, action...)
+	b = append(b, ", reason="...)
+	b = append(b, d.Reason.String()...)
+	if d.Reason == EarlyRetry {
+		b = append(b, " ("...)
+		b = strconv.AppendInt(b, d.Missing, 10)
+		b = append(b, "s missing)"...)
+	}
+	if delay > 0 {
+		b = append(b, ", delay="...)
+		b = strconv.AppendInt(b, delay, 10)
+	}
+	b = appendAttr(b, "client_name", req.ClientName)
+	b = appendAttr(b, "client_address", req.ClientAddress)
+	b = appendAttr(b, "sender", req.Sender)
+	b = appendAttr(b, "recipient", req.Recipient)
+	e.log.Log(context.Background(), LevelNotice, string(b))
+}
+
+func appendAttr(b []byte, name, value string) []byte {
+	if value == "" || value == "0" {
+		return b
+	}
+	b = append(b, ", "...)
+	b = append(b, name...)
+	b = append(b, '=')
+	return append(b, value...)
+}
+
+// describe names the client of a request for warnings.
+func describe(req *policy.Request) string {
+	if req.ClientAddress == "" && req.ClientName == "" {
+		return ""
+	}
+	return " (client " + req.ClientName + "[" + req.ClientAddress + "])"
+}
+
+// instances remembers the instance attribute of the last messages that got
+// an X-Greylist header, so that a message with several recipients gets one
+// header (Postgrey keeps 10; a busy server with many connections needs
+// more room, and a lookup in 64 strings is still cheap).
+type instances struct {
+	mu   sync.Mutex
+	ring [64]string
+	next int
+}
+
+func (in *instances) isNew(id string) bool {
+	if id == "" {
+		return true
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, s := range in.ring {
+		if s == id {
+			return false
+		}
+	}
+	in.ring[in.next] = id
+	in.next = (in.next + 1) % len(in.ring)
+	return true
+}

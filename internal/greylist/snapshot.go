@@ -1,0 +1,76 @@
+// Package greylist decides policy requests the way Postgrey 1.37 does:
+// client whitelist, recipient whitelist, client auto-whitelist, then the
+// client-network/sender/recipient triplet. Decide is a pure function of the
+// request, an immutable Snapshot of the configuration, the store and the
+// time; Engine adds what must live between requests (the snapshot in use,
+// the per-message header dedupe) and the log line of each decision.
+package greylist
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"sync"
+	"time"
+
+	"greyd/internal/whitelist"
+)
+
+// Settings are the greylisting parameters of one configuration.
+type Settings struct {
+	Delay, RetryWindow, MaxAge time.Duration
+	LookupByHost               bool
+	IPv4Prefix, IPv6Prefix     int
+	Action                     string // e.g. "DEFER_IF_PERMIT"
+	Text                       string // %s seconds left, %r recipient domain
+	XGreylistHeader            bool
+	HeaderText                 string // %t delay, %v version, %h host, %d date
+	Hostname                   string
+	Version                    string
+	AutoWhitelistClients       int // 0 disables
+	// UseTestTime honours Postgrey's non-standard policy_test_time
+	// attribute as the request's clock (its test suite and policy-test
+	// replay tool rely on it).
+	UseTestTime bool
+}
+
+// Default header text, as Postgrey's with our name.
+const DefaultHeaderText = "X-Greylist: delayed %t seconds by greyd-%v at %h; %d"
+
+// Snapshot is one immutable configuration: settings plus compiled
+// whitelists. Requests use exactly one snapshot from start to end.
+type Snapshot struct {
+	Settings
+	Clients    *whitelist.Clients
+	Recipients *whitelist.Recipients
+	// Privacy, when set, turns every stored key into a keyed hash so the
+	// database reveals no addresses.
+	Privacy *Hasher
+}
+
+// Hasher computes keyed hashes (HMAC-SHA256, truncated to 128 bits, hex)
+// of store keys. Unlike Postgrey's unsalted SHA-1 it cannot be reversed by
+// hashing every IPv4 address with known senders.
+type Hasher struct {
+	pool sync.Pool
+}
+
+// NewHasher returns a Hasher for secret.
+func NewHasher(secret []byte) *Hasher {
+	s := append([]byte(nil), secret...)
+	h := &Hasher{}
+	h.pool.New = func() any { return hmac.New(sha256.New, s) }
+	return h
+}
+
+// Append appends the hex hash of key to dst.
+func (h *Hasher) Append(dst, key []byte) []byte {
+	m := h.pool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(key)
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	h.pool.Put(m)
+	return hex.AppendEncode(dst, sum[:16])
+}

@@ -1,0 +1,387 @@
+package policy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler decides one request. It returns the reply's action text, e.g.
+// "DUNNO" or "DEFER_IF_PERMIT Greylisted", without "action=". It must not
+// retain req after returning.
+type Handler interface {
+	ServePolicy(ctx context.Context, req *Request) string
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) string
+
+// ServePolicy calls f.
+func (f HandlerFunc) ServePolicy(ctx context.Context, req *Request) string { return f(ctx, req) }
+
+// Limits protect the daemon from clients that misbehave. Changing them with
+// SetLimits affects connections accepted afterwards, and timeouts of
+// requests read afterwards.
+type Limits struct {
+	MaxLineLength  int           // bytes per line, newline included
+	MaxAttributes  int           // name=value lines per request
+	MaxConnections int           // open connections; idle ones are evicted first
+	RequestTimeout time.Duration // from the first byte of a request to its empty line
+	IdleTimeout    time.Duration // between requests (Postfix's max_idle is 300 s)
+}
+
+// DefaultLimits are sensible for Postfix: it sends about 30 short
+// attributes per request and keeps idle connections for 300 s.
+var DefaultLimits = Limits{
+	MaxLineLength:  8192,
+	MaxAttributes:  100,
+	MaxConnections: 1000,
+	RequestTimeout: 10 * time.Second,
+	IdleTimeout:    330 * time.Second,
+}
+
+// Stats are counters for status lines and metrics.
+type Stats struct {
+	Requests    uint64 // requests answered
+	Connections int64  // open connections
+	Accepted    uint64 // connections accepted
+	Evicted     uint64 // idle connections closed to make room
+	Rejected    uint64 // connections refused at the limit
+	Errors      uint64 // connections closed for protocol errors or timeouts
+}
+
+// Server serves the policy protocol on any number of listeners.
+type Server struct {
+	handler Handler
+	log     *slog.Logger
+	limits  atomic.Pointer[Limits]
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  atomic.Bool
+	wg        sync.WaitGroup
+
+	requests, accepted, evicted, rejected, errs atomic.Uint64
+	open                                        atomic.Int64
+}
+
+// NewServer returns a server that answers with h. A nil logger discards.
+func NewServer(h Handler, lim Limits, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{handler: h, log: log, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s.SetLimits(lim)
+	return s
+}
+
+// SetLimits replaces the limits; zero fields take DefaultLimits' values.
+func (s *Server) SetLimits(l Limits) {
+	d := DefaultLimits
+	if l.MaxLineLength <= 0 {
+		l.MaxLineLength = d.MaxLineLength
+	}
+	if l.MaxAttributes <= 0 {
+		l.MaxAttributes = d.MaxAttributes
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = d.MaxConnections
+	}
+	if l.RequestTimeout <= 0 {
+		l.RequestTimeout = d.RequestTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	s.limits.Store(&l)
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Requests:    s.requests.Load(),
+		Connections: s.open.Load(),
+		Accepted:    s.accepted.Load(),
+		Evicted:     s.evicted.Load(),
+		Rejected:    s.rejected.Load(),
+		Errors:      s.errs.Load(),
+	}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("policy: server closed")
+
+// Serve accepts connections on l until Shutdown or a permanent error.
+func (s *Server) Serve(l net.Listener) error {
+	if s.shutdown.Load() {
+		return ErrServerClosed
+	}
+	s.mu.Lock()
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	name := listenerName(l)
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: wait instead of spinning.
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff < time.Second {
+					backoff *= 2
+				}
+				s.log.Warn(fmt.Sprintf("accept on %s: %v; retrying in %v", name, err, backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", name, err)
+		}
+		backoff = 0
+		c := &conn{nc: nc, peer: peerName(nc, name)}
+		if !s.track(c) {
+			nc.Close()
+			continue
+		}
+		s.accepted.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		// EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED are transient.
+		return true
+	}
+	return false
+}
+
+// track registers c, evicting the longest-idle connection when the limit
+// is reached. It reports false when c must be refused.
+func (s *Server) track(c *conn) bool {
+	lim := s.limits.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown.Load() {
+		return false
+	}
+	if len(s.conns) >= lim.MaxConnections {
+		var oldest *conn
+		var since int64
+		for o := range s.conns {
+			if t := o.idleSince.Load(); t != 0 && (oldest == nil || t < since) {
+				oldest, since = o, t
+			}
+		}
+		if oldest == nil {
+			s.rejected.Add(1)
+			s.log.Warn(fmt.Sprintf("connection limit of %d reached and no connection is idle: refusing %s", lim.MaxConnections, c.peer))
+			return false
+		}
+		// Idle connections are cheap to re-open for Postfix; a busy
+		// server must keep accepting. Closing wakes its goroutine.
+		delete(s.conns, oldest)
+		oldest.nc.Close()
+		s.evicted.Add(1)
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.open.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.open.Add(-1)
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, lets requests in flight finish and get their
+// reply, closes idle connections, and waits until all are gone or ctx ends
+// (then it closes the rest).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		// Wakes readers blocked between requests; a reader in the middle
+		// of a request gets a grace period (see serveConn).
+		c.nc.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+type conn struct {
+	nc        net.Conn
+	peer      string
+	idleSince atomic.Int64 // unix nanoseconds while waiting for a request, else 0
+}
+
+func (s *Server) serveConn(c *conn) {
+	defer s.untrack(c)
+	defer c.nc.Close()
+	lim := s.limits.Load()
+	rd := NewReader(c.nc, lim.MaxLineLength, lim.MaxAttributes)
+	bw := bufio.NewWriterSize(c.nc, 4096)
+	ctx := context.Background()
+	var req Request
+	for {
+		if rd.Buffered() == 0 {
+			if bw.Buffered() > 0 {
+				if err := s.flush(c, bw); err != nil {
+					return
+				}
+			}
+			if !s.waitForRequest(c, rd) {
+				return
+			}
+		}
+		lim = s.limits.Load()
+		c.nc.SetReadDeadline(time.Now().Add(lim.RequestTimeout))
+		err := rd.Read(&req)
+		for err != nil && s.shutdown.Load() && isTimeout(err) && rd.InRequest() {
+			// Shutdown interrupted a request being read: finish it.
+			c.nc.SetReadDeadline(time.Now().Add(time.Second))
+			err = rd.Read(&req)
+		}
+		if err != nil {
+			s.readError(c, err)
+			return
+		}
+		if req.Garbage > 0 {
+			s.log.Warn(fmt.Sprintf("ignoring %d line(s) without '=' in request from %s", req.Garbage, c.peer))
+		}
+		action := s.handle(ctx, c, &req)
+		s.requests.Add(1)
+		bw.WriteString("action=")
+		bw.WriteString(action)
+		bw.WriteString("\n\n")
+		if s.shutdown.Load() {
+			s.flush(c, bw)
+			return
+		}
+	}
+}
+
+// waitForRequest blocks until the next request starts, the idle timeout
+// passes, or shutdown begins. It reports whether to go on reading.
+func (s *Server) waitForRequest(c *conn, rd *Reader) bool {
+	if s.shutdown.Load() {
+		return false
+	}
+	lim := s.limits.Load()
+	c.idleSince.Store(time.Now().UnixNano())
+	c.nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+	_, err := rd.br.Peek(1)
+	c.idleSince.Store(0)
+	if err == nil {
+		return true
+	}
+	switch {
+	case errors.Is(err, io.EOF), s.shutdown.Load(), errors.Is(err, net.ErrClosed):
+		// Peer closed, we are stopping, or evicted at the limit.
+	case isTimeout(err):
+		s.log.Info(fmt.Sprintf("closing connection from %s: idle for %v", c.peer, lim.IdleTimeout))
+	default:
+		s.log.Info(fmt.Sprintf("connection from %s: %v", c.peer, err))
+	}
+	return false
+}
+
+func (s *Server) flush(c *conn, bw *bufio.Writer) error {
+	c.nc.SetWriteDeadline(time.Now().Add(s.limits.Load().RequestTimeout))
+	err := bw.Flush()
+	if err != nil && !s.shutdown.Load() {
+		s.errs.Add(1)
+		s.log.Warn(fmt.Sprintf("writing reply to %s: %v", c.peer, err))
+	}
+	return err
+}
+
+func (s *Server) readError(c *conn, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	s.errs.Add(1)
+	lim := s.limits.Load()
+	var what string
+	switch {
+	case errors.Is(err, ErrLineTooLong):
+		what = fmt.Sprintf("line longer than %d bytes", lim.MaxLineLength)
+	case errors.Is(err, ErrTooManyAttributes):
+		what = fmt.Sprintf("more than %d attributes in one request", lim.MaxAttributes)
+	case isTimeout(err):
+		what = fmt.Sprintf("request not completed within %v", lim.RequestTimeout)
+	default:
+		what = err.Error()
+	}
+	s.log.Warn(fmt.Sprintf("closing connection from %s: %s", c.peer, what))
+}
+
+// handle calls the handler; a panic is logged and answered with DUNNO so
+// that a bug in greyd never blocks or defers mail.
+func (s *Server) handle(ctx context.Context, c *conn, req *Request) (action string) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.errs.Add(1)
+			s.log.Error(fmt.Sprintf("internal error answering %s, replying DUNNO: %v\n%s", c.peer, r, debug.Stack()))
+			action = "DUNNO"
+		}
+	}()
+	return s.handler.ServePolicy(ctx, req)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func listenerName(l net.Listener) string {
+	a := l.Addr()
+	return a.Network() + ":" + a.String()
+}
+
+func peerName(nc net.Conn, listener string) string {
+	if a := nc.RemoteAddr(); a != nil && a.Network() != "unix" && a.String() != "" {
+		return a.String()
+	}
+	return listener
+}
