@@ -265,6 +265,10 @@ func (s *Server) serveConn(c *conn) {
 	var req Request
 	for {
 		if rd.Buffered() == 0 {
+			// Idle from the moment the reply leaves: eviction at the
+			// connection limit must see this connection as idle as soon
+			// as its client can act on the reply.
+			c.idleSince.Store(time.Now().UnixNano())
 			if bw.Buffered() > 0 {
 				if err := s.flush(c, bw); err != nil {
 					return
@@ -308,7 +312,6 @@ func (s *Server) waitForRequest(c *conn, rd *Reader) bool {
 		return false
 	}
 	lim := s.limits.Load()
-	c.idleSince.Store(time.Now().UnixNano())
 	c.nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 	_, err := rd.br.Peek(1)
 	c.idleSince.Store(0)

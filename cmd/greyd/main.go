@@ -1,0 +1,292 @@
+// Command greyd is a greylisting policy server for Postfix, compatible
+// with Postgrey. This file only wires the internal packages together:
+// flags, configuration, store, sockets, signals and systemd notification.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"greyd/internal/config"
+	"greyd/internal/greylist"
+	"greyd/internal/listen"
+	"greyd/internal/logging"
+	"greyd/internal/policy"
+	"greyd/internal/reload"
+	"greyd/internal/store"
+)
+
+// version is set at build time: -ldflags "-X main.version=$(cat VERSION)".
+var version = "dev"
+
+// Exit statuses. 2 means "fix the configuration"; the systemd unit does
+// not restart-loop on it (RestartPreventExitStatus=2).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitConfig  = 2
+)
+
+const defaultConfig = "/etc/greyd"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("greyd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl files are read")
+	check := fs.Bool("check-config", false, "validate the configuration and whitelist files, print the effective configuration, and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: greyd [-config PATH]\n       greyd check-config [-config PATH]\n       greyd -version\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "greyd: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitConfig
+	}
+	switch {
+	case *showVersion:
+		fmt.Fprintf(stdout, "greyd %s\n", version)
+		return exitOK
+	case *check:
+		return checkConfig([]string{"-config", *path}, stdout, stderr)
+	}
+	return serve(*path, stderr)
+}
+
+// checkConfig validates everything the daemon would read, prints the
+// effective configuration, and exits 0; or prints every problem and exits 2.
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("greyd check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl files are read")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	host, _ := os.Hostname()
+	l := reload.Load(*path, reload.Options{Version: version, Hostname: host})
+	if !l.OK() {
+		for _, p := range l.Problems() {
+			fmt.Fprintln(stderr, p.Error())
+		}
+		fmt.Fprintf(stderr, "greyd check-config: %d problem(s) in %s\n", len(l.Problems()), *path)
+		return exitConfig
+	}
+	if err := l.Config.WriteHCL(stdout); err != nil {
+		fmt.Fprintf(stderr, "greyd check-config: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "greyd check-config: %s is valid (%d file(s), %d client and %d recipient whitelist entries)\n",
+		*path, len(l.Config.Files), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len())
+	return exitOK
+}
+
+func serve(path string, stderr io.Writer) int {
+	log := slog.New(logging.New(stderr, logging.Options{Journal: logging.Detect()}))
+	host, _ := os.Hostname()
+	opts := reload.Options{Version: version, Hostname: host, CreateKey: true}
+
+	l := reload.Load(path, opts)
+	if len(l.ConfigProblems) > 0 {
+		for _, p := range l.ConfigProblems {
+			log.Error(p.Error())
+		}
+		log.Error(fmt.Sprintf("configuration %s has %d problem(s); not starting (greyd check-config -config %s lists them)", path, len(l.ConfigProblems), path))
+		return exitConfig
+	}
+	for _, p := range l.WhitelistProblems {
+		log.Warn(p.Error() + " (line ignored)")
+	}
+	cfg := l.Config
+	if os.Geteuid() == 0 {
+		log.Warn("running as root: greyd needs no privileges; run it as its own user (the packaged systemd unit uses user greyd)")
+	}
+
+	db, err := openStore(cfg.Database, log)
+	if err != nil {
+		log.Error(err.Error())
+		return exitFailure
+	}
+	defer db.Close()
+
+	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
+	srv := policy.NewServer(engine, limits(cfg), log)
+
+	ls, ignored, err := listen.Activated()
+	if err != nil {
+		log.Error(err.Error())
+		return exitFailure
+	}
+	if ignored > 0 {
+		log.Warn(fmt.Sprintf("ignoring %d socket(s) passed by systemd that are not listening stream sockets", ignored))
+	}
+	if len(ls) > 0 {
+		if len(cfg.Listen) > 0 {
+			log.Info("sockets passed by systemd: the listen blocks of the configuration are not used")
+		}
+	} else {
+		if len(cfg.Listen) == 0 {
+			log.Error(fmt.Sprintf("nothing to listen on: %s has no listen block and systemd passed no socket", path))
+			return exitConfig
+		}
+		if ls, err = listen.Open(cfg.Listen); err != nil {
+			log.Error(err.Error())
+			return exitFailure
+		}
+	}
+
+	rl := reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
+		engine.SetSnapshot(n.Snapshot)
+		srv.SetLimits(limits(n.Config))
+	})
+
+	for _, ln := range ls {
+		go func(ln net.Listener) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, policy.ErrServerClosed) {
+				log.Error(err.Error())
+			}
+		}(ln)
+	}
+	log.Info(fmt.Sprintf("greyd %s started: listening on %s; database %s; %d client and %d recipient whitelist entries",
+		version, names(ls), cfg.Database.Path, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
+	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	var watchdog <-chan time.Time
+	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	statusTick := time.NewTicker(30 * time.Second)
+	defer statusTick.Stop()
+
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
+				rl.Reload("SIGHUP")
+				notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+				continue
+			}
+			log.Info(fmt.Sprintf("%v received: stopping", sig))
+			notify(log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := srv.Shutdown(ctx); err != nil {
+				log.Warn(fmt.Sprintf("connections still busy after 10s were closed: %v", err))
+			}
+			cancel()
+			if err := db.Close(); err != nil {
+				log.Error(fmt.Sprintf("closing database: %v", err))
+			}
+			st := srv.Stats()
+			log.Info(fmt.Sprintf("stopped after %d requests", st.Requests))
+			return exitOK
+		case <-watchdog:
+			// Ping only when the store answers: a wedged store should get
+			// greyd restarted rather than leave it failing open forever.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _, err := db.Client(ctx, "watchdog")
+			cancel()
+			if err == nil {
+				notify(log, daemon.SdNotifyWatchdog)
+			} else {
+				log.Error(fmt.Sprintf("watchdog: database does not answer: %v", err))
+			}
+		case <-statusTick.C:
+			notify(log, status(srv, rl))
+		}
+	}
+}
+
+// openStore opens the database. If it cannot be opened for a reason other
+// than another greyd holding it, greyd still serves, with an in-memory
+// store: greylisting state is disposable, availability is not.
+func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
+	sync, err := store.ParseSync(c.Sync)
+	if err != nil {
+		return nil, err
+	}
+	o := store.Options{Sync: sync, Logger: log}
+	if err := os.MkdirAll(filepath.Dir(c.Path), 0o750); err != nil {
+		log.Error(fmt.Sprintf("create state directory: %v", err))
+	}
+	db, err := store.Open(c.Path, o)
+	if err == nil {
+		return db, nil
+	}
+	if errors.Is(err, store.ErrLocked) {
+		return nil, err
+	}
+	log.Error(fmt.Sprintf("%v: SERVING WITH AN IN-MEMORY DATABASE; greylisting state will be lost at the next restart. Fix the state directory (owner, permissions, free space) and restart greyd", err))
+	return store.Open(":memory:", o)
+}
+
+func limits(c *config.Config) policy.Limits {
+	return policy.Limits{
+		MaxLineLength:  c.Limits.MaxLineLength,
+		MaxAttributes:  c.Limits.MaxAttributes,
+		MaxConnections: c.Limits.MaxConnections,
+		RequestTimeout: c.Limits.RequestTimeout,
+		IdleTimeout:    c.Limits.IdleTimeout,
+	}
+}
+
+func names(ls []net.Listener) string {
+	s := make([]string, len(ls))
+	for i, l := range ls {
+		s[i] = l.Addr().Network() + ":" + l.Addr().String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func status(srv *policy.Server, rl *reload.Reloader) string {
+	st := srv.Stats()
+	s := fmt.Sprintf("STATUS=%d requests answered, %d connections", st.Requests, st.Connections)
+	if r := rl.Stats(); !r.Last.IsZero() {
+		outcome := "ok"
+		if !r.LastOK {
+			outcome = "FAILED, running the previous configuration"
+		}
+		s += fmt.Sprintf("; last reload %s %s", r.Last.Format("2006-01-02 15:04:05"), outcome)
+	}
+	return s
+}
+
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn(fmt.Sprintf("sd_notify: %v", err))
+	}
+}
+

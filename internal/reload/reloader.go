@@ -1,0 +1,94 @@
+package reload
+
+import (
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"greyd/internal/config"
+)
+
+// Reloader re-reads the configuration and applies it when, and only when,
+// it loaded without problems. It is safe for concurrent use; reloads are
+// serialised.
+type Reloader struct {
+	path  string
+	opts  Options
+	log   *slog.Logger
+	apply func(*Loaded)
+
+	mu      sync.Mutex
+	current *config.Config
+
+	ok, failed atomic.Uint64
+	last       atomic.Int64 // unix nanoseconds of the last attempt
+	lastOK     atomic.Bool
+}
+
+// NewReloader returns a Reloader for path whose running configuration is
+// initial; apply installs a new snapshot (and the settings that go with it).
+func NewReloader(path string, o Options, initial *Loaded, log *slog.Logger, apply func(*Loaded)) *Reloader {
+	return &Reloader{path: path, opts: o, log: log, apply: apply, current: initial.Config}
+}
+
+// Stats are the reload counters the status line and metrics export.
+type Stats struct {
+	OK, Failed uint64
+	Last       time.Time // zero before the first reload
+	LastOK     bool
+}
+
+// Stats returns the counters.
+func (r *Reloader) Stats() Stats {
+	s := Stats{OK: r.ok.Load(), Failed: r.failed.Load(), LastOK: r.lastOK.Load()}
+	if n := r.last.Load(); n != 0 {
+		s.Last = time.Unix(0, n)
+	}
+	return s
+}
+
+// Reload loads everything again. why says what triggered it ("SIGHUP",
+// "changed: /etc/greyd/whitelist_clients.local"). On any problem the
+// running snapshot stays, each problem is logged with its file:line, and
+// Reload returns false.
+func (r *Reloader) Reload(why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := Load(r.path, r.opts)
+	r.last.Store(time.Now().UnixNano())
+	if !l.OK() || l.Snapshot == nil {
+		r.failed.Add(1)
+		r.lastOK.Store(false)
+		for _, p := range l.Problems() {
+			r.log.Error(p.Error())
+		}
+		r.log.Error(fmt.Sprintf("reload (%s) failed with %d problem(s): still running the previous configuration; fix the files and save again (or run greyd check-config)", why, len(l.Problems())))
+		return false
+	}
+	// Sockets and the database are opened once; keep the running values.
+	var restart []string
+	if !reflect.DeepEqual(l.Config.Listen, r.current.Listen) {
+		restart = append(restart, "listen")
+		l.Config.Listen = r.current.Listen
+	}
+	if l.Config.Database != r.current.Database {
+		restart = append(restart, "database")
+		l.Config.Database = r.current.Database
+	}
+	r.apply(l)
+	r.current = l.Config
+	r.ok.Add(1)
+	r.lastOK.Store(true)
+	msg := fmt.Sprintf("reload (%s): ok, %d client and %d recipient whitelist entries", why, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len())
+	if len(restart) > 0 {
+		msg += fmt.Sprintf("; changed %s settings need a restart (systemctl restart greyd) and keep their running values until then", strings.Join(restart, " and "))
+		r.log.Warn(msg)
+	} else {
+		r.log.Info(msg)
+	}
+	return true
+}
