@@ -1,0 +1,55 @@
+# greyd — see README.md. `make check` is the one command that runs every
+# test (it installs what the tests need; CI runs it as root).
+
+VERSION    := $(shell cat VERSION 2>/dev/null || echo dev)
+GO         ?= go
+GOFLAGS_B  := -trimpath -ldflags "-X main.version=$(VERSION)"
+FUZZTIME   ?= 10s
+
+.PHONY: all build run test test-race fuzz vet e2e package check-packages bench deps check clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_B) -o build/greyd ./cmd/greyd
+	$(GO) build $(GOFLAGS_B) -o build/greyd-bench ./cmd/greyd-bench
+
+# Run greyd in the foreground with the development configuration
+# (127.0.0.1:10023, state in build/state). Ctrl-C stops it.
+run: build
+	./build/greyd -config dev/greyd.hcl
+
+vet:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# Unit and integration tests (the integration tests build and run the
+# real binary over real sockets).
+test:
+	$(GO) test -race -count=1 ./...
+
+# Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for longer).
+fuzz:
+	./test/fuzz.sh $(FUZZTIME)
+
+# End-to-end with a real Postfix (installs it; needs root).
+e2e: build
+	./test/e2e/run.sh
+
+package:
+	./dist/package.sh
+
+check-packages: package
+	./dist/check-packages.sh
+
+bench:
+	./bench/run.sh
+
+deps:
+	./dist/install-deps.sh
+
+# Everything CI runs.
+check: deps vet test fuzz e2e check-packages
+
+clean:
+	rm -rf build

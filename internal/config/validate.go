@@ -1,0 +1,285 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// maxUnixPath is the longest unix socket path Linux can bind (sun_path is
+// 108 bytes including the terminating NUL).
+const maxUnixPath = 107
+
+// validator collects problems while converting raw values into a Config.
+type validator struct {
+	dir string
+	ps  Problems
+}
+
+// at returns rng, or nil for a value that was not in any file (a default).
+func at(rng hcl.Range) *hcl.Range {
+	if rng.Filename == "" {
+		return nil
+	}
+	return &rng
+}
+
+func (v *validator) errorf(rng hcl.Range, summary, format string, args ...any) {
+	v.ps = append(v.ps, problemAt(at(rng), summary, fmt.Sprintf(format, args...)))
+}
+
+// validate checks raw and stores the result in cfg.
+func validate(raw rawConfig, cfg *Config) Problems {
+	v := &validator{dir: cfg.Dir}
+
+	seen := map[string]hcl.Range{}
+	for _, rl := range raw.Listen {
+		if l, ok := v.listen(rl, seen); ok {
+			cfg.Listen = append(cfg.Listen, l)
+		}
+	}
+
+	db := &cfg.Database
+	db.Path = v.path("database.path", raw.Database.Path, raw.Database.PathRange)
+	db.Sync = v.oneOf("sync", raw.Database.Sync, raw.Database.SyncRange, SyncNever, SyncEverySecond, SyncAlways)
+
+	rg, g := raw.Greylist, &cfg.Greylist
+	g.Delay = v.duration("delay", rg.Delay, rg.DelayRange, "s", "Postgrey's --delay counted seconds", 0)
+	g.RetryWindow = v.duration("retry_window", rg.RetryWindow, rg.RetryWindowRange, "d", "Postgrey's --retry-window counted days", 0)
+	g.MaxAge = v.duration("max_age", rg.MaxAge, rg.MaxAgeRange, "d", "Postgrey's --max-age counted days", time.Second)
+	g.LookupByHost = v.oneOf("lookup_by", rg.LookupBy, rg.LookupByRange, "subnet", "host") == "host"
+	g.IPv4Prefix = v.intRange("ipv4_prefix", rg.IPv4Prefix, rg.IPv4PrefixRange, 0, 32)
+	g.IPv6Prefix = v.intRange("ipv6_prefix", rg.IPv6Prefix, rg.IPv6PrefixRange, 0, 128)
+	g.Action = v.action(rg.Action, rg.ActionRange)
+	g.Text = v.line("text", rg.Text, rg.TextRange)
+	g.XGreylistHeader = rg.XGreylistHeader
+	g.HeaderText = v.header(rg.HeaderText, rg.HeaderTextRange)
+	g.Hostname = v.hostname(rg.Hostname, rg.HostnameRange)
+	g.Privacy = rg.Privacy
+
+	aw := raw.AutoWhitelist
+	cfg.AutoWhitelist.Clients = v.intRange("auto_whitelist.clients", aw.Clients, aw.ClientsRange, 0, 1<<31-1)
+
+	wl := raw.Whitelist
+	cfg.Whitelist.Clients = v.paths("whitelist.clients", wl.Clients, wl.ClientsRange)
+	cfg.Whitelist.Recipients = v.paths("whitelist.recipients", wl.Recipients, wl.RecipientsRange)
+
+	rl, l := raw.Limits, &cfg.Limits
+	l.MaxLineLength = v.intRange("max_line_length", rl.MaxLineLength, rl.MaxLineLengthRange, 1, 1<<31-1)
+	l.MaxAttributes = v.intRange("max_attributes", rl.MaxAttributes, rl.MaxAttributesRange, 1, 1<<31-1)
+	l.MaxConnections = v.intRange("max_connections", rl.MaxConnections, rl.MaxConnectionsRange, 1, 1<<31-1)
+	l.RequestTimeout = v.duration("request_timeout", rl.RequestTimeout, rl.RequestTimeoutRange, "s", "", time.Second)
+	l.IdleTimeout = v.duration("idle_timeout", rl.IdleTimeout, rl.IdleTimeoutRange, "s", "", time.Second)
+	l.StoreTimeout = v.duration("store_timeout", rl.StoreTimeout, rl.StoreTimeoutRange, "s", "", time.Second)
+
+	return v.ps
+}
+
+func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, bool) {
+	n := len(v.ps)
+	l := Listen{SocketGroup: rl.SocketGroup}
+	if rl.Unix == "" && rl.Inet == "" && !rl.decodeFailed {
+		v.errorf(rl.DefRange, "Incomplete listen block",
+			`a listen block needs unix = "/path/to/socket" or inet = "host:port" (or both)`)
+	}
+	if rl.Unix != "" {
+		l.Unix = v.path("unix", rl.Unix, rl.UnixRange)
+		if len(l.Unix) > maxUnixPath {
+			v.errorf(rl.UnixRange, "Invalid unix socket path",
+				"%q is %d bytes long, but a unix socket path can have at most %d; choose a shorter path",
+				l.Unix, len(l.Unix), maxUnixPath)
+		}
+	}
+	if rl.Inet != "" {
+		addr, err := parseInet(rl.Inet)
+		if err != nil {
+			v.errorf(rl.InetRange, "Invalid inet address", "%s", err)
+		}
+		l.Inet = addr
+	}
+	mode, err := parseMode(rl.SocketMode)
+	if err != nil {
+		v.errorf(rl.SocketModeRange, "Invalid socket_mode", "%s", err)
+	}
+	l.SocketMode = mode
+	if strings.ContainsFunc(rl.SocketGroup, isSpaceOrControl) {
+		v.errorf(rl.SocketGroupRange, "Invalid socket_group", "%q: a group name or number cannot contain spaces or control characters", rl.SocketGroup)
+	}
+	for _, k := range []struct {
+		key string
+		rng hcl.Range
+	}{{"unix " + l.Unix, rl.UnixRange}, {"inet " + l.Inet, rl.InetRange}} {
+		if k.key == "unix " || k.key == "inet " {
+			continue
+		}
+		if prev, dup := seen[k.key]; dup {
+			v.errorf(k.rng, "Duplicate listen address", "%s is already listed at %s", k.key, posString(prev))
+			continue
+		}
+		seen[k.key] = k.rng
+	}
+	return l, len(v.ps) == n
+}
+
+// posString formats a range as file:line:col, like Problem.Error.
+func posString(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// parseInet accepts "host:port", "[v6]:port", ":port" (all addresses) and
+// a bare port, which means 127.0.0.1:port (Postgrey's --inet=PORT meant
+// localhost). Hosts are not resolved here.
+func parseInet(s string) (string, error) {
+	host, port := "127.0.0.1", s
+	if !isDigits(s) {
+		var err error
+		host, port, err = net.SplitHostPort(s)
+		if err != nil {
+			return "", fmt.Errorf(`%q: want "host:port", like "127.0.0.1:10023" or "[::1]:10023", or a bare port like "10023"`, s)
+		}
+		if strings.ContainsFunc(host, isSpaceOrControl) || strings.ContainsAny(host, "/[]") {
+			return "", fmt.Errorf("%q: invalid host %q", s, host)
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || !isDigits(port) {
+		return "", fmt.Errorf("%q: the port must be a number from 1 to 65535", s)
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(n, 10)), nil
+}
+
+// parseMode parses an octal permission like "0660" or "660".
+func parseMode(s string) (os.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 || s == "" || s[0] == '+' {
+		return 0, fmt.Errorf(`%q: want octal permission bits from "0000" to "0777", like "0660"`, s)
+	}
+	return os.FileMode(n), nil
+}
+
+func formatMode(m os.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
+
+func (v *validator) duration(name, s string, rng hcl.Range, unit, why string, atLeast time.Duration) time.Duration {
+	d, err := ParseDuration(s)
+	switch {
+	case err != nil && isDigits(s):
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		v.errorf(rng, "Invalid duration", `%s = %q has no unit; did you mean "%s%s"?%s Units are s, m, h, d and w.`, name, s, s, unit, why)
+		return 0
+	case err != nil:
+		v.errorf(rng, "Invalid duration", "%s: %s", name, err)
+		return 0
+	case d < atLeast:
+		v.errorf(rng, "Invalid duration", "%s must be at least %s, got %q", name, FormatDuration(atLeast), s)
+	}
+	return d
+}
+
+func (v *validator) oneOf(name, s string, rng hcl.Range, allowed ...string) string {
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(a)
+	}
+	list := strings.Join(quoted[:len(quoted)-1], ", ") + " or " + quoted[len(quoted)-1]
+	v.errorf(rng, "Invalid value", "%s must be %s, got %q", name, list, s)
+	return allowed[0]
+}
+
+func (v *validator) intRange(name string, n int, rng hcl.Range, lo, hi int) int {
+	if n < lo || n > hi {
+		if hi == 1<<31-1 {
+			v.errorf(rng, "Value out of range", "%s must be at least %d, got %d", name, lo, n)
+		} else {
+			v.errorf(rng, "Value out of range", "%s must be between %d and %d, got %d", name, lo, hi, n)
+		}
+	}
+	return n
+}
+
+// line checks a string that ends up inside one policy reply or header line.
+func (v *validator) line(name, s string, rng hcl.Range) string {
+	switch {
+	case !utf8.ValidString(s):
+		v.errorf(rng, "Invalid value", "%s is not valid UTF-8", name)
+	case strings.ContainsAny(s, "\r\n"):
+		v.errorf(rng, "Invalid value", `%s must be a single line; remove the "\n"`, name)
+	case strings.ContainsFunc(s, isControl):
+		v.errorf(rng, "Invalid value", "%s must not contain control characters, got %q", name, s)
+	}
+	return s
+}
+
+func (v *validator) action(s string, rng hcl.Range) string {
+	n := len(v.ps)
+	v.line("action", s, rng)
+	if len(v.ps) == n {
+		switch {
+		case strings.TrimSpace(s) == "":
+			v.errorf(rng, "Invalid value", `action must not be empty; Postgrey's default is "DEFER_IF_PERMIT"`)
+		case strings.ContainsRune(s, '\t'):
+			v.errorf(rng, "Invalid value", "action must not contain tabs, got %q", s)
+		}
+	}
+	return s
+}
+
+// header checks header_text, which Postfix PREPENDs as a header line.
+func (v *validator) header(s string, rng hcl.Range) string {
+	n := len(v.ps)
+	v.line("header_text", s, rng)
+	if len(v.ps) == n {
+		name, _, ok := strings.Cut(s, ":")
+		if !ok || name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			v.errorf(rng, "Invalid value", `header_text must start with a header name and a colon, like "X-Greylist: ...", got %q`, s)
+		}
+	}
+	return s
+}
+
+func (v *validator) hostname(s string, rng hcl.Range) string {
+	if strings.ContainsFunc(s, isSpaceOrControl) || !utf8.ValidString(s) {
+		v.errorf(rng, "Invalid value", "hostname must be one word without spaces or control characters, got %q", s)
+	}
+	return s
+}
+
+// path resolves p against the config directory.
+func (v *validator) path(name, p string, rng hcl.Range) string {
+	switch {
+	case p == "":
+		v.errorf(rng, "Invalid value", "%s must not be empty", name)
+		return ""
+	case strings.ContainsRune(p, 0):
+		v.errorf(rng, "Invalid value", "%s contains a NUL byte: %q", name, p)
+		return p
+	case filepath.IsAbs(p):
+		return filepath.Clean(p)
+	}
+	return filepath.Join(v.dir, p)
+}
+
+func (v *validator) paths(name string, ps []string, rng hcl.Range) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, v.path(name, p, rng))
+	}
+	return out
+}
+
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
