@@ -169,6 +169,15 @@ func serve(path string, stderr io.Writer) int {
 		srv.SetLimits(limits(n.Config))
 	})
 
+	reloadNow := func(why string) {
+		notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
+		rl.Reload(why)
+		notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+	}
+	ctx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	go reload.NewWatcher(rl, reloadNow, log).Run(ctx)
+
 	for _, ln := range ls {
 		go func(ln net.Listener) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, policy.ErrServerClosed) {
@@ -195,11 +204,14 @@ func serve(path string, stderr io.Writer) int {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
-				rl.Reload("SIGHUP")
-				notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+				why := "SIGHUP"
+				if files := rl.Changed(); len(files) > 0 {
+					why += ", changed: " + strings.Join(files, ", ")
+				}
+				reloadNow(why)
 				continue
 			}
+			stopWatching()
 			log.Info(fmt.Sprintf("%v received: stopping", sig))
 			notify(log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -289,4 +301,3 @@ func notify(log *slog.Logger, state string) {
 		log.Warn(fmt.Sprintf("sd_notify: %v", err))
 	}
 }
-

@@ -315,3 +315,24 @@ func nameTypeErrors(diags hcl.Diagnostics, bodies ...hcl.Body) hcl.Diagnostics {
 	}
 	return out
 }
+
+// Files lists the configuration files Load reads for path: path itself, or
+// the *.hcl files of the directory path.
+func Files(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{path}, nil
+	}
+	return hclFiles(path)
+}
+
+// IsEditorDropping reports names that editors and tools create next to the
+// files they edit and that never hold configuration: hidden files, backups
+// ("x~"), Emacs locks (".#x", "#x#"), vim swap files and vim's "4913"
+// write probe.
+func IsEditorDropping(name string) bool {
+	return isTemporary(name) || name == "4913"
+}

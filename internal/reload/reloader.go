@@ -21,8 +21,10 @@ type Reloader struct {
 	log   *slog.Logger
 	apply func(*Loaded)
 
-	mu      sync.Mutex
-	current *config.Config
+	mu        sync.Mutex
+	current   *config.Config // running configuration
+	attempted *config.Config // last one loaded, even if rejected
+	seen      fingerprint    // inputs as of the last attempt
 
 	ok, failed atomic.Uint64
 	last       atomic.Int64 // unix nanoseconds of the last attempt
@@ -32,7 +34,24 @@ type Reloader struct {
 // NewReloader returns a Reloader for path whose running configuration is
 // initial; apply installs a new snapshot (and the settings that go with it).
 func NewReloader(path string, o Options, initial *Loaded, log *slog.Logger, apply func(*Loaded)) *Reloader {
-	return &Reloader{path: path, opts: o, log: log, apply: apply, current: initial.Config}
+	r := &Reloader{path: path, opts: o, log: log, apply: apply, current: initial.Config}
+	r.seen = takeFingerprint(inputs(path, initial.Config))
+	return r
+}
+
+// Changed lists the input files whose content differs from the last load
+// (appeared, vanished, edited), sorted; empty when nothing changed.
+func (r *Reloader) Changed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return changed(r.seen, takeFingerprint(inputs(r.path, r.current, r.attempted)))
+}
+
+// watchTargets returns what a file watcher must watch (see watchDirs).
+func (r *Reloader) watchTargets() (dirs, names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return watchDirs(r.path, r.current, r.attempted)
 }
 
 // Stats are the reload counters the status line and metrics export.
@@ -58,7 +77,17 @@ func (r *Reloader) Stats() Stats {
 func (r *Reloader) Reload(why string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Fingerprint before reading: an edit racing with this load shows up
+	// as a change at the next check.
+	before := takeFingerprint(inputs(r.path, r.current, r.attempted))
 	l := Load(r.path, r.opts)
+	r.attempted = l.Config
+	r.seen = before
+	for p, h := range takeFingerprint(inputs(r.path, l.Config)) {
+		if _, ok := r.seen[p]; !ok {
+			r.seen[p] = h
+		}
+	}
 	r.last.Store(time.Now().UnixNano())
 	if !l.OK() || l.Snapshot == nil {
 		r.failed.Add(1)
