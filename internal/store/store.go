@@ -40,3 +40,6 @@ type Store interface {
 
 // ErrClosed is returned by operations on a closed store.
 var ErrClosed = errors.New("store: closed")
+
+// ErrLocked is returned by Open when another greyd process uses the file.
+var ErrLocked = errors.New("locked by another greyd process")

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/tidwall/buntdb"
+)
+
+// Namespaces inside the one buntdb keyspace: "t:<key>" and "c:<key>".
+const (
+	nsTriplet = 't'
+	nsClient  = 'c'
+)
+
+// DB is the buntdb implementation of Store: one append-only file, all
+// entries in memory, expiry by buntdb's own once-a-second sweep of a tree
+// ordered by deadline (no full scans); an entry past its TTL reads as not
+// found even before the sweep removes it. Safe for concurrent use: buntdb
+// serialises writers (each put is one write(2), plus an fsync under
+// SyncAlways) and lets readers run in parallel.
+type DB struct {
+	db   *buntdb.DB
+	log  *slog.Logger
+	path string   // "" for Memory
+	lock *os.File // nil for Memory
+
+	closed atomic.Bool
+
+	shrinkMu    sync.Mutex // one rewrite at a time; guards shrunk
+	shrunk      int64      // file size after the last rewrite
+	shrinkMin   int64
+	shrinkEvery time.Duration
+	stop, done  chan struct{} // autoShrink; nil for Memory
+}
+
+var _ Store = (*DB)(nil)
+
+// Triplet implements Store.
+func (d *DB) Triplet(ctx context.Context, key string) (Triplet, bool, error) {
+	a, b, found, err := d.get(ctx, nsTriplet, key)
+	return Triplet{First: a, Last: b}, found, err
+}
+
+// PutTriplet implements Store. ttl <= 0 stores the entry without expiry.
+func (d *DB) PutTriplet(ctx context.Context, key string, t Triplet, ttl time.Duration) error {
+	return d.put(ctx, nsTriplet, key, t.First, t.Last, ttl)
+}
+
+// Client implements Store.
+func (d *DB) Client(ctx context.Context, key string) (Client, bool, error) {
+	a, b, found, err := d.get(ctx, nsClient, key)
+	return Client{Count: a, Last: b}, found, err
+}
+
+// PutClient implements Store. ttl <= 0 stores the entry without expiry.
+func (d *DB) PutClient(ctx context.Context, key string, c Client, ttl time.Duration) error {
+	return d.put(ctx, nsClient, key, c.Count, c.Last, ttl)
+}
+
+// keyBufs holds buffers for building namespaced lookup keys.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func (d *DB) get(ctx context.Context, ns byte, key string) (a, b int64, found bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, false, fmt.Errorf("store: %w", err)
+	}
+	if d.closed.Load() {
+		return 0, 0, false, ErrClosed
+	}
+	bp := keyBufs.Get().(*[]byte)
+	k := append(append((*bp)[:0], ns, ':'), key...)
+	var val string
+	err = d.db.View(func(tx *buntdb.Tx) error {
+		var err error
+		// A string over the pooled buffer instead of a copy: buntdb only
+		// compares it against the tree through a throwaway pivot item and
+		// keeps no reference once Get returns, and the buffer is not
+		// reused before View returns. (A stack buffer would not help:
+		// escape analysis sees the key leak into that pivot and moves the
+		// buffer to the heap.)
+		val, err = tx.Get(unsafe.String(unsafe.SliceData(k), len(k)))
+		return err
+	})
+	if cap(k) <= 4096 {
+		*bp = k
+		keyBufs.Put(bp)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, buntdb.ErrNotFound):
+		return 0, 0, false, nil
+	case errors.Is(err, buntdb.ErrDatabaseClosed):
+		return 0, 0, false, ErrClosed
+	default:
+		return 0, 0, false, fmt.Errorf("store: get: %w", err)
+	}
+	if a, b, found = decodePair(val); !found {
+		// Garbage in the file must not stop greylisting: the caller sees
+		// a new entry and the next put overwrites it.
+		// (Cloned so that key does not escape on the hot path.)
+		d.log.Warn("ignoring malformed database value",
+			"namespace", string(rune(ns)), "key", strings.Clone(key), "value", val)
+	}
+	return a, b, found, nil
+}
+
+func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	var num [41]byte
+	v := appendPair(num[:0], a, b)
+	// One allocation holds both the key and the value that buntdb keeps;
+	// buf is never written again, so the two strings over it are immutable.
+	buf := make([]byte, 2+len(key)+len(v))
+	buf[0], buf[1] = ns, ':'
+	n := 2 + copy(buf[2:], key)
+	copy(buf[n:], v)
+	k, val := unsafe.String(&buf[0], n), unsafe.String(&buf[n], len(v))
+
+	var opts *buntdb.SetOptions
+	expires := buntdb.SetOptions{Expires: true, TTL: ttl}
+	if ttl > 0 {
+		opts = &expires
+	}
+	err := d.db.Update(func(tx *buntdb.Tx) error {
+		_, _, err := tx.Set(k, val, opts)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, buntdb.ErrDatabaseClosed):
+		return ErrClosed
+	default:
+		return fmt.Errorf("store: put: %w", err)
+	}
+}
+
+// Len counts the entries of each namespace, expired ones not yet swept
+// included. It walks every key under the read lock (writers wait for it):
+// for status pages and benchmarks, not for the request path.
+func (d *DB) Len() (triplets, clients int, err error) {
+	if d.closed.Load() {
+		return 0, 0, ErrClosed
+	}
+	err = d.db.View(func(tx *buntdb.Tx) error {
+		// ';' follows ':', so [x:, x;) is exactly the x namespace.
+		if err := tx.AscendRange("", "t:", "t;", func(_, _ string) bool { triplets++; return true }); err != nil {
+			return err
+		}
+		return tx.AscendRange("", "c:", "c;", func(_, _ string) bool { clients++; return true })
+	})
+	if errors.Is(err, buntdb.ErrDatabaseClosed) {
+		return 0, 0, ErrClosed
+	} else if err != nil {
+		return 0, 0, fmt.Errorf("store: len: %w", err)
+	}
+	return triplets, clients, nil
+}
+
+// Shrink rewrites the file with only the live entries (buntdb's Shrink,
+// which blocks writers only briefly at the end). It runs automatically
+// when the file is over 32 MiB and has doubled since the last rewrite
+// (or, the first time, at the first check after Open), as buntdb would.
+//
+// buntdb writes the new file as path+".tmp" with mode 0666 less umask and
+// renames it over the database, fsyncing neither. Shrink therefore creates
+// that file beforehand with the database's mode minus world permissions
+// (buntdb's truncating create keeps it), and fsyncs the result and the
+// directory afterwards. It is a no-op for Memory.
+func (d *DB) Shrink() error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	if d.path == "" {
+		return nil
+	}
+	d.shrinkMu.Lock()
+	defer d.shrinkMu.Unlock()
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return fmt.Errorf("shrink database %q: %w", d.path, err)
+	}
+	tmp := d.path + ".tmp"
+	if err := createWithMode(tmp, fi.Mode().Perm()&^0o007); err != nil {
+		return fmt.Errorf("shrink database %q: %w", d.path, err)
+	}
+	err = d.db.Shrink()
+	_ = os.Remove(tmp) // renamed away on success; left behind by early errors
+	if errors.Is(err, buntdb.ErrDatabaseClosed) {
+		return ErrClosed
+	} else if err != nil {
+		return fmt.Errorf("shrink database %q: %w", d.path, err)
+	}
+	if err := syncFile(d.path); err != nil {
+		return fmt.Errorf("shrink database %q: %w", d.path, err)
+	}
+	if err := syncDir(filepath.Dir(d.path)); err != nil {
+		return fmt.Errorf("shrink database %q: %w", d.path, err)
+	}
+	if after, err := os.Stat(d.path); err == nil {
+		d.log.Debug("database shrunk", "path", d.path, "before", fi.Size(), "after", after.Size())
+		d.shrunk = after.Size()
+	}
+	return nil
+}
+
+// autoShrink replaces buntdb's auto-shrink (see configure). The first
+// check shrinks a file over the minimum size, as buntdb would on open.
+func (d *DB) autoShrink() {
+	defer close(d.done)
+	t := time.NewTicker(d.shrinkEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		fi, err := os.Stat(d.path)
+		if err != nil {
+			d.log.Warn("stat database", "path", d.path, "err", err)
+			continue
+		}
+		d.shrinkMu.Lock()
+		last := d.shrunk
+		d.shrinkMu.Unlock()
+		size := fi.Size()
+		if size <= d.shrinkMin || size <= 2*last {
+			continue
+		}
+		if err := d.Shrink(); err != nil && !errors.Is(err, ErrClosed) {
+			d.log.Warn("shrink database failed", "path", d.path, "err", err)
+			// Retry when the file has doubled again, not every tick.
+			d.shrinkMu.Lock()
+			d.shrunk = max(d.shrunk, size)
+			d.shrinkMu.Unlock()
+		}
+	}
+}
+
+// Close flushes and closes the database and releases the lock. It is
+// idempotent; other methods return ErrClosed afterwards.
+func (d *DB) Close() error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if d.stop != nil {
+		close(d.stop)
+	}
+	err := d.db.Close() // fsyncs; a running Shrink fails fast after this
+	if d.stop != nil {
+		<-d.done
+		d.shrinkMu.Lock() // wait for a Shrink call still cleaning up
+		d.shrinkMu.Unlock()
+	}
+	if d.lock != nil {
+		unlockFile(d.lock)
+	}
+	if err != nil {
+		return fmt.Errorf("close database %q: %w", d.path, err)
+	}
+	return nil
+}
+
+// createWithMode creates (or truncates) name with exactly mode perm.
+func createWithMode(name string, perm os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncFile fsyncs name.
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

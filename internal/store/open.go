@@ -1,0 +1,221 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/buntdb"
+)
+
+// Memory is the path that opens a buntdb database without a file: no lock,
+// no corruption handling, nothing survives Close. Tests of other packages
+// use it to run against the real store without touching the disk.
+const Memory = ":memory:"
+
+// Auto-shrink thresholds, buntdb's defaults: rewrite the file when it is
+// over 32 MiB and has doubled since the last rewrite. Variables so that
+// tests can lower them before Open.
+var (
+	autoShrinkMinSize int64 = 32 << 20
+	autoShrinkEvery         = 5 * time.Second
+)
+
+// Open opens (creating it if needed) the database file at path, or an
+// in-memory database if path is Memory.
+//
+// The file is created with mode 0600 and world permissions are removed from
+// an existing one. A second greyd on the same file is refused through an
+// flock on path+".lock". A damaged file is moved aside to
+// path+".corrupt-<UTC time>" and replaced by an empty database, with an
+// ERROR log line: greylisting state is disposable, availability is not.
+// A file that ends mid-record (a crash during a write) loses only that
+// record, with a WARN line.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	policy, err := opts.Sync.buntdb()
+	if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	d := &DB{log: opts.Logger}
+	if path == Memory {
+		if d.db, err = buntdb.Open(Memory); err != nil {
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
+		return d, nil
+	}
+
+	d.path = path
+	if d.lock, err = lockFile(path); err != nil {
+		return nil, err
+	}
+	if d.db, err = openFile(path, opts); err == nil {
+		if err = configure(d.db, policy); err != nil {
+			err = fmt.Errorf("open database %q: %w", path, err)
+		}
+	}
+	if err != nil {
+		if d.db != nil {
+			_ = d.db.Close()
+		}
+		unlockFile(d.lock)
+		return nil, err
+	}
+	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.autoShrink()
+	return d, nil
+}
+
+// configure applies the sync policy and turns buntdb's own auto-shrink off:
+// its rewrite creates the new file with mode 0666 (less umask), so greyd
+// runs the same policy itself, see DB.Shrink.
+func configure(db *buntdb.DB, policy buntdb.SyncPolicy) error {
+	var c buntdb.Config
+	if err := db.ReadConfig(&c); err != nil {
+		return err
+	}
+	c.SyncPolicy = policy
+	c.AutoShrinkDisabled = true
+	return db.SetConfig(c)
+}
+
+// lockFile takes the single-process lock: buntdb has none, and two
+// processes appending to one file corrupt it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("database %q: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open database %q: lock %s: %w", path, f.Name(), err)
+	}
+	return f, nil
+}
+
+// unlockFile releases the lock. The lock file stays: removing it would let
+// a third process lock a new inode while a second still holds the old one.
+func unlockFile(f *os.File) {
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	_ = f.Close()
+}
+
+// openFile checks, repairs or quarantines the file, then opens it.
+func openFile(path string, opts Options) (*buntdb.DB, error) {
+	for attempt := 0; ; attempt++ {
+		err := prepareFile(path, opts.Logger)
+		if err == nil {
+			var db *buntdb.DB
+			if db, err = openBuntdb(path); err == nil {
+				return db, nil
+			}
+		}
+		if attempt > 0 || !errors.Is(err, errCorrupt) {
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
+		if err := quarantine(path, opts, err); err != nil {
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
+	}
+}
+
+// prepareFile creates the file with mode 0600 if it is missing (buntdb would
+// use 0666), strips world permissions, validates it with checkAOF and
+// truncates a torn last record.
+func prepareFile(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		if err := f.Chmod(perm &^ 0o007); err != nil {
+			return err
+		}
+		log.Warn("database file was accessible to everyone; removed the permissions for others",
+			"path", path, "mode", fmt.Sprintf("%#o", perm))
+	}
+	good, err := checkAOF(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	if good < fi.Size() {
+		log.Warn("database file ends with an incomplete record (crash during a write?); dropping it",
+			"path", path, "offset", good, "bytes", fi.Size()-good)
+		if err := f.Truncate(good); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openBuntdb is buntdb.Open with its known failure modes on damaged input
+// mapped to errCorrupt. checkAOF should have caught them all already.
+func openBuntdb(path string) (db *buntdb.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// buntdb leaks its file handle here; once per corrupt start.
+			db, err = nil, fmt.Errorf("%w: buntdb panicked: %v", errCorrupt, r)
+		}
+	}()
+	db, err = buntdb.Open(path)
+	var numErr *strconv.NumError
+	if errors.Is(err, buntdb.ErrInvalid) || errors.As(err, &numErr) {
+		err = fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	return db, err
+}
+
+// quarantine moves a damaged file aside, keeping it for a post-mortem.
+func quarantine(path string, opts Options, cause error) error {
+	base := path + ".corrupt-" + opts.Now().UTC().Format("20060102T150405Z")
+	dst := base
+	for i := 2; i < 100; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dst = base + "." + strconv.Itoa(i)
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return fmt.Errorf("move corrupt database aside: %w", err)
+	}
+	_ = syncDir(filepath.Dir(path))
+	opts.Logger.Error("database file is corrupt: moved it aside and started an empty database; greylisting state was reset",
+		"path", path, "moved_to", dst, "err", cause)
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

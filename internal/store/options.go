@@ -1,0 +1,81 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tidwall/buntdb"
+)
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// Sync says when writes reach the disk. The zero value is
+	// SyncEverySecond.
+	Sync SyncPolicy
+
+	// Logger receives the loud lines about corrupt or truncated files and
+	// background shrink failures. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// Now names quarantined files (".corrupt-<UTC time>"). Nil means
+	// time.Now. Expiry does not use it: buntdb stamps and sweeps TTLs with
+	// its own wall clock, so callers pass a duration, not a deadline.
+	Now func() time.Time
+}
+
+// SyncPolicy says how often the database file is fsynced.
+type SyncPolicy int
+
+const (
+	// SyncEverySecond fsyncs once a second when something was written: a
+	// power loss forgets at most a second of triplets, whose senders then
+	// get greylisted once more. It is the zero value and the default.
+	SyncEverySecond SyncPolicy = iota
+	// SyncNever leaves flushing to the kernel.
+	SyncNever
+	// SyncAlways fsyncs every write while holding buntdb's global lock,
+	// so all lookups queue behind the disk: a few thousand writes per
+	// second at best.
+	SyncAlways
+)
+
+// ParseSync parses the configuration strings "never", "everysecond" and
+// "always" (any case). The empty string means the default, SyncEverySecond.
+func ParseSync(s string) (SyncPolicy, error) {
+	switch {
+	case s == "", strings.EqualFold(s, "everysecond"):
+		return SyncEverySecond, nil
+	case strings.EqualFold(s, "never"):
+		return SyncNever, nil
+	case strings.EqualFold(s, "always"):
+		return SyncAlways, nil
+	}
+	return 0, fmt.Errorf("unknown sync policy %q: want \"never\", \"everysecond\" or \"always\"", s)
+}
+
+// String returns the configuration spelling of p.
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncEverySecond:
+		return "everysecond"
+	case SyncNever:
+		return "never"
+	case SyncAlways:
+		return "always"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int(p))
+}
+
+func (p SyncPolicy) buntdb() (buntdb.SyncPolicy, error) {
+	switch p {
+	case SyncEverySecond:
+		return buntdb.EverySecond, nil
+	case SyncNever:
+		return buntdb.Never, nil
+	case SyncAlways:
+		return buntdb.Always, nil
+	}
+	return 0, fmt.Errorf("invalid sync policy %v", p)
+}
