@@ -101,6 +101,13 @@ func startDaemon(t *testing.T, dir string) *proc {
 	t.Helper()
 	d := &proc{t: t, dir: dir, sock: filepath.Join(dir, "greyd.sock"), logs: &syncBuf{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(binary, "-config", filepath.Join(dir, "greyd.hcl"))
+	startProc(t, d)
+	return d
+}
+
+// startProc starts d.cmd and waits until it listens on d.sock.
+func startProc(t *testing.T, d *proc) {
+	t.Helper()
 	d.cmd.Stderr = d.logs
 	d.cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
 	if err := d.cmd.Start(); err != nil {
@@ -123,7 +130,6 @@ func startDaemon(t *testing.T, dir string) *proc {
 			t.Fatalf("greyd did not start listening:\n%s", d.logs)
 		}
 	}
-	return d
 }
 
 // stop sends SIGTERM and returns the exit error, once.
@@ -196,7 +202,7 @@ func rcpt(addr, name, sender, recipient string, when int64) []string {
 		"request=smtpd_access_policy", "protocol_state=RCPT", "protocol_name=ESMTP",
 		"helo_name=" + name, "queue_id=", "sender=" + sender, "recipient=" + recipient, "recipient_count=0",
 		"client_address=" + addr, "client_name=" + name, "reverse_client_name=" + name,
-		"instance=" + fmt.Sprint(when), "etrn_domain=", "stress=", "client_port=54321",
+		"instance=" + sender + fmt.Sprint(when), "etrn_domain=", "stress=", "client_port=54321",
 		fmt.Sprintf("policy_test_time=%d", when),
 	}
 }

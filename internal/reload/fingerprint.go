@@ -110,6 +110,6 @@ func watchDirs(path string, cfgs ...*config.Config) (dirs, names []string) {
 			add(&dirs, filepath.Dir(f))
 		}
 	}
-	add(&names, clean)
+	names = append(names, clean)
 	return dirs, names
 }
