@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs what dist/package.sh and dist/check-packages.sh need on Debian 12:
+# go-md2man (man pages), lintian, rpm, rpmlint, systemd tools
+# (systemd-analyze, systemd-socket-activate), and nfpm where go install puts
+# it ($(go env GOBIN), else $(go env GOPATH)/bin).
+# Idempotent: does nothing when everything is already there. Run as root.
+set -eu
+
+NFPM_VERSION=${NFPM_VERSION:-v2.45.2}
+
+need=""
+for pair in go-md2man:go-md2man lintian:lintian rpm:rpm rpmlint:rpmlint \
+	systemd-analyze:systemd systemd-socket-activate:systemd \
+	deb-systemd-helper:init-system-helpers adduser:adduser gcc:gcc \
+	objcopy:binutils groff:groff-base cpio:cpio setpriv:util-linux; do
+	cmd=${pair%%:*} pkg=${pair#*:}
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		case " $need " in *" $pkg "*) ;; *) need="$need $pkg" ;; esac
+	fi
+done
+if [ -n "$need" ]; then
+	echo "install-deps: apt-get install$need"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $need
+fi
+
+gobin=$(go env GOBIN)
+[ -n "$gobin" ] || gobin=$(go env GOPATH)/bin
+if [ -x "$gobin/nfpm" ] && "$gobin/nfpm" --version >/dev/null 2>&1 &&
+	go version -m "$gobin/nfpm" 2>/dev/null | grep -q "mod[[:space:]]*github.com/goreleaser/nfpm/v2[[:space:]]*$NFPM_VERSION"; then
+	:
+else
+	echo "install-deps: go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"
+	go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"
+fi
+echo "install-deps: ok (nfpm at $gobin/nfpm)"
