@@ -1,0 +1,650 @@
+#!/bin/bash
+# End-to-end test: a real Postfix (Debian's package, chrooted smtpd), the
+# real greyd on /var/spool/postfix/greyd/socket, and a real SMTP client
+# (swaks) on loopback. Each scenario is asserted on what the client sees,
+# on Postfix's log and on the delivered mailbox. See README.md here.
+#
+#   make e2e                  # builds build/greyd, then runs this
+#   test/e2e/run.sh           # as root on Debian 12; installs postfix, swaks
+#
+# Environment: GREYD (binary, default build/greyd), E2E_SMTP_PORT (2525),
+# E2E_STRICT_RELOAD=0 (scenario 7 falls back to SIGHUP, and says so, when
+# greyd does not reload by itself; by default that is a failure).
+#
+# The machine's /etc/postfix is not touched: Postfix runs with
+# `postfix -c /var/tmp/greyd-e2e/postfix` on Debian's queue directory.
+# Everything started here is stopped on exit, pass or fail.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/test/e2e
+WORK=/var/tmp/greyd-e2e # fixed: main.cf and greyd.hcl name it
+PFDIR=$WORK/postfix     # the test's /etc/postfix
+GDIR=$WORK/greyd        # the test's /etc/greyd
+SPOOL=/var/spool/postfix
+SOCKDIR=$SPOOL/greyd
+SOCK=$SOCKDIR/socket
+PORT=${E2E_SMTP_PORT:-2525}
+GREYD=${GREYD:-$ROOT/build/greyd}
+DELAY=5 # greylist.delay in greyd.hcl
+USER_NAME=e2e
+MAILBOX=/var/mail/$USER_NAME
+RUN=$(date +%Y%m%d%H%M%S)
+
+# The README lines the suite uses (checked against README.md and main.cf).
+POLICY_LINE='    check_policy_service unix:greyd/socket'
+FAILOPEN_LINE='    check_policy_service { unix:greyd/socket, default_action=DUNNO }'
+
+# Client addresses (all outside mynetworks = 127.0.0.1/32) and the names
+# the chroot's /etc/hosts gives them, so Postfix sees verified names.
+HOSTS_LINES='127.0.0.2 client.sender-e2e.test
+127.0.0.3 mx.addr-e2e.test
+127.0.0.4 mx.trusted-e2e.test
+127.0.0.5 mx.late-e2e.test'
+CLIENT=127.0.0.2   # greylisted
+WL_ADDR=127.0.0.3  # whitelisted by address (whitelist_clients.local)
+WL_NAME=127.0.0.4  # whitelisted by name: trusted-e2e.test
+LATE=127.0.0.5     # whitelisted by scenario 7, while greyd runs
+
+GREYD_PID=
+PASSED=0
+FAILED=0
+STARTED_AT=$SECONDS
+# What cleanup must undo: files in $UNDO name what this run (or an
+# interrupted earlier one) created.
+UNDO=$WORK/undo
+chroot_hosts=
+postfix_ours=
+
+say() { printf 'e2e: %s\n' "$*"; }
+die() {
+	printf 'e2e: FATAL: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- cleanup
+
+dump() {
+	echo "==================== greyd log ($WORK/greyd.log)"
+	cat "$WORK/greyd.log" 2>/dev/null || echo "(none)"
+	echo "==================== Postfix log ($WORK/postfix.log)"
+	cat "$WORK/postfix.log" 2>/dev/null || echo "(none)"
+	echo "==================== mailbox ($MAILBOX)"
+	cat "$MAILBOX" 2>/dev/null || echo "(none)"
+	echo "===================="
+}
+
+cleanup() {
+	rc=$?
+	set +e
+	trap - EXIT INT TERM
+	stop_greyd quiet
+	if [ -n "$postfix_ours" ]; then
+		postfix -c "$PFDIR" stop >/dev/null 2>&1
+		wait_postfix_stopped
+	fi
+	if [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+		dump
+	fi
+	[ -n "$chroot_hosts" ] && cp /etc/hosts "$SPOOL/etc/hosts" # what Debian's start script puts there
+	undo
+	if [ "$rc" -eq 0 ] && [ "$FAILED" -ne 0 ]; then
+		rc=1
+	fi
+	say "$PASSED passed, $FAILED failed ($((SECONDS - STARTED_AT))s)"
+	if [ "$rc" -ne 0 ]; then
+		say "FAILED (logs above; work files in $WORK)"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ setup
+
+made() {
+	mkdir -p "$UNDO"
+	: >"$UNDO/$1"
+}
+
+# undo [WHAT...]: remove what was made (everything by default).
+undo() {
+	local w
+	[ $# -gt 0 ] || set -- policy-rc.d sockdir user
+	for w in "$@"; do
+		[ -e "$UNDO/$w" ] || continue
+		case $w in
+		policy-rc.d) rm -f /usr/sbin/policy-rc.d ;;
+		sockdir) rm -f "$SOCK" && rmdir "$SOCKDIR" 2>/dev/null ;;
+		user) userdel "$USER_NAME" 2>/dev/null && rm -f "$MAILBOX" ;;
+		esac
+		rm -f "$UNDO/$w"
+	done
+}
+
+install_packages() {
+	local missing="" p
+	for p in postfix swaks; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	say "installing$missing"
+	printf '%s\n' 'postfix postfix/main_mailer_type select Local only' \
+		"postfix postfix/mailname string $(hostname)" | debconf-set-selections
+	# Without systemd, the package would start Debian's own Postfix
+	# instance on the queue directory this test uses: forbid that.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		made policy-rc.d
+	fi
+	local apt=(apt-get -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends install)
+	mkdir -p "$WORK"
+	# shellcheck disable=SC2086 # $missing is a list of names
+	if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" $missing >"$WORK/apt.log" 2>&1; then
+		apt-get -q -o DPkg::Lock::Timeout=300 update >>"$WORK/apt.log" 2>&1 || true
+		# shellcheck disable=SC2086
+		DEBIAN_FRONTEND=noninteractive "${apt[@]}" $missing >>"$WORK/apt.log" 2>&1 ||
+			{ cat "$WORK/apt.log"; die "apt-get install$missing failed"; }
+	fi
+	undo policy-rc.d
+}
+
+# The pid of a running Postfix master on Debian's queue directory, if any.
+master_pid() {
+	local pid
+	pid=$(tr -dc 0-9 <"$SPOOL/pid/master.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+wait_postfix_stopped() {
+	local i
+	for i in $(seq 100); do
+		master_pid >/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+check_readme() {
+	local readme block
+	readme=$(cat "$ROOT/README.md")
+	block=$(sed -n '/^smtpd_recipient_restrictions =/,/^$/p' "$HERE/main.cf" | sed '/^$/d; s/^/    /')
+	[[ $block == *"$POLICY_LINE" ]] ||
+		die "test/e2e/main.cf: the restriction list must end with: $POLICY_LINE"
+	[[ $readme == *"$block"* ]] ||
+		die "README.md's Postfix section no longer shows the lines the suite uses; it must contain:
+$block"
+	[[ $readme == *"$FAILOPEN_LINE"* ]] ||
+		die "README.md no longer shows the fail-open line the suite uses:
+$FAILOPEN_LINE"
+}
+
+setup_postfix() {
+	local pid
+	if pid=$(master_pid); then
+		if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qx "MAIL_CONFIG=$PFDIR"; then
+			say "stopping the Postfix a previous run left (pid $pid)"
+			postfix -c "$PFDIR" stop >/dev/null 2>&1 || kill "$pid"
+			wait_postfix_stopped || die "the previous run's Postfix (pid $pid) does not stop"
+		else
+			die "a Postfix master (pid $pid) already runs on $SPOOL; stop it first (postfix stop): this test runs its own Postfix on that queue directory"
+		fi
+	fi
+
+	rm -rf "$PFDIR" "$WORK/postfix.log"
+	mkdir -p "$PFDIR"
+	cp "$HERE/main.cf" "$PFDIR/main.cf"
+	# Debian's pristine master.cf, with the smtpd service on $PORT.
+	sed -E "s/^smtp([[:space:]]+inet[[:space:]])/$PORT\1/" /usr/share/postfix/master.cf.dist >"$PFDIR/master.cf"
+	awk -v p="$PORT" '$1 == p && $2 == "inet" && $5 == "y" && $8 == "smtpd" { ok = 1 } END { exit !ok }' "$PFDIR/master.cf" ||
+		die "Debian's master.cf no longer runs smtpd chrooted: $(grep -E '^smtp[[:space:]]+inet' /usr/share/postfix/master.cf.dist)"
+	printf 'postmaster: %s\n' "$USER_NAME" >"$PFDIR/aliases"
+	postalias "$PFDIR/aliases"
+
+	# What Debian's init script and postfix@.service do before starting:
+	# copy resolv.conf, hosts, services, ... and libraries into the chroot.
+	MAIL_CONFIG=$PFDIR /usr/lib/postfix/configure-instance.sh - ||
+		die "/usr/lib/postfix/configure-instance.sh failed"
+	postfix -c "$PFDIR" start >"$WORK/postfix-start.log" 2>&1 ||
+		{ cat "$WORK/postfix-start.log"; die "postfix start failed"; }
+	postfix_ours=1
+	# Name the test clients inside the chroot only (no DNS, verified
+	# names). After the start, whose check would warn that the chroot's
+	# copy differs from /etc/hosts; smtpd reads it at each lookup.
+	{
+		cat /etc/hosts
+		echo "$HOSTS_LINES"
+	} >"$SPOOL/etc/hosts"
+	chroot_hosts=1
+	local i banner=""
+	for i in $(seq 50); do
+		# shellcheck disable=SC2016 # $1 is the inner shell's
+		banner=$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1 && read -r l <&3 && echo "$l" && printf "QUIT\r\n" >&3' _ "$PORT" 2>/dev/null) && break
+		sleep 0.2
+	done
+	case $banner in
+	*"ESMTP greyd-e2e"*) ;;
+	"") die "Postfix does not answer on 127.0.0.1:$PORT" ;;
+	*) die "127.0.0.1:$PORT is another server ($banner); set E2E_SMTP_PORT" ;;
+	esac
+	say "Postfix $(postconf -c "$PFDIR" -h mail_version) listening on 127.0.0.1:$PORT (smtpd chrooted in $SPOOL)"
+}
+
+setup_greyd() {
+	[ -x "$GREYD" ] || die "$GREYD missing: run 'make e2e' (it builds it first)"
+	local pid
+	pid=$(cat "$WORK/greyd.pid" 2>/dev/null) || true
+	if [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "-config $GDIR"; then
+		say "stopping the greyd a previous run left (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$GDIR" "$WORK/state" "$WORK/greyd.log"
+	mkdir -p "$GDIR"
+	cp "$HERE/greyd.hcl" "$GDIR/greyd.hcl"
+	cp "$ROOT/etc/greyd/whitelist_clients" "$ROOT/etc/greyd/whitelist_recipients" "$GDIR/"
+	printf '# greyd e2e\n%s\ntrusted-e2e.test\n' "$WL_ADDR" >"$GDIR/whitelist_clients.local"
+	printf '# greyd e2e\n' >"$GDIR/whitelist_recipients.local"
+	# As greyd.socket's DirectoryMode=0755: smtpd (user postfix) must get in.
+	if [ ! -d "$SOCKDIR" ]; then
+		mkdir -m 0755 "$SOCKDIR"
+		made sockdir
+	fi
+	rm -f "$SOCK" # a previous run's
+	start_greyd
+	say "$("$GREYD" -version 2>&1 | head -n1) on $SOCK ($(stat -c '%a %U:%G' "$SOCK"))"
+}
+
+setup_user() {
+	if ! id "$USER_NAME" >/dev/null 2>&1; then
+		useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$USER_NAME"
+		made user
+	fi
+	rm -f "$MAILBOX"
+}
+
+# ------------------------------------------------------------------ greyd
+
+sock_answers() {
+	perl -MIO::Socket::UNIX -e 'IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1' "$SOCK" 2>/dev/null
+}
+
+start_greyd() {
+	echo "---- greyd started by e2e at $(date '+%F %T')" >>"$WORK/greyd.log"
+	"$GREYD" -config "$GDIR" >>"$WORK/greyd.log" 2>&1 &
+	GREYD_PID=$!
+	echo "$GREYD_PID" >"$WORK/greyd.pid"
+	local i
+	for i in $(seq 100); do
+		kill -0 "$GREYD_PID" 2>/dev/null || {
+			wait "$GREYD_PID" || true
+			GREYD_PID=
+			die "greyd exited at start (log below)"
+		}
+		sock_answers && return 0
+		sleep 0.1
+	done
+	die "greyd does not answer on $SOCK after 10s"
+}
+
+# stop_greyd [quiet]: SIGTERM, as systemd stops it; returns greyd's exit
+# status (and 124 if it did not stop within 15 s, after a SIGKILL).
+stop_greyd() {
+	[ -n "$GREYD_PID" ] || return 0
+	local pid=$GREYD_PID i st=0
+	GREYD_PID=
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		[ "${1:-}" = quiet ] || say "greyd (pid $pid) ignored SIGTERM for 15s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid" 2>/dev/null || st=$?
+	return "$st"
+}
+
+# ------------------------------------------------------------- assertions
+
+why=""       # why the current scenario failed
+SESSIONS=""  # its SMTP sessions, printed when it fails
+flunk() {
+	why=$*
+	return 1
+}
+
+# smtp NAME CLIENT_IP FROM TO[,TO...]: one SMTP session with swaks; the
+# transcript goes to $WORK/smtp/NAME.txt. The message's subject carries
+# [greyd-e2e RUN NAME], which is how the mailbox checks find it.
+smtp() {
+	local name=$1 ip=$2 from=$3 to=$4
+	SESSIONS="$SESSIONS $name"
+	swaks --server 127.0.0.1 --port "$PORT" --local-interface "$ip" \
+		--ehlo "$(echo "$HOSTS_LINES" | awk -v ip="$ip" '$1 == ip { print $2 }')" \
+		--from "$from" --to "$to" --timeout 30 \
+		--header "Subject: [greyd-e2e $RUN $name]" \
+		--body "greyd end-to-end test, session $name" \
+		>"$WORK/smtp/$name.txt" 2>&1 || true
+}
+
+# The server's replies in session NAME, one per line, without swaks' marks.
+replies() {
+	sed -nE 's/^<(\*\*|-|~) +//p' "$WORK/smtp/$1.txt"
+}
+
+# saw NAME ERE: the client saw a server reply matching ERE.
+saw() {
+	replies "$1" | grep -Eq -- "$2" || flunk "SMTP session $1: no reply matching /$2/"
+}
+
+# not_saw NAME ERE
+not_saw() {
+	if replies "$1" | grep -Eq -- "$2"; then
+		flunk "SMTP session $1: unexpected reply /$2/: $(replies "$1" | grep -E -- "$2" | head -n1)"
+	fi
+}
+
+# logged ERE [N]: Postfix's log gets at least N (1) lines matching ERE
+# within 10 s (postlogd writes asynchronously).
+logged() {
+	local n=${2:-1} i c=0
+	for i in $(seq 100); do
+		c=$(grep -Ec -- "$1" "$WORK/postfix.log" 2>/dev/null) || true
+		c=${c:-0}
+		[ "$c" -ge "$n" ] && return 0
+		sleep 0.1
+	done
+	flunk "Postfix's log: $c line(s) matching /$1/, want $n"
+}
+
+# not_logged ERE: Postfix's log has no line matching ERE.
+not_logged() {
+	if grep -Eq -- "$1" "$WORK/postfix.log" 2>/dev/null; then
+		flunk "Postfix's log: unexpected line: $(grep -E -- "$1" "$WORK/postfix.log" | head -n1)"
+	fi
+}
+
+# greyd_logged ERE: greyd's log has a line matching ERE.
+greyd_logged() {
+	grep -Eq -- "$1" "$WORK/greyd.log" || flunk "greyd's log: no line matching /$1/"
+}
+
+# headers NAME: for each message of session NAME in the mailbox, its
+# X-Greylist header lines (or "none"), one message per line, "|"-separated.
+headers() {
+	awk -v tok="[greyd-e2e $RUN $1]" '
+		function flush() { if (msg && hit) print (h == "" ? "none" : h) }
+		/^From / { flush(); msg = 1; inhdr = 1; hit = 0; h = ""; next }
+		inhdr && /^$/ { inhdr = 0; next }
+		inhdr && /^X-Greylist:/ { h = (h == "" ? $0 : h "|" $0) }
+		inhdr && /^Subject:/ && index($0, tok) { hit = 1 }
+		END { flush() }' "$MAILBOX" 2>/dev/null
+}
+
+# delivered NAME N: N copies of session NAME's message reach the mailbox
+# within 15 s.
+delivered() {
+	local i c=0
+	for i in $(seq 150); do
+		c=$(headers "$1" | wc -l)
+		[ "$c" -ge "$2" ] && break
+		sleep 0.1
+	done
+	[ "$c" -eq "$2" ] || flunk "mailbox $MAILBOX: $c cop(ies) of session $1's message, want $2"
+}
+
+# one_greylist_header NAME: every delivered copy has exactly one
+# X-Greylist header, "delayed N seconds by greyd-..." with N >= DELAY.
+one_greylist_header() {
+	local h n re='^X-Greylist: delayed ([0-9]+) seconds by greyd-[^ ]+ at greyd-e2e\.test; .+'
+	while IFS= read -r h; do
+		case $h in
+		none) flunk "mailbox: a copy of session $1's message has no X-Greylist header" || return 1 ;;
+		*"|"*) flunk "mailbox: a copy of session $1's message has several X-Greylist headers: $h" || return 1 ;;
+		esac
+		[[ $h =~ $re ]] ||
+			flunk "mailbox: unexpected header in session $1's message: $h" || return 1
+		n=${BASH_REMATCH[1]}
+		[ "$n" -ge "$DELAY" ] || flunk "mailbox: $h: delayed less than the $DELAY s delay" || return 1
+	done < <(headers "$1")
+}
+
+# no_greylist_header NAME: mail that was never greylisted carries none.
+no_greylist_header() {
+	if headers "$1" | grep -qv '^none$'; then
+		flunk "mailbox: session $1's message has $(headers "$1" | grep -v '^none$' | head -n1)"
+	fi
+}
+
+# wait_until T: sleep until $SECONDS reaches T.
+wait_until() {
+	local left=$(($1 - SECONDS))
+	[ "$left" -le 0 ] || sleep "$left"
+}
+
+GREYLISTED='Recipient address rejected: Greylisted, see http://postgrey\.schweikert\.ch/help/e2e\.test\.html'
+
+# reject450 NAME RCPT: the client got greyd's 450 for RCPT.
+reject450() {
+	local r=${2//+/\\+}
+	saw "$1" "^450 4\.2\.0 <$r>: $GREYLISTED\$"
+}
+
+# never_rejected SENDER: Postfix rejected nothing from SENDER.
+never_rejected() {
+	not_logged "NOQUEUE: reject: .* from=<${1//+/\\+}> "
+}
+
+# noqueue SENDER RCPT N: Postfix logged N greylisting rejects for them.
+noqueue() {
+	local s=${1//+/\\+} r=${2//+/\\+}
+	logged "NOQUEUE: reject: RCPT from [^ ]+: 450 4\.2\.0 <$r>: $GREYLISTED; from=<$s> to=<$r> " "$3"
+}
+
+# accepted NAME RCPT...: each RCPT got 250, the message was queued, and
+# Postfix logged its local delivery to each.
+accepted() {
+	local name=$1 r
+	shift
+	for r in "$@"; do
+		saw "$name" "^250 2\.1\.5 Ok" || return 1
+		r=${r//+/\\+}
+		logged "postfix/local\[[0-9]+\]: [0-9A-Za-z]+: (to|.*, orig_to)=<$r>, .*status=sent \(delivered to mailbox\)" || return 1
+	done
+	saw "$name" "^250 2\.0\.0 Ok: queued as " || return 1
+	[ "$(replies "$name" | grep -Ec '^250 2\.1\.5 ')" -eq $# ] || flunk "SMTP session $name: not every recipient got 250"
+}
+
+scenario() {
+	local n=$1 title=$2
+	why=""
+	SESSIONS=""
+	if "scenario_$n"; then
+		PASSED=$((PASSED + 1))
+		echo "PASS scenario $n: $title${NOTE:+ ($NOTE)}"
+	else
+		FAILED=$((FAILED + 1))
+		echo "FAIL scenario $n: $title: ${why:-failed}"
+		local s
+		for s in $SESSIONS; do
+			echo "---- SMTP session $s (swaks transcript)"
+			cat "$WORK/smtp/$s.txt"
+		done
+	fi
+	NOTE=""
+}
+NOTE=""
+
+# -------------------------------------------------------------- scenarios
+
+S1="s1-$RUN@sender-e2e.test"
+T1=0
+
+scenario_1() { # first attempt: 450 with greyd's text for every recipient
+	smtp s1 "$CLIENT" "$S1" "e2e+s1a@e2e.test,e2e+s1b@e2e.test"
+	T1=$SECONDS
+	reject450 s1 e2e+s1a@e2e.test || return 1
+	reject450 s1 e2e+s1b@e2e.test || return 1
+	not_saw s1 '^250 2\.0\.0' || return 1
+	noqueue "$S1" e2e+s1a@e2e.test 1 || return 1
+	noqueue "$S1" e2e+s1b@e2e.test 1 || return 1
+	logged "connect from client\.sender-e2e\.test\[127\.0\.0\.2\]" || return 1
+	greyd_logged "action=greylist, reason=new, client_name=client\.sender-e2e\.test, client_address=127\.0\.0\.2, sender=$S1, recipient=e2e\+s1a@e2e\.test" || return 1
+	delivered s1 0
+}
+
+scenario_2() { # retry before the delay: 450 again
+	# At least a second later: greyd, like Postgrey, counts in whole
+	# seconds and calls a retry within the first attempt's second "new".
+	wait_until $((T1 + 2))
+	smtp s2 "$CLIENT" "$S1" "e2e+s1a@e2e.test,e2e+s1b@e2e.test"
+	[ $((SECONDS - T1)) -lt "$DELAY" ] || flunk "too slow: the retry came after the delay" || return 1
+	reject450 s2 e2e+s1a@e2e.test || return 1
+	reject450 s2 e2e+s1b@e2e.test || return 1
+	noqueue "$S1" e2e+s1a@e2e.test 2 || return 1
+	noqueue "$S1" e2e+s1b@e2e.test 2 || return 1
+	greyd_logged "action=greylist, reason=early-retry \([0-9]+s missing\), .*sender=$S1, recipient=e2e\+s1a@e2e\.test" || return 1
+	delivered s2 0
+}
+
+scenario_3() { # retry after the delay: 250, one X-Greylist header per message
+	wait_until $((T1 + DELAY + 1))
+	smtp s3 "$CLIENT" "$S1" "e2e+s1a@e2e.test,e2e+s1b@e2e.test"
+	accepted s3 e2e+s1a@e2e.test e2e+s1b@e2e.test || return 1
+	delivered s3 2 || return 1 # one copy per recipient, same mailbox
+	one_greylist_header s3 || return 1
+	greyd_logged "action=pass, reason=triplet found, delay=[0-9]+, .*sender=$S1, recipient=e2e\+s1a@e2e\.test" || return 1
+	NOTE="$(headers s3 | head -n1)"
+}
+
+scenario_4() { # whitelisted client address, client name, recipient: at once
+	local s4a="s4a-$RUN@sender-e2e.test" s4b="s4b-$RUN@sender-e2e.test" s4c="s4c-$RUN@sender-e2e.test"
+	smtp s4a "$WL_ADDR" "$s4a" e2e+s4a@e2e.test
+	never_rejected "$s4a" || return 1
+	accepted s4a e2e+s4a@e2e.test || return 1
+	delivered s4a 1 || return 1
+	no_greylist_header s4a || return 1
+	greyd_logged "action=pass, reason=client whitelist, .*sender=$s4a" || return 1
+
+	smtp s4b "$WL_NAME" "$s4b" e2e+s4b@e2e.test
+	never_rejected "$s4b" || return 1
+	accepted s4b e2e+s4b@e2e.test || return 1
+	logged "client=mx\.trusted-e2e\.test\[127\.0\.0\.4\]" || return 1
+	delivered s4b 1 || return 1
+	no_greylist_header s4b || return 1
+	greyd_logged "action=pass, reason=client whitelist, client_name=mx\.trusted-e2e\.test, .*sender=$s4b" || return 1
+
+	smtp s4c "$CLIENT" "$s4c" postmaster@e2e.test
+	never_rejected "$s4c" || return 1
+	accepted s4c postmaster@e2e.test || return 1
+	delivered s4c 1 || return 1
+	no_greylist_header s4c || return 1
+	greyd_logged "action=pass, reason=recipient whitelist, .*sender=$s4c, recipient=postmaster@e2e\.test" || return 1
+}
+
+scenario_5() { # greyd restarted between the first attempt and the retry
+	local s5="s5-$RUN@sender-e2e.test" t st=0
+	smtp s5-first "$CLIENT" "$s5" e2e+s5@e2e.test
+	t=$SECONDS
+	reject450 s5-first e2e+s5@e2e.test || return 1
+	noqueue "$s5" e2e+s5@e2e.test 1 || return 1
+	stop_greyd || st=$?
+	[ "$st" -eq 0 ] || flunk "greyd exited with status $st on SIGTERM" || return 1
+	start_greyd
+	wait_until $((t + DELAY + 1))
+	smtp s5-retry "$CLIENT" "$s5" e2e+s5@e2e.test
+	accepted s5-retry e2e+s5@e2e.test || return 1
+	delivered s5-retry 1 || return 1
+	one_greylist_header s5-retry
+}
+
+# Rewrites the policy line of the running Postfix's main.cf and reloads.
+set_policy_line() {
+	local from=$1 to=$2 n
+	grep -qxF -- "$from" "$PFDIR/main.cf" || die "main.cf has no line '$from'"
+	awk -v from="$from" -v to="$to" '$0 == from { $0 = to } { print }' "$PFDIR/main.cf" >"$PFDIR/main.cf.new"
+	mv "$PFDIR/main.cf.new" "$PFDIR/main.cf"
+	n=$(grep -c 'postfix/master.*: reload' "$WORK/postfix.log" || true)
+	postfix -c "$PFDIR" reload >/dev/null 2>&1 || die "postfix reload failed"
+	logged 'postfix/master.*: reload' $((n + 1)) || die "Postfix did not reload"
+}
+
+scenario_6() { # greyd stopped: default defers (451), fail-open accepts
+	local s6a="s6a-$RUN@sender-e2e.test" s6b="s6b-$RUN@sender-e2e.test" st=0
+	stop_greyd || st=$?
+	# README: without default_action, Postfix defers.
+	smtp s6a "$CLIENT" "$s6a" e2e+s6a@e2e.test
+	# README's fail-open setting.
+	set_policy_line "$POLICY_LINE" "$FAILOPEN_LINE"
+	smtp s6b "$CLIENT" "$s6b" e2e+s6b@e2e.test
+	set_policy_line "$FAILOPEN_LINE" "$POLICY_LINE"
+	start_greyd
+
+	[ "$st" -eq 0 ] || flunk "greyd exited with status $st on SIGTERM" || return 1
+	saw s6a '^451 4\.3\.5 <e2e\+s6a@e2e\.test>: Recipient address rejected: Server configuration problem$' || return 1
+	logged 'warning: problem talking to server greyd/socket' || return 1
+	never_rejected "$s6b" || return 1
+	accepted s6b e2e+s6b@e2e.test || return 1
+	delivered s6b 1 || return 1
+	no_greylist_header s6b
+}
+
+scenario_7() { # whitelist edit applies to the next session, no restart
+	local i s
+	smtp s7-before "$LATE" "s7-before-$RUN@sender-e2e.test" e2e+s7@e2e.test
+	reject450 s7-before e2e+s7@e2e.test || return 1
+	# An admin's edit, in place.
+	printf '%s\n' "$LATE" >>"$GDIR/whitelist_clients.local"
+	# A fresh sender each time: only the whitelist can let it through.
+	for i in $(seq 10); do
+		sleep 1
+		s="s7-try$i"
+		smtp "$s" "$LATE" "$s-$RUN@sender-e2e.test" e2e+s7@e2e.test
+		if replies "$s" | grep -q '^250 2\.0\.0 Ok: queued'; then
+			accepted "$s" e2e+s7@e2e.test || return 1
+			delivered "$s" 1 || return 1
+			NOTE="hot reload: applied within ${i}s of the edit, no signal"
+			return 0
+		fi
+		reject450 "$s" e2e+s7@e2e.test || return 1
+	done
+	if [ "${E2E_STRICT_RELOAD:-1}" != 0 ]; then
+		flunk "greyd did not pick up the edit of whitelist_clients.local within 10s (no hot reload; E2E_STRICT_RELOAD=0 tries SIGHUP then)"
+		return 1
+	fi
+	say "scenario 7: no hot reload within 10s; sending SIGHUP"
+	kill -HUP "$GREYD_PID"
+	sleep 1
+	s="s7-hup"
+	smtp "$s" "$LATE" "$s-$RUN@sender-e2e.test" e2e+s7@e2e.test
+	accepted "$s" e2e+s7@e2e.test || return 1
+	delivered "$s" 1 || return 1
+	NOTE="NEEDED SIGHUP: greyd did not reload by itself within 10s"
+}
+
+# ------------------------------------------------------------------- main
+
+[ "$(id -u)" -eq 0 ] || die "run as root (installs Postfix, runs it on $SPOOL)"
+check_readme
+install_packages
+mkdir -p "$WORK"
+rm -rf "$WORK/smtp"
+mkdir -p "$WORK/smtp"
+setup_user
+setup_postfix
+setup_greyd
+
+scenario 1 "first attempt: 450 with greyd's text, Postfix logs NOQUEUE reject"
+scenario 2 "retry before the delay: 450 again"
+scenario 3 "retry after the delay: 250, one X-Greylist header per message with 2 recipients"
+scenario 4 "whitelisted client address, client name and recipient (postmaster@): accepted at once"
+scenario 5 "greyd restarted between attempt and retry: retry accepted"
+scenario 6 "greyd stopped: 451 by default, accepted with default_action=DUNNO"
+scenario 7 "edit of whitelist_clients.local: next session whitelisted without restart"
