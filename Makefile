@@ -6,7 +6,7 @@ GO         ?= go
 GOFLAGS_B  := -trimpath -ldflags "-X main.version=$(VERSION)"
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test test-race fuzz vet e2e package check-packages bench deps check clean
+.PHONY: all build run test fuzz vet activation e2e package check-packages bench deps check clean
 
 all: build
 
@@ -27,6 +27,11 @@ vet:
 # real binary over real sockets).
 test:
 	$(GO) test -race -count=1 ./...
+
+# Socket activation and sd_notify from the source tree, without systemd as
+# PID 1: greyd under systemd-socket-activate with a fake NOTIFY_SOCKET.
+activation: build
+	$(GO) run ./dist/sdtest -bin build/greyd
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for longer).
 fuzz:
@@ -49,7 +54,7 @@ deps:
 	./dist/install-deps.sh
 
 # Everything CI runs.
-check: deps vet test fuzz e2e check-packages
+check: deps vet test activation fuzz e2e check-packages
 
 clean:
 	rm -rf build

@@ -9,7 +9,7 @@ t=${1:-10s}
 for pkg in $(go list ./...); do
 	for f in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "fuzz $pkg $f ($t)"
-		go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" >/tmp/greyd-fuzz.$$ 2>&1 || {
+		go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 5s "$pkg" >/tmp/greyd-fuzz.$$ 2>&1 || {
 			cat /tmp/greyd-fuzz.$$; rm -f /tmp/greyd-fuzz.$$; exit 1; }
 	done
 done
