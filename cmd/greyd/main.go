@@ -111,7 +111,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(path string, stderr io.Writer) int {
-	log := slog.New(logging.New(stderr, logging.Options{Journal: logging.Detect()}))
+	// Decision lines wait up to 100 ms to be written in batches; warnings
+	// and errors go out at once.
+	lh := logging.New(stderr, logging.Options{Journal: logging.Detect(), FlushAfter: 100 * time.Millisecond})
+	defer lh.Flush()
+	log := slog.New(lh)
 	host, _ := os.Hostname()
 	opts := reload.Options{Version: version, Hostname: host, CreateKey: true}
 

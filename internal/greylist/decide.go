@@ -191,8 +191,10 @@ func Decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		}
 	}
 	diff := delay - (t - first)
-	if err := st.PutTriplet(ctx, key, store.Triplet{First: first, Last: t}, tripletTTL(diff, first, t, retry, maxAge)); err != nil {
-		return Decision{Kind: Failed, Now: now, Err: err}
+	if needsWrite(found, trip, first, t, diff, lastOK) {
+		if err := st.PutTriplet(ctx, key, store.Triplet{First: first, Last: t}, tripletTTL(diff, first, t, retry, maxAge)); err != nil {
+			return Decision{Kind: Failed, Now: now, Err: err}
+		}
 	}
 
 	if awl && diff <= 0 && !lastOK {
@@ -221,6 +223,31 @@ func Decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		d.Kind, d.Reason = Pass, TripletFound
 	}
 	return d
+}
+
+// refreshInterval is how stale the last-seen time of a passed triplet may
+// get before a request rewrites it: max_age (days) is then enforced to
+// within a minute, and a busy triplet costs one write a minute, not one a
+// request.
+const refreshInterval = 60
+
+// needsWrite reports whether the stored triplet must change. Postgrey
+// rewrites "first,last" on every request (one fdatasync each); greyd writes
+// only what a later decision can observe: a new or restarted entry (first
+// changed), the first pass (last-first reaches the delay), and the
+// last-seen time of a passed triplet, at most once a refreshInterval. An
+// early retry's last-seen time is never read: an unpassed entry is judged
+// by its first-seen time alone, and expires by it.
+func needsWrite(found bool, old store.Triplet, first, now, diff int64, lastOK bool) bool {
+	switch {
+	case !found || old.First != first:
+		return true
+	case diff > 0:
+		return false
+	case !lastOK:
+		return true
+	}
+	return now-old.Last >= refreshInterval || old.Last > now
 }
 
 // tripletTTL keeps an entry only as long as it can still matter, so the

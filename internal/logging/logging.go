@@ -19,8 +19,7 @@ import (
 
 // Handler is a slog.Handler writing one line per record.
 type Handler struct {
-	mu      *sync.Mutex
-	w       io.Writer
+	out     *sink
 	level   slog.Leveler
 	journal bool
 	prefix  string // pre-rendered attributes from WithAttrs
@@ -33,7 +32,64 @@ type Options struct {
 	// Journal selects priority prefixes and no timestamps; Detect sets it
 	// when stderr is connected to journald.
 	Journal bool
+	// FlushAfter, when positive, lets records below Warn wait in a buffer
+	// for up to this long, so that a busy server does not pay one write
+	// system call per decision line. Warnings and errors are written at
+	// once, after whatever waits. Call Flush before exiting.
+	FlushAfter time.Duration
 }
+
+// sink is the writer shared by a handler and the handlers derived from it.
+type sink struct {
+	mu      sync.Mutex
+	w       io.Writer
+	buf     []byte
+	after   time.Duration
+	pending bool
+}
+
+const maxPending = 64 << 10
+
+func (s *sink) write(line []byte, urgent bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.after <= 0 {
+		_, err := s.w.Write(line)
+		return err
+	}
+	s.buf = append(s.buf, line...)
+	if urgent || len(s.buf) >= maxPending {
+		return s.flushLocked()
+	}
+	if !s.pending {
+		s.pending = true
+		time.AfterFunc(s.after, s.flush)
+	}
+	return nil
+}
+
+func (s *sink) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
+}
+
+func (s *sink) flushLocked() error {
+	s.pending = false
+	if len(s.buf) == 0 {
+		return nil
+	}
+	_, err := s.w.Write(s.buf)
+	if cap(s.buf) > 4*maxPending {
+		s.buf = nil
+	} else {
+		s.buf = s.buf[:0]
+	}
+	return err
+}
+
+// Flush writes whatever waits in the buffer.
+func (h *Handler) Flush() { h.out.flush() }
 
 // Detect reports whether stderr goes to journald.
 func Detect() bool { return os.Getenv("JOURNAL_STREAM") != "" }
@@ -43,7 +99,7 @@ func New(w io.Writer, o Options) *Handler {
 	if o.Level == nil {
 		o.Level = slog.LevelInfo
 	}
-	return &Handler{mu: new(sync.Mutex), w: w, level: o.Level, journal: o.Journal}
+	return &Handler{out: &sink{w: w, after: o.FlushAfter}, level: o.Level, journal: o.Journal}
 }
 
 // Enabled implements slog.Handler.
@@ -82,9 +138,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		return true
 	})
 	b = append(b, '\n')
-	h.mu.Lock()
-	_, err := h.w.Write(b)
-	h.mu.Unlock()
+	err := h.out.write(b, r.Level >= slog.LevelWarn)
 	*bp = b
 	if cap(b) <= 64<<10 {
 		bufPool.Put(bp)

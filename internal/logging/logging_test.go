@@ -3,7 +3,10 @@ package logging
 import (
 	"bytes"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestHandlerLines(t *testing.T) {
@@ -49,3 +52,40 @@ func TestWithAttrsAndGroup(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestBufferedFlush(t *testing.T) {
+	var buf syncBuffer
+	h := New(&buf, Options{Journal: true, FlushAfter: time.Hour})
+	l := slog.New(h)
+	l.Log(t.Context(), slog.Level(2), "action=pass")
+	if got := buf.String(); got != "" {
+		t.Fatalf("notice written at once with buffering on: %q", got)
+	}
+	l.Warn("disk trouble")
+	if got, want := buf.String(), "<5>action=pass\n<4>warning: disk trouble\n"; got != want {
+		t.Fatalf("a warning must flush what waits, in order: got %q, want %q", got, want)
+	}
+	l.Info("later")
+	h.Flush()
+	if got := buf.String(); !strings.HasSuffix(got, "<6>later\n") {
+		t.Fatalf("Flush: got %q", got)
+	}
+	// The timer flushes too.
+	h2 := New(&buf, Options{Journal: true, FlushAfter: 10 * time.Millisecond})
+	slog.New(h2).Info("timed")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.HasSuffix(buf.String(), "<6>timed\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("buffered line never flushed: %q", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
