@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkScale measures the store at a realistic size: it fills a file
+// database with GREYD_SCALE triplets (default 1,000,000) shaped like
+// greyd's keys, reopens it, and reports the start-up time (integrity check
+// plus buntdb's load and index rebuild), the heap it takes, bytes per
+// triplet on disk and in memory, and lookups per second at that size.
+//
+//	GREYD_SCALE=5000000 go test -run '^$' -bench Scale -benchtime 1x ./internal/store
+func BenchmarkScale(b *testing.B) {
+	n := 1_000_000
+	if s := os.Getenv("GREYD_SCALE"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = v
+	}
+	path := filepath.Join(b.TempDir(), "greyd.db")
+	ctx := context.Background()
+	key := func(i int) string {
+		return fmt.Sprintf("198.%d.%d.0/sender%d@example.net/rcpt%d@example.org", i>>16&255, i>>8&255, i, i%1000)
+	}
+	db, err := Open(path, Options{Sync: SyncNever})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().Unix()
+	for i := 0; i < n; i++ {
+		if err := db.PutTriplet(ctx, key(i), Triplet{First: now - 400, Last: now}, 35*24*time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	db.Close()
+	fi, _ := os.Stat(path)
+
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		db, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		open := time.Since(start)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		const lookups = 200_000
+		start = time.Now()
+		for j := 0; j < lookups; j++ {
+			if _, found, err := db.Triplet(ctx, key(j*7919%n)); err != nil || !found {
+				b.Fatalf("lookup %d: found=%v err=%v", j, found, err)
+			}
+		}
+		perLookup := time.Since(start) / lookups
+		db.Close()
+		b.ReportMetric(float64(n), "triplets")
+		b.ReportMetric(open.Seconds(), "open-s")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "heap-MB")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/triplet")
+		b.ReportMetric(float64(fi.Size())/float64(n), "disk-B/triplet")
+		b.ReportMetric(float64(perLookup.Nanoseconds()), "ns/lookup")
+	}
+}
