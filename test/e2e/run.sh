@@ -371,9 +371,14 @@ not_logged() {
 	fi
 }
 
-# greyd_logged ERE: greyd's log has a line matching ERE.
+# greyd_logged ERE: greyd's log has a line matching ERE within 3 s
+# (greyd writes decision lines in batches, at most 100 ms late).
 greyd_logged() {
-	grep -Eq -- "$1" "$WORK/greyd.log" || flunk "greyd's log: no line matching /$1/"
+	for _ in $(seq 30); do
+		grep -Eq -- "$1" "$WORK/greyd.log" && return 0
+		sleep 0.1
+	done
+	flunk "greyd's log: no line matching /$1/"
 }
 
 # headers NAME: for each message of session NAME in the mailbox, its
