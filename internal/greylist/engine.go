@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"greyd/internal/logging"
 	"greyd/internal/policy"
 	"greyd/internal/store"
 )
@@ -26,7 +27,27 @@ type Engine struct {
 	inst  instances
 
 	decisions [Failed + 1]atomic.Uint64
+
+	// Store failures: one error line per storeErrorEvery, and a line when
+	// the store works again.
+	storeErrs    logging.Limiter
+	failing      atomic.Bool
+	failingSince atomic.Int64 // unix nanoseconds of the first failure
+	failures     atomic.Uint64
+
+	// The store timeout (deadline.go).
+	timeout                   atomic.Int64 // nanoseconds; 0: no deadline
+	startWorkers, stopWorkers sync.Once
+	closed                    atomic.Bool
+	jobs                      chan *job
+	quit                      chan struct{}
+	stuck                     atomic.Int64 // abandoned decisions still running
+	stuckSince                atomic.Int64 // unix nanoseconds
 }
+
+// storeErrorEvery is how often a failing store is logged: a dead disk
+// fails every request, and a line per request would flood the journal.
+const storeErrorEvery = 10 * time.Second
 
 // NewEngine returns an Engine deciding with snap and st; now is the clock.
 func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.Logger) *Engine {
@@ -37,6 +58,7 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{store: st, now: now, log: log}
+	e.storeErrs.Interval = storeErrorEvery
 	e.snap.Store(snap)
 	return e
 }
@@ -57,10 +79,15 @@ func (e *Engine) Counts() (skip, pass, firstPass, greylist, failed uint64) {
 // ServePolicy decides req, logs the decision and returns the reply action.
 func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 	snap := e.snap.Load()
-	d := Decide(ctx, req, snap, e.store, e.now())
+	now := e.now()
+	d := e.decide(ctx, req, snap, now)
 	e.decisions[d.Kind].Add(1)
 	if d.Err != nil && d.Kind != Failed {
-		e.log.Error(fmt.Sprintf("updating auto-whitelist for %s: %v", req.ClientAddress, d.Err))
+		e.storeFailed(now, fmt.Sprintf("updating auto-whitelist for %s: %v", req.ClientAddress, d.Err))
+	} else if d.Kind != Failed && d.Reason >= ClientAWL && e.failing.Load() {
+		// Whitelist decisions (reasons before ClientAWL) never reach
+		// the store, so they prove nothing about it.
+		e.storeWorks(now)
 	}
 	if d.FutureCorrected {
 		e.log.Warn("correcting date for first seen in the future!")
@@ -77,7 +104,11 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 		e.log.Warn(d.Warning + ": answering DUNNO" + describe(req))
 		return "DUNNO"
 	case Failed:
-		e.log.Error(fmt.Sprintf("store failed, answering DUNNO (mail is not greylisted meanwhile): %v%s", d.Err, describe(req)))
+		if snap.DeferOnStoreError {
+			e.storeFailed(now, fmt.Sprintf("store failed, answering DEFER_IF_PERMIT (on_store_error = \"defer\"): %v%s", d.Err, describe(req)))
+			return storeErrorReply(snap)
+		}
+		e.storeFailed(now, fmt.Sprintf("store failed, answering DUNNO (mail is not greylisted meanwhile): %v%s", d.Err, describe(req)))
 		return "DUNNO"
 	case Greylist:
 		e.logDecision(req, "greylist", d, 0)
@@ -107,6 +138,44 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 	}
 }
 
+// storeFailed logs a store failure, at most once per storeErrorEvery; the
+// line says how many were left out since the previous one.
+func (e *Engine) storeFailed(now time.Time, msg string) {
+	e.failures.Add(1)
+	if e.failing.CompareAndSwap(false, true) {
+		e.failingSince.Store(now.UnixNano())
+	}
+	ok, dropped := e.storeErrs.Allow(now)
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		msg += fmt.Sprintf(" [%d more store failures not logged since the previous line]", dropped)
+	}
+	e.log.Error(msg)
+}
+
+// storeWorks logs, once, that the store answered again after failures.
+func (e *Engine) storeWorks(now time.Time) {
+	if !e.failing.CompareAndSwap(true, false) {
+		return
+	}
+	e.storeErrs.Reset()
+	n := e.failures.Swap(0)
+	since := time.Unix(0, e.failingSince.Load())
+	e.log.Warn(fmt.Sprintf("store works again: %d request(s) failed since %s; greylisting resumed",
+		n, since.UTC().Format("2006-01-02 15:04:05 UTC")))
+}
+
+// storeErrorReply is the fail-closed answer: the store's failure must not
+// let mail through ungreylisted, so defer it with a text that says why.
+func storeErrorReply(snap *Snapshot) string {
+	if snap.StoreErrorText == "" {
+		return "DEFER_IF_PERMIT"
+	}
+	return "DEFER_IF_PERMIT " + snap.StoreErrorText
+}
+
 // greylistReply builds "ACTION text" with every %s (seconds left) and %r
 // (recipient domain) replaced, and Postgrey's "4.2.0 " prefix when Postfix
 // sent etrn_domain (it always does since 2.3) and the text has no status
@@ -128,7 +197,7 @@ func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
 		case 's':
 			return strconv.AppendInt(b, missing, 10), true
 		case 'r':
-			return append(b, domain...), true
+			return appendPrintable(b, domain), true
 		}
 		return b, false
 	})
@@ -136,6 +205,20 @@ func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
 		return snap.Action
 	}
 	return snap.Action + " " + msg
+}
+
+// appendPrintable appends s with control characters replaced by '?': the
+// recipient comes from the SMTP client, and a reply must stay one line
+// that Postfix reads as it was meant (found by FuzzDecide).
+func appendPrintable(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c == 0x7f {
+			c = '?'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // expand replaces every %x placeholder that repl knows in one pass, so

@@ -3,7 +3,8 @@
 // client-network/sender/recipient triplet. Decide is a pure function of the
 // request, an immutable Snapshot of the configuration, the store and the
 // time; Engine adds what must live between requests (the snapshot in use,
-// the per-message header dedupe) and the log line of each decision.
+// the per-message header dedupe), the store timeout, the answer to a
+// store failure (fail open or closed) and the log line of each decision.
 package greylist
 
 import (
@@ -29,6 +30,10 @@ type Settings struct {
 	Hostname                   string
 	Version                    string
 	AutoWhitelistClients       int // 0 disables
+	// DeferOnStoreError answers DEFER_IF_PERMIT StoreErrorText instead
+	// of DUNNO when the store fails (fail closed instead of open).
+	DeferOnStoreError bool
+	StoreErrorText    string
 	// UseTestTime honours Postgrey's non-standard policy_test_time
 	// attribute as the request's clock (its test suite and policy-test
 	// replay tool rely on it).

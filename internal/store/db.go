@@ -256,8 +256,14 @@ func (d *DB) autoShrink() {
 	}
 }
 
+// closeTimeout bounds Close: a database stuck on a hung disk must not keep
+// greyd from exiting. A variable for tests.
+var closeTimeout = 10 * time.Second
+
 // Close flushes and closes the database and releases the lock. It is
-// idempotent; other methods return ErrClosed afterwards.
+// idempotent; other methods return ErrClosed afterwards. If the disk does
+// not let it finish within 10 s, Close returns an error and keeps the lock
+// (the process is about to exit, which releases it).
 func (d *DB) Close() error {
 	if !d.closed.CompareAndSwap(false, true) {
 		return nil
@@ -265,11 +271,23 @@ func (d *DB) Close() error {
 	if d.stop != nil {
 		close(d.stop)
 	}
-	err := d.db.Close() // fsyncs; a running Shrink fails fast after this
-	if d.stop != nil {
-		<-d.done
-		d.shrinkMu.Lock() // wait for a Shrink call still cleaning up
-		d.shrinkMu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		err := d.db.Close() // fsyncs; a running Shrink fails fast after this
+		if d.stop != nil {
+			<-d.done
+			d.shrinkMu.Lock() // wait for a Shrink call still cleaning up
+			d.shrinkMu.Unlock()
+		}
+		done <- err
+	}()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-t.C:
+		return fmt.Errorf("close database %q: still busy after %v (hung disk?); writes of the last second may be lost", d.path, closeTimeout)
 	}
 	if d.lock != nil {
 		unlockFile(d.lock)

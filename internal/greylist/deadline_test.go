@@ -1,0 +1,341 @@
+package greylist
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"greyd/internal/logging"
+	"greyd/internal/policy"
+	"greyd/internal/store"
+)
+
+// gated is a Store whose operations wait while the gate is closed, like
+// buntdb behind a write hung on a dead disk; with panics set they panic,
+// like buntdb failing to truncate a failed write.
+type gated struct {
+	store.Store
+	gate   atomic.Pointer[chan struct{}]
+	calls  atomic.Int64
+	panics atomic.Bool
+}
+
+// hold makes operations wait until the returned function is called.
+func (g *gated) hold() (release func()) {
+	ch := make(chan struct{})
+	g.gate.Store(&ch)
+	var once sync.Once
+	return func() { once.Do(func() { g.gate.Store(nil); close(ch) }) }
+}
+
+func (g *gated) wait() {
+	g.calls.Add(1)
+	if g.panics.Load() {
+		panic("buntdb: truncate failed")
+	}
+	if ch := g.gate.Load(); ch != nil {
+		<-*ch
+	}
+}
+
+func (g *gated) Triplet(ctx context.Context, key string) (store.Triplet, bool, error) {
+	g.wait()
+	return g.Store.Triplet(ctx, key)
+}
+
+func (g *gated) Client(ctx context.Context, key string) (store.Client, bool, error) {
+	g.wait()
+	return g.Store.Client(ctx, key)
+}
+
+// syncLog is a goroutine-safe log sink.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// deadlineEngine is an engine with a store timeout over a gated store, a
+// settable clock and a log.
+func deadlineEngine(t *testing.T, timeout time.Duration) (*Engine, *gated, *atomic.Int64, *syncLog) {
+	t.Helper()
+	g := &gated{Store: newStore(t)}
+	var clock atomic.Int64
+	clock.Store(t0.UnixNano())
+	logs := &syncLog{}
+	e := NewEngine(g, testSnapshot(t), func() time.Time { return time.Unix(0, clock.Load()) },
+		slog.New(logging.New(logs, logging.Options{Journal: true})))
+	e.SetStoreTimeout(timeout)
+	t.Cleanup(e.Close)
+	return e, g, &clock, logs
+}
+
+// answer calls ServePolicy and fails the test if it has not returned
+// after 10 s: the property under test is that it does not wait for a
+// stuck store, so this bound only catches a hang.
+func answer(t *testing.T, e *Engine, r *policy.Request) string {
+	t.Helper()
+	ch := make(chan string, 1)
+	go func() { ch <- e.ServePolicy(context.Background(), r) }()
+	select {
+	case got := <-ch:
+		return got
+	case <-time.After(10 * time.Second):
+		t.Fatalf("request for %s/%s/%s blocked on the store", r.ClientAddress, r.Sender, r.Recipient)
+		return ""
+	}
+}
+
+func TestStoreTimeout(t *testing.T) {
+	e, g, clock, logs := deadlineEngine(t, 250*time.Millisecond)
+	a := req("198.51.100.60", "", "a@x.example", "b@y.example")
+	const greylisted = "DEFER_IF_PERMIT Greylisted, see http://postgrey.schweikert.ch/help/y.example.html"
+	if got := answer(t, e, a); got != greylisted {
+		t.Fatalf("healthy store: got %q, want %q", got, greylisted)
+	}
+
+	release := g.hold()
+	defer release()
+	b := req("198.51.100.61", "", "c@x.example", "d@y.example")
+	if got := answer(t, e, b); got != "DUNNO" {
+		t.Errorf("stuck store: got %q, want DUNNO", got)
+	}
+	if !strings.Contains(logs.String(), "<3>error: store failed, answering DUNNO (mail is not greylisted meanwhile): database did not answer in time (no answer within 250ms) (client [198.51.100.61])") {
+		t.Errorf("stuck store: log lacks the failure:\n%s", logs)
+	}
+
+	// While that decision is stuck, requests do not queue behind it and
+	// do not reach the store; whitelists still work.
+	calls := g.calls.Load()
+	for i := 0; i < 100; i++ {
+		if got := answer(t, e, req("198.51.100.62", "", fmt.Sprintf("s%d@x.example", i), "d@y.example")); got != "DUNNO" {
+			t.Fatalf("request %d behind a stuck one: got %q, want DUNNO", i, got)
+		}
+	}
+	if got := answer(t, e, req("192.0.2.7", "", "c@x.example", "d@y.example")); got != "DUNNO" ||
+		!strings.Contains(logs.String(), "action=pass, reason=client whitelist") {
+		t.Errorf("whitelisted client while stuck: got %q, log:\n%s", got, logs)
+	}
+	if n := g.calls.Load() - calls; n != 0 {
+		t.Errorf("%d operations reached the stuck store", n)
+	}
+	// One error line, not 101.
+	if n := strings.Count(logs.String(), "store failed"); n != 1 {
+		t.Errorf("%d store failure lines within %v, want 1:\n%s", n, storeErrorEvery, logs)
+	}
+	clock.Add(int64(storeErrorEvery))
+	answer(t, e, b)
+	if !strings.Contains(logs.String(), "database did not answer in time: an earlier request has been waiting for it for ") ||
+		!strings.Contains(logs.String(), "[100 more store failures not logged since the previous line]") {
+		t.Errorf("after %v: log lacks the next failure line with the count:\n%s", storeErrorEvery, logs)
+	}
+
+	// The stuck decision returns: the store is used again.
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for answer(t, e, a) == "DUNNO" {
+		if time.Now().After(deadline) {
+			t.Fatalf("store never used again after it recovered:\n%s", logs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// 102 failures, and maybe a few more while the worker finished.
+	var n int
+	if i := strings.Index(logs.String(), "<4>warning: store works again: "); i < 0 {
+		t.Errorf("no recovery line:\n%s", logs)
+	} else if _, err := fmt.Sscanf(logs.String()[i:], "<4>warning: store works again: %d request(s) failed since 2026-11-22 11:00:00 UTC; greylisting resumed", &n); err != nil || n < 102 {
+		t.Errorf("recovery line: %d, %v; want at least 102 failures since 2026-11-22 11:00:00 UTC:\n%s", n, err, logs)
+	}
+	// Greylisting state from before the failure is intact.
+	clock.Add(int64(5 * time.Minute))
+	if got := answer(t, e, a); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 310 seconds") {
+		t.Errorf("after recovery: got %q, want the first pass", got)
+	}
+}
+
+func TestStoreErrorDefer(t *testing.T) {
+	st := newStore(t)
+	st.Close()
+	snap := testSnapshot(t)
+	snap.DeferOnStoreError = true
+	snap.StoreErrorText = "4.3.0 Greylisting database unavailable, try again later"
+	logs := &syncLog{}
+	e := NewEngine(st, snap, func() time.Time { return t0 }, slog.New(logging.New(logs, logging.Options{Journal: true})))
+	e.SetStoreTimeout(time.Second)
+	defer e.Close()
+	if got, want := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")), "DEFER_IF_PERMIT 4.3.0 Greylisting database unavailable, try again later"; got != want {
+		t.Errorf("fail closed: got %q, want %q", got, want)
+	}
+	if want := `<3>error: store failed, answering DEFER_IF_PERMIT (on_store_error = "defer"): store: closed (client [198.51.100.60])`; !strings.Contains(logs.String(), want) {
+		t.Errorf("fail closed: log lacks %q:\n%s", want, logs)
+	}
+	// Whitelisted mail still passes, and a bad request is still DUNNO.
+	if got := answer(t, e, req("192.0.2.7", "", "a@x.example", "b@y.example")); got != "DUNNO" {
+		t.Errorf("fail closed, whitelisted client: got %q, want DUNNO", got)
+	}
+	if got := answer(t, e, req("not-an-ip", "", "a@x.example", "b@y.example")); got != "DUNNO" {
+		t.Errorf("fail closed, bad request: got %q, want DUNNO", got)
+	}
+	snap.StoreErrorText = ""
+	if got := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")); got != "DEFER_IF_PERMIT" {
+		t.Errorf("fail closed without text: got %q", got)
+	}
+}
+
+func TestStorePanicFailsOpen(t *testing.T) {
+	e, g, _, logs := deadlineEngine(t, time.Second)
+	g.panics.Store(true)
+	if got := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")); got != "DUNNO" {
+		t.Errorf("store panicked: got %q, want DUNNO", got)
+	}
+	if !strings.Contains(logs.String(), "panic in the decision: buntdb: truncate failed") {
+		t.Errorf("store panicked: log lacks the panic:\n%s", logs)
+	}
+	g.panics.Store(false)
+	if got := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")); got == "DUNNO" {
+		t.Errorf("after the panic: got DUNNO, want greylisted")
+	}
+}
+
+func TestCheckStore(t *testing.T) {
+	e, g, _, _ := deadlineEngine(t, 250*time.Millisecond)
+	ctx := context.Background()
+	if err := e.CheckStore(ctx); err != nil {
+		t.Errorf("healthy store: CheckStore = %v", err)
+	}
+	release := g.hold()
+	defer release()
+	for i := 0; i < 2; i++ { // abandoned, then stuck
+		if err := e.CheckStore(ctx); !errors.Is(err, ErrStoreTimeout) {
+			t.Errorf("stuck store, check %d: CheckStore = %v, want ErrStoreTimeout", i, err)
+		}
+	}
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.CheckStore(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("CheckStore never succeeded again after the store recovered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Without a timeout the store is asked directly.
+	e.Close()
+	if err := e.CheckStore(ctx); err != nil {
+		t.Errorf("after Close: CheckStore = %v", err)
+	}
+}
+
+// TestStoreTimeoutConcurrent runs decisions that finish, time out, and
+// race with their deadline; run with -race. Every answer must be one a
+// decision can give.
+func TestStoreTimeoutConcurrent(t *testing.T) {
+	e := NewEngine(&jittery{Store: newStore(t)}, testSnapshot(t), time.Now, nil)
+	e.SetStoreTimeout(3 * time.Millisecond)
+	defer e.Close()
+	var wg sync.WaitGroup
+	var dunno, other atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				got := e.ServePolicy(context.Background(), req(fmt.Sprintf("198.51.100.%d", w), "", fmt.Sprintf("s%d@x.example", i%7), "b@y.example"))
+				switch {
+				case got == "DUNNO":
+					dunno.Add(1)
+				case strings.HasPrefix(got, "DEFER_IF_PERMIT Greylisted"), strings.HasPrefix(got, "PREPEND X-Greylist"):
+					other.Add(1)
+				default:
+					t.Errorf("unexpected answer %q", got)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d DUNNO, %d greylisting answers", dunno.Load(), other.Load())
+}
+
+// jittery delays operations randomly, sometimes past the deadline.
+type jittery struct{ store.Store }
+
+func (j *jittery) Triplet(ctx context.Context, key string) (store.Triplet, bool, error) {
+	if rand.IntN(10) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return j.Store.Triplet(ctx, key)
+}
+
+func TestStoreTimeoutAllocs(t *testing.T) {
+	r := req("198.51.100.60", "", "a@x.example", "b@y.example")
+	allocs := func(timeout time.Duration) float64 {
+		e := NewEngine(newStore(t), testSnapshot(t), func() time.Time { return t0 }, slog.New(slog.DiscardHandler))
+		e.SetStoreTimeout(timeout)
+		defer e.Close()
+		e.ServePolicy(context.Background(), r)
+		return testing.AllocsPerRun(1000, func() { e.ServePolicy(context.Background(), r) })
+	}
+	inline, deadline := allocs(0), allocs(time.Second)
+	t.Logf("allocations per request: %.1f inline, %.1f with the store timeout", inline, deadline)
+	// Under -race, sync.Pool drops some jobs on purpose; a job costs 3
+	// allocations (job, channel, timer) when it is made again.
+	slack := 0.0
+	if raceEnabled {
+		slack = 2.5
+	}
+	if deadline > inline+slack {
+		t.Errorf("the store timeout costs %.1f allocations per request (%.1f inline, %.1f with it); want none", deadline-inline, inline, deadline)
+	}
+}
+
+func BenchmarkServePolicyStoreTimeout(b *testing.B) {
+	snap, st := testSnapshot(b), newStore(b)
+	e := NewEngine(st, snap, time.Now, slog.New(slog.DiscardHandler))
+	e.SetStoreTimeout(2 * time.Second)
+	defer e.Close()
+	reqs := make([]*policy.Request, 1000)
+	for i := range reqs {
+		reqs[i] = req(fmt.Sprintf("198.51.%d.%d", i/250, i%250), "unknown", fmt.Sprintf("user%d@foo.example", i), "bob@example.org")
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.ServePolicy(ctx, reqs[i%len(reqs)])
+	}
+}
+
+// BenchmarkServePolicyParallel is the daemon's situation: many connections
+// deciding at once, without and with the store timeout's hand-off.
+func BenchmarkServePolicyParallel(b *testing.B) {
+	for _, timeout := range []time.Duration{0, 2 * time.Second} {
+		b.Run(fmt.Sprintf("store_timeout=%v", timeout), func(b *testing.B) {
+			e := NewEngine(newStore(b), testSnapshot(b), time.Now, slog.New(slog.DiscardHandler))
+			e.SetStoreTimeout(timeout)
+			defer e.Close()
+			reqs := make([]*policy.Request, 1000)
+			for i := range reqs {
+				reqs[i] = req(fmt.Sprintf("198.51.%d.%d", i/250, i%250), "unknown", fmt.Sprintf("user%d@foo.example", i), "bob@example.org")
+			}
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					e.ServePolicy(context.Background(), reqs[i%len(reqs)])
+					i += 7
+				}
+			})
+		})
+	}
+}
