@@ -9,6 +9,7 @@
 //	listen {                  # repeatable; ignored when systemd passes sockets
 //	  unix         = "/var/spool/postfix/greyd/socket"  # and/or (relative: to the config directory)
 //	  inet         = "127.0.0.1:10023"  # "host:port", "[::1]:10023", or just "10023" (= 127.0.0.1:10023)
+//	  allow        = ["127.0.0.0/8", "::1"]  # client networks of inet; required unless inet is loopback
 //	  socket_mode  = "0660"             # octal; unix sockets greyd binds itself
 //	  socket_group = ""                 # "" = leave the group as created
 //	}
@@ -29,6 +30,8 @@
 //	  header_text       = "X-Greylist: delayed %t seconds by greyd-%v at %h; %d"
 //	  hostname          = ""            # "" = os.Hostname(), filled in by the caller
 //	  privacy           = false
+//	  on_store_error    = "dunno"       # or "defer": DEFER_IF_PERMIT store_error_text
+//	  store_error_text  = "4.3.0 Greylisting database unavailable, try again later"
 //	}
 //	auto_whitelist { clients = 5 }      # 0 disables
 //	whitelist {                         # relative to the config directory if relative
@@ -38,10 +41,11 @@
 //	limits {
 //	  max_line_length = 8192
 //	  max_attributes  = 100
+//	  max_request_size = 65536
 //	  max_connections = 1000
 //	  request_timeout = "10s"
 //	  idle_timeout    = "330s"
-//	  store_timeout   = "2s"
+//	  store_timeout   = "2s"            # below Postfix's smtpd_policy_service_timeout (100s)
 //	}
 //
 // Durations are whole numbers with units s, m, h, d, w, combinable ("1h30m").
@@ -50,6 +54,7 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -81,7 +86,15 @@ type Listen struct {
 	Inet        string      // "host:port"; a bare port is stored as "127.0.0.1:port"
 	SocketMode  os.FileMode // permission bits of Unix, default 0660
 	SocketGroup string      // group of Unix; "" leaves it as created
+	// Allow lists the client networks Inet accepts connections from;
+	// others are closed and logged. It is required for an Inet that is
+	// not loopback, and defaults to loopback (LoopbackNets) for one that
+	// is. Nil when there is no Inet.
+	Allow []netip.Prefix
 }
+
+// LoopbackNets are the clients a loopback inet listener allows by default.
+var LoopbackNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 // Database is the triplet store.
 type Database struct {
@@ -110,7 +123,20 @@ type Greylist struct {
 	HeaderText      string        // --x-greylist-header: %t, %v, %h, %d
 	Hostname        string        // --hostname; "" means os.Hostname(), the caller fills it in
 	Privacy         bool          // --privacy: store keyed hashes (HMAC-SHA256) of the keys
+	// OnStoreError is the answer when the database fails or does not
+	// answer within limits.store_timeout: "dunno" lets the mail through
+	// ungreylisted (fail open, Postgrey's behaviour), "defer" answers
+	// DEFER_IF_PERMIT StoreErrorText (fail closed). Whitelisted mail passes
+	// either way.
+	OnStoreError   string
+	StoreErrorText string
 }
+
+// Greylist.OnStoreError values.
+const (
+	OnStoreErrorDunno = "dunno"
+	OnStoreErrorDefer = "defer"
+)
 
 // AutoWhitelist is Postgrey's client auto-whitelist.
 type AutoWhitelist struct {
@@ -128,11 +154,17 @@ type Whitelist struct {
 type Limits struct {
 	MaxLineLength  int           // bytes per request line
 	MaxAttributes  int           // attribute lines per request
+	MaxRequestSize int           // bytes per request
 	MaxConnections int           // concurrent connections
 	RequestTimeout time.Duration // to read one complete request
 	IdleTimeout    time.Duration // between requests on a kept-alive connection
-	StoreTimeout   time.Duration // for one store operation
+	StoreTimeout   time.Duration // longest a request waits for the database
 }
+
+// MaxStoreTimeout bounds Limits.StoreTimeout: Postfix gives up on a policy
+// server after smtpd_policy_service_timeout, 100s by default, and then
+// defers the mail itself ("451 4.3.5 Server configuration problem").
+const MaxStoreTimeout = 100 * time.Second
 
 // Default returns the configuration used when nothing is set, with the
 // whitelist files in dir ("" means DefaultDir).
@@ -156,6 +188,8 @@ func Default(dir string) *Config {
 			Text:            "Greylisted, see http://postgrey.schweikert.ch/help/%r.html",
 			XGreylistHeader: true,
 			HeaderText:      "X-Greylist: delayed %t seconds by greyd-%v at %h; %d",
+			OnStoreError:    OnStoreErrorDunno,
+			StoreErrorText:  "4.3.0 Greylisting database unavailable, try again later",
 		},
 		AutoWhitelist: AutoWhitelist{Clients: 5},
 		Whitelist: Whitelist{
@@ -171,6 +205,7 @@ func Default(dir string) *Config {
 		Limits: Limits{
 			MaxLineLength:  8192,
 			MaxAttributes:  100,
+			MaxRequestSize: 64 << 10,
 			MaxConnections: 1000,
 			RequestTimeout: 10 * time.Second,
 			IdleTimeout:    330 * time.Second,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -86,6 +87,8 @@ func TestDefaults(t *testing.T) {
 			Text:            "Greylisted, see http://postgrey.schweikert.ch/help/%r.html",
 			XGreylistHeader: true,
 			HeaderText:      "X-Greylist: delayed %t seconds by greyd-%v at %h; %d",
+			OnStoreError:    "dunno",
+			StoreErrorText:  "4.3.0 Greylisting database unavailable, try again later",
 		},
 		AutoWhitelist: AutoWhitelist{Clients: 5},
 		Whitelist: Whitelist{
@@ -95,6 +98,7 @@ func TestDefaults(t *testing.T) {
 		Limits: Limits{
 			MaxLineLength:  8192,
 			MaxAttributes:  100,
+			MaxRequestSize: 65536,
 			MaxConnections: 1000,
 			RequestTimeout: 10 * time.Second,
 			IdleTimeout:    330 * time.Second,
@@ -121,6 +125,10 @@ listen {
   unix = "rel.sock"
   inet = "[::1]:10024"
 }
+listen {
+  inet  = "0.0.0.0:10025"
+  allow = ["192.0.2.0/24", "2001:db8::25", "::ffff:198.51.100.0/120", "127.0.0.1"]
+}
 database {
   path = "state/greyd.db"
   sync = "always"
@@ -138,6 +146,8 @@ greylist {
   header_text       = "X-Greylist: by %h"
   hostname          = "mx1.example.org"
   privacy           = true
+  on_store_error    = "defer"
+  store_error_text  = "4.3.0 Try again later"
 }
 auto_whitelist {
   clients = 0
@@ -149,10 +159,11 @@ whitelist {
 limits {
   max_line_length = 2048
   max_attributes  = 50
+  max_request_size = 4096
   max_connections = 10
   request_timeout = "5s"
   idle_timeout    = "1m"
-  store_timeout   = "500s"
+  store_timeout   = "50s"
 }
 `
 
@@ -165,8 +176,12 @@ func TestAllSettings(t *testing.T) {
 	want := &Config{
 		Listen: []Listen{
 			{Unix: "/run/greyd/policy.sock", SocketMode: 0o600, SocketGroup: "postfix"},
-			{Inet: "127.0.0.1:10023", SocketMode: 0o660},
-			{Unix: dir + "/rel.sock", Inet: "[::1]:10024", SocketMode: 0o660},
+			{Inet: "127.0.0.1:10023", SocketMode: 0o660, Allow: LoopbackNets},
+			{Unix: dir + "/rel.sock", Inet: "[::1]:10024", SocketMode: 0o660, Allow: LoopbackNets},
+			{Inet: "0.0.0.0:10025", SocketMode: 0o660, Allow: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::25/128"),
+				netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("127.0.0.1/32"),
+			}},
 		},
 		Database: Database{Path: dir + "/state/greyd.db", Sync: "always"},
 		Greylist: Greylist{
@@ -182,6 +197,8 @@ func TestAllSettings(t *testing.T) {
 			HeaderText:      "X-Greylist: by %h",
 			Hostname:        "mx1.example.org",
 			Privacy:         true,
+			OnStoreError:    "defer",
+			StoreErrorText:  "4.3.0 Try again later",
 		},
 		AutoWhitelist: AutoWhitelist{Clients: 0},
 		Whitelist: Whitelist{
@@ -191,10 +208,11 @@ func TestAllSettings(t *testing.T) {
 		Limits: Limits{
 			MaxLineLength:  2048,
 			MaxAttributes:  50,
+			MaxRequestSize: 4096,
 			MaxConnections: 10,
 			RequestTimeout: 5 * time.Second,
 			IdleTimeout:    time.Minute,
-			StoreTimeout:   500 * time.Second,
+			StoreTimeout:   50 * time.Second,
 		},
 	}
 	checkConfig(t, cfg, want)
@@ -246,7 +264,7 @@ limits { max_connections = 5 }
 	want := Default(dir)
 	want.Listen = []Listen{
 		{Unix: "/run/greyd.sock", SocketMode: 0o660},
-		{Inet: "127.0.0.1:10023", SocketMode: 0o660},
+		{Inet: "127.0.0.1:10023", SocketMode: 0o660, Allow: LoopbackNets},
 	}
 	want.Greylist.Delay = 10 * time.Minute
 	want.Greylist.MaxAge = 60 * 24 * time.Hour

@@ -140,6 +140,8 @@ type rawListen struct {
 	UnixRange        hcl.Range `hcl:"unix,attr_value_range"`
 	Inet             string    `hcl:"inet,optional"`
 	InetRange        hcl.Range `hcl:"inet,attr_value_range"`
+	Allow            *[]string `hcl:"allow,optional"` // nil: not given
+	AllowRange       hcl.Range `hcl:"allow,attr_value_range"`
 	SocketMode       string    `hcl:"socket_mode,optional"`
 	SocketModeRange  hcl.Range `hcl:"socket_mode,attr_value_range"`
 	SocketGroup      string    `hcl:"socket_group,optional"`
@@ -154,28 +156,32 @@ type rawDatabase struct {
 }
 
 type rawGreylist struct {
-	Delay            string    `hcl:"delay,optional"`
-	DelayRange       hcl.Range `hcl:"delay,attr_value_range"`
-	RetryWindow      string    `hcl:"retry_window,optional"`
-	RetryWindowRange hcl.Range `hcl:"retry_window,attr_value_range"`
-	MaxAge           string    `hcl:"max_age,optional"`
-	MaxAgeRange      hcl.Range `hcl:"max_age,attr_value_range"`
-	LookupBy         string    `hcl:"lookup_by,optional"`
-	LookupByRange    hcl.Range `hcl:"lookup_by,attr_value_range"`
-	IPv4Prefix       int       `hcl:"ipv4_prefix,optional"`
-	IPv4PrefixRange  hcl.Range `hcl:"ipv4_prefix,attr_value_range"`
-	IPv6Prefix       int       `hcl:"ipv6_prefix,optional"`
-	IPv6PrefixRange  hcl.Range `hcl:"ipv6_prefix,attr_value_range"`
-	Action           string    `hcl:"action,optional"`
-	ActionRange      hcl.Range `hcl:"action,attr_value_range"`
-	Text             string    `hcl:"text,optional"`
-	TextRange        hcl.Range `hcl:"text,attr_value_range"`
-	XGreylistHeader  bool      `hcl:"x_greylist_header,optional"`
-	HeaderText       string    `hcl:"header_text,optional"`
-	HeaderTextRange  hcl.Range `hcl:"header_text,attr_value_range"`
-	Hostname         string    `hcl:"hostname,optional"`
-	HostnameRange    hcl.Range `hcl:"hostname,attr_value_range"`
-	Privacy          bool      `hcl:"privacy,optional"`
+	Delay               string    `hcl:"delay,optional"`
+	DelayRange          hcl.Range `hcl:"delay,attr_value_range"`
+	RetryWindow         string    `hcl:"retry_window,optional"`
+	RetryWindowRange    hcl.Range `hcl:"retry_window,attr_value_range"`
+	MaxAge              string    `hcl:"max_age,optional"`
+	MaxAgeRange         hcl.Range `hcl:"max_age,attr_value_range"`
+	LookupBy            string    `hcl:"lookup_by,optional"`
+	LookupByRange       hcl.Range `hcl:"lookup_by,attr_value_range"`
+	IPv4Prefix          int       `hcl:"ipv4_prefix,optional"`
+	IPv4PrefixRange     hcl.Range `hcl:"ipv4_prefix,attr_value_range"`
+	IPv6Prefix          int       `hcl:"ipv6_prefix,optional"`
+	IPv6PrefixRange     hcl.Range `hcl:"ipv6_prefix,attr_value_range"`
+	Action              string    `hcl:"action,optional"`
+	ActionRange         hcl.Range `hcl:"action,attr_value_range"`
+	Text                string    `hcl:"text,optional"`
+	TextRange           hcl.Range `hcl:"text,attr_value_range"`
+	XGreylistHeader     bool      `hcl:"x_greylist_header,optional"`
+	HeaderText          string    `hcl:"header_text,optional"`
+	HeaderTextRange     hcl.Range `hcl:"header_text,attr_value_range"`
+	Hostname            string    `hcl:"hostname,optional"`
+	HostnameRange       hcl.Range `hcl:"hostname,attr_value_range"`
+	Privacy             bool      `hcl:"privacy,optional"`
+	OnStoreError        string    `hcl:"on_store_error,optional"`
+	OnStoreErrorRange   hcl.Range `hcl:"on_store_error,attr_value_range"`
+	StoreErrorText      string    `hcl:"store_error_text,optional"`
+	StoreErrorTextRange hcl.Range `hcl:"store_error_text,attr_value_range"`
 }
 
 type rawAutoWhitelist struct {
@@ -195,6 +201,8 @@ type rawLimits struct {
 	MaxLineLengthRange  hcl.Range `hcl:"max_line_length,attr_value_range"`
 	MaxAttributes       int       `hcl:"max_attributes,optional"`
 	MaxAttributesRange  hcl.Range `hcl:"max_attributes,attr_value_range"`
+	MaxRequestSize      int       `hcl:"max_request_size,optional"`
+	MaxRequestSizeRange hcl.Range `hcl:"max_request_size,attr_value_range"`
 	MaxConnections      int       `hcl:"max_connections,optional"`
 	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_value_range"`
 	RequestTimeout      string    `hcl:"request_timeout,optional"`
@@ -227,6 +235,8 @@ func toRaw(c *Config) rawConfig {
 			HeaderText:      g.HeaderText,
 			Hostname:        g.Hostname,
 			Privacy:         g.Privacy,
+			OnStoreError:    g.OnStoreError,
+			StoreErrorText:  g.StoreErrorText,
 		},
 		AutoWhitelist: rawAutoWhitelist{Clients: c.AutoWhitelist.Clients},
 		Whitelist: rawWhitelist{
@@ -236,6 +246,7 @@ func toRaw(c *Config) rawConfig {
 		Limits: rawLimits{
 			MaxLineLength:  l.MaxLineLength,
 			MaxAttributes:  l.MaxAttributes,
+			MaxRequestSize: l.MaxRequestSize,
 			MaxConnections: l.MaxConnections,
 			RequestTimeout: FormatDuration(l.RequestTimeout),
 			IdleTimeout:    FormatDuration(l.IdleTimeout),

@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +65,8 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	g.HeaderText = v.header(rg.HeaderText, rg.HeaderTextRange)
 	g.Hostname = v.hostname(rg.Hostname, rg.HostnameRange)
 	g.Privacy = rg.Privacy
+	g.OnStoreError = v.oneOf("on_store_error", rg.OnStoreError, rg.OnStoreErrorRange, OnStoreErrorDunno, OnStoreErrorDefer)
+	g.StoreErrorText = v.line("store_error_text", rg.StoreErrorText, rg.StoreErrorTextRange)
 
 	aw := raw.AutoWhitelist
 	cfg.AutoWhitelist.Clients = v.intRange("auto_whitelist.clients", aw.Clients, aw.ClientsRange, 0, 1<<31-1)
@@ -74,10 +78,16 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	rl, l := raw.Limits, &cfg.Limits
 	l.MaxLineLength = v.intRange("max_line_length", rl.MaxLineLength, rl.MaxLineLengthRange, 1, 1<<31-1)
 	l.MaxAttributes = v.intRange("max_attributes", rl.MaxAttributes, rl.MaxAttributesRange, 1, 1<<31-1)
+	l.MaxRequestSize = v.intRange("max_request_size", rl.MaxRequestSize, rl.MaxRequestSizeRange, 1024, 1<<31-1)
 	l.MaxConnections = v.intRange("max_connections", rl.MaxConnections, rl.MaxConnectionsRange, 1, 1<<31-1)
 	l.RequestTimeout = v.duration("request_timeout", rl.RequestTimeout, rl.RequestTimeoutRange, "s", "", time.Second)
 	l.IdleTimeout = v.duration("idle_timeout", rl.IdleTimeout, rl.IdleTimeoutRange, "s", "", time.Second)
 	l.StoreTimeout = v.duration("store_timeout", rl.StoreTimeout, rl.StoreTimeoutRange, "s", "", time.Second)
+	if l.StoreTimeout >= MaxStoreTimeout {
+		v.errorf(rl.StoreTimeoutRange, "Invalid duration",
+			"store_timeout must be shorter than Postfix's smtpd_policy_service_timeout (%ds by default), or Postfix gives up first and defers the mail itself; got %q",
+			int(MaxStoreTimeout/time.Second), rl.StoreTimeout)
+	}
 
 	return v.ps
 }
@@ -103,6 +113,11 @@ func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, boo
 			v.errorf(rl.InetRange, "Invalid inet address", "%s", err)
 		}
 		l.Inet = addr
+		if err == nil {
+			l.Allow = v.allow(rl, addr)
+		}
+	} else if rl.Allow != nil {
+		v.errorf(rl.AllowRange, "Invalid allow", "allow only applies to inet; remove it from a listen block without inet (a unix socket is guarded by socket_mode and socket_group)")
 	}
 	mode, err := parseMode(rl.SocketMode)
 	if err != nil {
@@ -131,6 +146,84 @@ func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, boo
 // posString formats a range as file:line:col, like Problem.Error.
 func posString(r hcl.Range) string {
 	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// allow returns the client networks of an inet listener: the allow list,
+// or loopback for a loopback address. Any other address needs the list:
+// greylisting state and decisions are not for the whole network to probe.
+func (v *validator) allow(rl rawListen, addr string) []netip.Prefix {
+	if rl.Allow == nil {
+		if isLoopback(addr) {
+			return slices.Clone(LoopbackNets)
+		}
+		v.errorf(rl.InetRange, "Listening beyond this host",
+			`inet = %q accepts connections from other hosts: add allow = ["192.0.2.0/24", "2001:db8::25"] listing the client networks that may connect (your Postfix servers), or listen on 127.0.0.1`, rl.Inet)
+		return nil
+	}
+	if len(*rl.Allow) == 0 {
+		v.errorf(rl.AllowRange, "Invalid allow", `allow = [] lets no client connect; list the client networks, like ["192.0.2.0/24", "2001:db8::25"]`)
+		return nil
+	}
+	nets := make([]netip.Prefix, 0, len(*rl.Allow))
+	for _, s := range *rl.Allow {
+		p, err := ParseNet(s)
+		if err != nil {
+			v.errorf(rl.AllowRange, "Invalid allow entry", "%s", err)
+			continue
+		}
+		nets = append(nets, p)
+	}
+	return nets
+}
+
+// isLoopback reports whether a "host:port" from parseInet binds loopback
+// only. Host names other than localhost are resolved when binding and
+// could be anything.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// ParseNet parses an allow entry: an address ("192.0.2.25", "::1") or a
+// network in CIDR notation ("192.0.2.0/24", "2001:db8::/32") without host
+// bits. IPv4-mapped IPv6 entries are stored as IPv4, as client addresses
+// are compared unmapped.
+func ParseNet(s string) (netip.Prefix, error) {
+	if strings.ContainsRune(s, '/') {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf(`%q is not a network like "192.0.2.0/24" or "2001:db8::/32"`, s)
+		}
+		if m := p.Masked(); m != p {
+			return netip.Prefix{}, fmt.Errorf(`%q has bits set after the /%d; did you mean %q?`, s, p.Bits(), m.String())
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf(`%q is not an IP address or a network like "192.0.2.0/24"`, s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// formatNet writes a network as ParseNet reads it: a lone address without
+// its /32 or /128.
+func formatNet(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 // parseInet accepts "host:port", "[v6]:port", ":port" (all addresses) and

@@ -34,6 +34,11 @@ func (c *Config) WriteHCL(w io.Writer) error {
 		}
 		if l.Inet != "" {
 			str(b, "inet", l.Inet)
+			allow := make([]string, len(l.Allow))
+			for i, p := range l.Allow {
+				allow[i] = formatNet(p)
+			}
+			list(b, "allow", allow)
 		}
 		str(b, "socket_mode", formatMode(l.SocketMode))
 		str(b, "socket_group", l.SocketGroup)
@@ -63,6 +68,8 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	str(b, "header_text", g.HeaderText)
 	str(b, "hostname", g.Hostname)
 	b.SetAttributeValue("privacy", cty.BoolVal(g.Privacy))
+	str(b, "on_store_error", g.OnStoreError)
+	str(b, "store_error_text", g.StoreErrorText)
 	root.AppendNewline()
 
 	b = root.AppendNewBlock("auto_whitelist", nil).Body()
@@ -78,6 +85,7 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	b = root.AppendNewBlock("limits", nil).Body()
 	num(b, "max_line_length", l.MaxLineLength)
 	num(b, "max_attributes", l.MaxAttributes)
+	num(b, "max_request_size", l.MaxRequestSize)
 	num(b, "max_connections", l.MaxConnections)
 	str(b, "request_timeout", FormatDuration(l.RequestTimeout))
 	str(b, "idle_timeout", FormatDuration(l.IdleTimeout))

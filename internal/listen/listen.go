@@ -1,11 +1,13 @@
 // Package listen opens the policy sockets: those systemd passes (socket
 // activation, fetched once) or, without systemd, the unix and TCP sockets
-// of the configuration's listen blocks.
+// of the configuration's listen blocks; and it keeps TCP sockets to the
+// clients of their allow lists.
 package listen
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -38,9 +40,10 @@ func Activated() (ls []net.Listener, ignored int, err error) {
 	return ls, ignored, nil
 }
 
-// Open binds every configured socket. On error, the ones already bound are
-// closed.
-func Open(blocks []config.Listen) ([]net.Listener, error) {
+// Open binds every configured socket. TCP sockets accept only the clients
+// of their block's allow list (loopback when it is empty); refused ones
+// are logged to log. On error, the sockets already bound are closed.
+func Open(blocks []config.Listen, log *slog.Logger) ([]net.Listener, error) {
 	var ls []net.Listener
 	fail := func(err error) ([]net.Listener, error) {
 		for _, l := range ls {
@@ -61,7 +64,7 @@ func Open(blocks []config.Listen) ([]net.Listener, error) {
 			if err != nil {
 				return fail(fmt.Errorf("listen on %s: %w", b.Inet, err))
 			}
-			ls = append(ls, l)
+			ls = append(ls, guard(l, b.Allow, log))
 		}
 	}
 	return ls, nil

@@ -14,6 +14,7 @@ type Reader struct {
 	buf      []byte
 	maxLine  int
 	maxAttrs int
+	maxSize  int // 0: no limit but maxLine * maxAttrs
 	// Started reports whether bytes of a request not yet complete have been
 	// read; the server uses it to tell an idle connection from a busy one.
 	started bool
@@ -32,6 +33,11 @@ func NewReader(r io.Reader, maxLine, maxAttrs int) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, maxLine), maxLine: maxLine, maxAttrs: maxAttrs}
 }
 
+// LimitSize makes Read reject requests longer than n bytes in all (the
+// attribute lines with their newlines), so that a connection costs at
+// most about n bytes of memory; n <= 0 removes the limit.
+func (r *Reader) LimitSize(n int) { r.maxSize = max(n, 0) }
+
 // Buffered reports how many bytes of further input are already read; the
 // server flushes replies only when none are (pipelining).
 func (r *Reader) Buffered() int { return r.br.Buffered() }
@@ -41,8 +47,9 @@ func (r *Reader) InRequest() bool { return r.started }
 
 // Read reads the next request into req. It returns io.EOF when the peer
 // closed the connection between requests, ErrUnexpectedEOF when it closed
-// in the middle of one, ErrLineTooLong or ErrTooManyAttributes when a limit
-// is broken, or the underlying read error (e.g. a timeout). After a
+// in the middle of one, ErrLineTooLong, ErrTooManyAttributes or
+// ErrRequestTooLarge when a limit is broken, or the underlying read error
+// (e.g. a timeout). After a
 // timeout, calling Read again continues the interrupted request. An empty
 // line with no attributes before it yields a request with no attributes.
 func (r *Reader) Read(req *Request) error {
@@ -93,6 +100,9 @@ func (r *Reader) Read(req *Request) error {
 		r.lines++
 		if r.lines > r.maxAttrs {
 			return ErrTooManyAttributes
+		}
+		if r.maxSize > 0 && len(r.buf)+len(line)+1 > r.maxSize {
+			return ErrRequestTooLarge
 		}
 		r.buf = append(r.buf, line...)
 		r.buf = append(r.buf, '\n')

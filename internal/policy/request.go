@@ -62,6 +62,7 @@ func (r *Request) Reset() { *r = Request{} }
 var (
 	ErrLineTooLong       = errors.New("line too long")
 	ErrTooManyAttributes = errors.New("too many attributes in one request")
+	ErrRequestTooLarge   = errors.New("request too large")
 	ErrUnexpectedEOF     = errors.New("connection closed in the middle of a request")
 )
 

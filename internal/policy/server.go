@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"greyd/internal/logging"
 )
 
 // Handler decides one request. It returns the reply's action text, e.g.
@@ -34,16 +36,19 @@ func (f HandlerFunc) ServePolicy(ctx context.Context, req *Request) string { ret
 type Limits struct {
 	MaxLineLength  int           // bytes per line, newline included
 	MaxAttributes  int           // name=value lines per request
-	MaxConnections int           // open connections; idle ones are evicted first
+	MaxRequestSize int           // bytes per request, all lines included
+	MaxConnections int           // open connections; idle, then slow ones are evicted at the limit
 	RequestTimeout time.Duration // from the first byte of a request to its empty line
 	IdleTimeout    time.Duration // between requests (Postfix's max_idle is 300 s)
 }
 
 // DefaultLimits are sensible for Postfix: it sends about 30 short
-// attributes per request and keeps idle connections for 300 s.
+// attributes per request (about 1 KiB) and keeps idle connections for
+// 300 s.
 var DefaultLimits = Limits{
 	MaxLineLength:  8192,
 	MaxAttributes:  100,
+	MaxRequestSize: 64 << 10,
 	MaxConnections: 1000,
 	RequestTimeout: 10 * time.Second,
 	IdleTimeout:    330 * time.Second,
@@ -54,7 +59,7 @@ type Stats struct {
 	Requests    uint64 // requests answered
 	Connections int64  // open connections
 	Accepted    uint64 // connections accepted
-	Evicted     uint64 // idle connections closed to make room
+	Evicted     uint64 // idle or slow connections closed to make room
 	Rejected    uint64 // connections refused at the limit
 	Errors      uint64 // connections closed for protocol errors or timeouts
 }
@@ -73,7 +78,15 @@ type Server struct {
 
 	requests, accepted, evicted, rejected, errs atomic.Uint64
 	open                                        atomic.Int64
+
+	// Lines a flood of misbehaving clients would repeat: one per
+	// logEvery for connection-limit events and for protocol errors.
+	limitLog, errLog logging.Limiter
 }
+
+// logEvery is how often the server repeats a kind of warning that a flood
+// of clients can trigger (with the count of the ones left out).
+const logEvery = 10 * time.Second
 
 // NewServer returns a server that answers with h. A nil logger discards.
 func NewServer(h Handler, lim Limits, log *slog.Logger) *Server {
@@ -81,6 +94,7 @@ func NewServer(h Handler, lim Limits, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{handler: h, log: log, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s.limitLog.Interval, s.errLog.Interval = logEvery, logEvery
 	s.SetLimits(lim)
 	return s
 }
@@ -93,6 +107,9 @@ func (s *Server) SetLimits(l Limits) {
 	}
 	if l.MaxAttributes <= 0 {
 		l.MaxAttributes = d.MaxAttributes
+	}
+	if l.MaxRequestSize <= 0 {
+		l.MaxRequestSize = d.MaxRequestSize
 	}
 	if l.MaxConnections <= 0 {
 		l.MaxConnections = d.MaxConnections
@@ -176,8 +193,11 @@ func isTemporary(err error) bool {
 	return false
 }
 
-// track registers c, evicting the longest-idle connection when the limit
-// is reached. It reports false when c must be refused.
+// track registers c, making room when the limit is reached: it closes the
+// longest-idle connection, or else the one that has been sending its
+// current request for the longest (a slow-drip client: Postfix writes a
+// request at once). Connections whose request is being answered are never
+// closed. It reports false when c must be refused.
 func (s *Server) track(c *conn) bool {
 	lim := s.limits.Load()
 	s.mu.Lock()
@@ -186,28 +206,53 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	if len(s.conns) >= lim.MaxConnections {
-		var oldest *conn
-		var since int64
+		var idle, slow *conn
+		var idleSince, slowSince int64
 		for o := range s.conns {
-			if t := o.idleSince.Load(); t != 0 && (oldest == nil || t < since) {
-				oldest, since = o, t
+			if t := o.idleSince.Load(); t != 0 && (idle == nil || t < idleSince) {
+				idle, idleSince = o, t
+			}
+			if t := o.readingSince.Load(); t != 0 && (slow == nil || t < slowSince) {
+				slow, slowSince = o, t
 			}
 		}
-		if oldest == nil {
+		victim, why := idle, "idle"
+		if victim == nil {
+			victim, why = slow, "sending one request"
+		}
+		if victim == nil {
 			s.rejected.Add(1)
-			s.log.Warn(fmt.Sprintf("connection limit of %d reached and no connection is idle: refusing %s", lim.MaxConnections, c.peer))
+			s.logLimit(fmt.Sprintf("connection limit of %d reached and every connection is being answered: refusing %s", lim.MaxConnections, c.peer))
 			return false
 		}
 		// Idle connections are cheap to re-open for Postfix; a busy
 		// server must keep accepting. Closing wakes its goroutine.
-		delete(s.conns, oldest)
-		oldest.nc.Close()
+		since := idleSince
+		if victim == slow {
+			since = slowSince
+		}
+		delete(s.conns, victim)
+		victim.nc.Close()
 		s.evicted.Add(1)
+		s.logLimit(fmt.Sprintf("connection limit of %d reached: closed the connection from %s, %s for %v, to accept %s",
+			lim.MaxConnections, victim.peer, why, time.Since(time.Unix(0, since)).Round(time.Millisecond), c.peer))
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.open.Add(1)
 	return true
+}
+
+// logLimit logs a connection-limit event, at most once per logEvery.
+func (s *Server) logLimit(msg string) {
+	ok, dropped := s.limitLog.Allow(time.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		msg += fmt.Sprintf(" [%d more connection-limit events since the previous line]", dropped)
+	}
+	s.log.Warn(msg)
 }
 
 func (s *Server) untrack(c *conn) {
@@ -250,9 +295,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type conn struct {
-	nc        net.Conn
-	peer      string
-	idleSince atomic.Int64 // unix nanoseconds while waiting for a request, else 0
+	nc           net.Conn
+	peer         string
+	idleSince    atomic.Int64 // unix nanoseconds while waiting for a request, else 0
+	readingSince atomic.Int64 // unix nanoseconds while reading a started request, else 0
 }
 
 func (s *Server) serveConn(c *conn) {
@@ -260,6 +306,7 @@ func (s *Server) serveConn(c *conn) {
 	defer c.nc.Close()
 	lim := s.limits.Load()
 	rd := NewReader(c.nc, lim.MaxLineLength, lim.MaxAttributes)
+	rd.LimitSize(lim.MaxRequestSize)
 	bw := bufio.NewWriterSize(c.nc, 4096)
 	ctx := context.Background()
 	var req Request
@@ -279,13 +326,16 @@ func (s *Server) serveConn(c *conn) {
 			}
 		}
 		lim = s.limits.Load()
-		c.nc.SetReadDeadline(time.Now().Add(lim.RequestTimeout))
+		start := time.Now()
+		c.readingSince.Store(start.UnixNano())
+		c.nc.SetReadDeadline(start.Add(lim.RequestTimeout))
 		err := rd.Read(&req)
 		for err != nil && s.shutdown.Load() && isTimeout(err) && rd.InRequest() {
 			// Shutdown interrupted a request being read: finish it.
 			c.nc.SetReadDeadline(time.Now().Add(time.Second))
 			err = rd.Read(&req)
 		}
+		c.readingSince.Store(0)
 		if err != nil {
 			s.readError(c, err)
 			return
@@ -351,12 +401,22 @@ func (s *Server) readError(c *conn, err error) {
 		what = fmt.Sprintf("line longer than %d bytes", lim.MaxLineLength)
 	case errors.Is(err, ErrTooManyAttributes):
 		what = fmt.Sprintf("more than %d attributes in one request", lim.MaxAttributes)
+	case errors.Is(err, ErrRequestTooLarge):
+		what = fmt.Sprintf("request larger than %d bytes", lim.MaxRequestSize)
 	case isTimeout(err):
 		what = fmt.Sprintf("request not completed within %v", lim.RequestTimeout)
 	default:
 		what = err.Error()
 	}
-	s.log.Warn(fmt.Sprintf("closing connection from %s: %s", c.peer, what))
+	msg := fmt.Sprintf("closing connection from %s: %s", c.peer, what)
+	ok, dropped := s.errLog.Allow(time.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		msg += fmt.Sprintf(" [%d more connections closed for protocol errors since the previous line]", dropped)
+	}
+	s.log.Warn(msg)
 }
 
 // handle calls the handler; a panic is logged and answered with DUNNO so

@@ -85,6 +85,8 @@ func Load(path string, o Options) *Loaded {
 			Hostname:             host,
 			Version:              o.Version,
 			AutoWhitelistClients: cfg.AutoWhitelist.Clients,
+			DeferOnStoreError:    g.OnStoreError == config.OnStoreErrorDefer,
+			StoreErrorText:       g.StoreErrorText,
 			UseTestTime:          true,
 		},
 		Clients:    clients,
@@ -129,6 +131,12 @@ func privacyKey(path string, create bool) ([]byte, error) {
 	}
 	key := make([]byte, keySize)
 	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	// The key is read before the database is opened, which creates the
+	// state directory otherwise (systemd's StateDirectory= does it for
+	// the packaged unit, a first start by hand does not).
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".privacy.key-*")
