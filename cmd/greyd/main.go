@@ -143,6 +143,8 @@ func serve(path string, stderr io.Writer) int {
 	defer db.Close()
 
 	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
+	engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
+	defer engine.Close()
 	srv := policy.NewServer(engine, limits(cfg), log)
 
 	ls, ignored, err := listen.Activated()
@@ -155,14 +157,15 @@ func serve(path string, stderr io.Writer) int {
 	}
 	if len(ls) > 0 {
 		if len(cfg.Listen) > 0 {
-			log.Info("sockets passed by systemd: the listen blocks of the configuration are not used")
+			log.Info("sockets passed by systemd: the listen blocks of the configuration only supply the allow lists of TCP sockets")
 		}
+		ls = listen.Guard(ls, cfg.Listen, log)
 	} else {
 		if len(cfg.Listen) == 0 {
 			log.Error(fmt.Sprintf("nothing to listen on: %s has no listen block and systemd passed no socket", path))
 			return exitConfig
 		}
-		if ls, err = listen.Open(cfg.Listen); err != nil {
+		if ls, err = listen.Open(cfg.Listen, log); err != nil {
 			log.Error(err.Error())
 			return exitFailure
 		}
@@ -170,6 +173,7 @@ func serve(path string, stderr io.Writer) int {
 
 	rl := reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
 		engine.SetSnapshot(n.Snapshot)
+		engine.SetStoreTimeout(n.Config.Limits.StoreTimeout)
 		srv.SetLimits(limits(n.Config))
 	})
 
@@ -233,7 +237,7 @@ func serve(path string, stderr io.Writer) int {
 			// Ping only when the store answers: a wedged store should get
 			// greyd restarted rather than leave it failing open forever.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _, err := db.Client(ctx, "watchdog")
+			err := engine.CheckStore(ctx)
 			cancel()
 			if err == nil {
 				notify(log, daemon.SdNotifyWatchdog)
@@ -273,6 +277,7 @@ func limits(c *config.Config) policy.Limits {
 	return policy.Limits{
 		MaxLineLength:  c.Limits.MaxLineLength,
 		MaxAttributes:  c.Limits.MaxAttributes,
+		MaxRequestSize: c.Limits.MaxRequestSize,
 		MaxConnections: c.Limits.MaxConnections,
 		RequestTimeout: c.Limits.RequestTimeout,
 		IdleTimeout:    c.Limits.IdleTimeout,
