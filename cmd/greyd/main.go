@@ -144,7 +144,6 @@ func serve(path string, stderr io.Writer) int {
 
 	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
 	engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
-	defer engine.Close()
 	srv := policy.NewServer(engine, limits(cfg), log)
 
 	ls, ignored, err := listen.Activated()
@@ -281,6 +280,7 @@ func limits(c *config.Config) policy.Limits {
 		MaxConnections: c.Limits.MaxConnections,
 		RequestTimeout: c.Limits.RequestTimeout,
 		IdleTimeout:    c.Limits.IdleTimeout,
+		HandlerTimeout: c.Limits.StoreTimeout, // the engine answers a late decision as a store failure
 	}
 }
 

@@ -1,12 +1,15 @@
 package greylist
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,8 +69,9 @@ func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(
 func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // deadlineEngine is an engine with a store timeout over a gated store, a
-// settable clock and a log.
-func deadlineEngine(t *testing.T, timeout time.Duration) (*Engine, *gated, *atomic.Int64, *syncLog) {
+// settable clock and a log, served by a policy.Server on a unix socket
+// with the store timeout as its handler timeout, as the daemon does.
+func deadlineEngine(t *testing.T, timeout time.Duration) (*Engine, *gated, *atomic.Int64, *syncLog, string) {
 	t.Helper()
 	g := &gated{Store: newStore(t)}
 	var clock atomic.Int64
@@ -76,53 +80,103 @@ func deadlineEngine(t *testing.T, timeout time.Duration) (*Engine, *gated, *atom
 	e := NewEngine(g, testSnapshot(t), func() time.Time { return time.Unix(0, clock.Load()) },
 		slog.New(logging.New(logs, logging.Options{Journal: true})))
 	e.SetStoreTimeout(timeout)
-	t.Cleanup(e.Close)
-	return e, g, &clock, logs
+	return e, g, &clock, logs, serve(t, e, timeout)
 }
 
-// answer calls ServePolicy and fails the test if it has not returned
-// after 10 s: the property under test is that it does not wait for a
-// stuck store, so this bound only catches a hang.
+// serve serves e on a unix socket and returns its path.
+func serve(t *testing.T, e *Engine, timeout time.Duration) string {
+	t.Helper()
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "greyd.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := policy.NewServer(e, policy.Limits{HandlerTimeout: timeout}, nil)
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return l.Addr().String()
+}
+
+// client is one policy connection.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func connect(t *testing.T, sock string) *client {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// ask sends a request and returns the reply's action. It fails the test
+// if no reply comes within 10 s: the property under test is that greyd
+// answers without waiting for a stuck store, so this bound only catches
+// a hang.
+func (c *client) ask(addr, name, sender, rcpt string) string {
+	c.t.Helper()
+	c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c.c, "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=%s\nclient_name=%s\nsender=%s\nrecipient=%s\n\n", addr, name, sender, rcpt)
+	line, err := c.br.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("request for %s/%s/%s: no reply: %v", addr, sender, rcpt, err)
+	}
+	if empty, err := c.br.ReadString('\n'); err != nil || empty != "\n" {
+		c.t.Fatalf("reply %q not followed by an empty line: %q %v", line, empty, err)
+	}
+	action, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "action=")
+	if !ok {
+		c.t.Fatalf("reply %q", line)
+	}
+	return action
+}
+
+// answer calls ServePolicy directly.
 func answer(t *testing.T, e *Engine, r *policy.Request) string {
 	t.Helper()
-	ch := make(chan string, 1)
-	go func() { ch <- e.ServePolicy(context.Background(), r) }()
-	select {
-	case got := <-ch:
-		return got
-	case <-time.After(10 * time.Second):
-		t.Fatalf("request for %s/%s/%s blocked on the store", r.ClientAddress, r.Sender, r.Recipient)
-		return ""
-	}
+	return e.ServePolicy(context.Background(), r)
 }
 
 func TestStoreTimeout(t *testing.T) {
-	e, g, clock, logs := deadlineEngine(t, 250*time.Millisecond)
-	a := req("198.51.100.60", "", "a@x.example", "b@y.example")
+	e, g, clock, logs, sock := deadlineEngine(t, 250*time.Millisecond)
+	c := connect(t, sock)
 	const greylisted = "DEFER_IF_PERMIT Greylisted, see http://postgrey.schweikert.ch/help/y.example.html"
-	if got := answer(t, e, a); got != greylisted {
+	if got := c.ask("198.51.100.60", "", "a@x.example", "b@y.example"); got != greylisted {
 		t.Fatalf("healthy store: got %q, want %q", got, greylisted)
 	}
 
 	release := g.hold()
 	defer release()
-	b := req("198.51.100.61", "", "c@x.example", "d@y.example")
-	if got := answer(t, e, b); got != "DUNNO" {
+	if got := c.ask("198.51.100.61", "", "c@x.example", "d@y.example"); got != "DUNNO" {
 		t.Errorf("stuck store: got %q, want DUNNO", got)
 	}
 	if !strings.Contains(logs.String(), "<3>error: store failed, answering DUNNO (mail is not greylisted meanwhile): database did not answer in time (no answer within 250ms) (client [198.51.100.61])") {
 		t.Errorf("stuck store: log lacks the failure:\n%s", logs)
 	}
 
-	// While that decision is stuck, requests do not queue behind it and
-	// do not reach the store; whitelists still work.
+	// While that decision is stuck, requests on the same connection and
+	// on others do not queue behind it and do not reach the store;
+	// whitelists still work.
 	calls := g.calls.Load()
+	c2 := connect(t, sock)
 	for i := 0; i < 100; i++ {
-		if got := answer(t, e, req("198.51.100.62", "", fmt.Sprintf("s%d@x.example", i), "d@y.example")); got != "DUNNO" {
+		cl := c
+		if i%2 == 1 {
+			cl = c2
+		}
+		if got := cl.ask("198.51.100.62", "", fmt.Sprintf("s%d@x.example", i), "d@y.example"); got != "DUNNO" {
 			t.Fatalf("request %d behind a stuck one: got %q, want DUNNO", i, got)
 		}
 	}
-	if got := answer(t, e, req("192.0.2.7", "", "c@x.example", "d@y.example")); got != "DUNNO" ||
+	if got := c.ask("192.0.2.7", "", "c@x.example", "d@y.example"); got != "DUNNO" ||
 		!strings.Contains(logs.String(), "action=pass, reason=client whitelist") {
 		t.Errorf("whitelisted client while stuck: got %q, log:\n%s", got, logs)
 	}
@@ -134,22 +188,29 @@ func TestStoreTimeout(t *testing.T) {
 		t.Errorf("%d store failure lines within %v, want 1:\n%s", n, storeErrorEvery, logs)
 	}
 	clock.Add(int64(storeErrorEvery))
-	answer(t, e, b)
+	c2.ask("198.51.100.61", "", "c@x.example", "d@y.example")
 	if !strings.Contains(logs.String(), "database did not answer in time: an earlier request has been waiting for it for ") ||
 		!strings.Contains(logs.String(), "[100 more store failures not logged since the previous line]") {
 		t.Errorf("after %v: log lacks the next failure line with the count:\n%s", storeErrorEvery, logs)
+	}
+	// The stuck decision's own result never shows: no decision line for
+	// 198.51.100.61 was logged.
+	if strings.Contains(logs.String(), "client_address=198.51.100.61") {
+		t.Errorf("the abandoned decision was logged:\n%s", logs)
 	}
 
 	// The stuck decision returns: the store is used again.
 	release()
 	deadline := time.Now().Add(10 * time.Second)
-	for answer(t, e, a) == "DUNNO" {
+	for c.ask("198.51.100.60", "", "a@x.example", "b@y.example") == "DUNNO" {
 		if time.Now().After(deadline) {
 			t.Fatalf("store never used again after it recovered:\n%s", logs)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// 102 failures, and maybe a few more while the worker finished.
+	if n := e.stuck.Load(); n != 0 {
+		t.Errorf("%d decisions still counted as stuck after the store recovered", n)
+	}
 	var n int
 	if i := strings.Index(logs.String(), "<4>warning: store works again: "); i < 0 {
 		t.Errorf("no recovery line:\n%s", logs)
@@ -158,8 +219,27 @@ func TestStoreTimeout(t *testing.T) {
 	}
 	// Greylisting state from before the failure is intact.
 	clock.Add(int64(5 * time.Minute))
-	if got := answer(t, e, a); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 310 seconds") {
+	if got := c.ask("198.51.100.60", "", "a@x.example", "b@y.example"); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 310 seconds") {
 		t.Errorf("after recovery: got %q, want the first pass", got)
+	}
+}
+
+// TestStoreTimeoutDefer: with on_store_error = "defer" a late decision is
+// answered with the store error text.
+func TestStoreTimeoutDefer(t *testing.T) {
+	e, g, _, _, sock := deadlineEngine(t, 100*time.Millisecond)
+	snap := *e.Snapshot()
+	snap.DeferOnStoreError = true
+	snap.StoreErrorText = "4.3.0 Greylisting database unavailable, try again later"
+	e.SetSnapshot(&snap)
+	release := g.hold()
+	defer release()
+	c := connect(t, sock)
+	if got, want := c.ask("198.51.100.61", "", "c@x.example", "d@y.example"), "DEFER_IF_PERMIT "+snap.StoreErrorText; got != want {
+		t.Errorf("stuck store, fail closed: got %q, want %q", got, want)
+	}
+	if got := c.ask("192.0.2.7", "", "c@x.example", "d@y.example"); got != "DUNNO" {
+		t.Errorf("stuck store, fail closed, whitelisted client: got %q, want DUNNO", got)
 	}
 }
 
@@ -172,7 +252,6 @@ func TestStoreErrorDefer(t *testing.T) {
 	logs := &syncLog{}
 	e := NewEngine(st, snap, func() time.Time { return t0 }, slog.New(logging.New(logs, logging.Options{Journal: true})))
 	e.SetStoreTimeout(time.Second)
-	defer e.Close()
 	if got, want := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")), "DEFER_IF_PERMIT 4.3.0 Greylisting database unavailable, try again later"; got != want {
 		t.Errorf("fail closed: got %q, want %q", got, want)
 	}
@@ -193,7 +272,7 @@ func TestStoreErrorDefer(t *testing.T) {
 }
 
 func TestStorePanicFailsOpen(t *testing.T) {
-	e, g, _, logs := deadlineEngine(t, time.Second)
+	e, g, _, logs, _ := deadlineEngine(t, time.Second)
 	g.panics.Store(true)
 	if got := answer(t, e, req("198.51.100.60", "", "a@x.example", "b@y.example")); got != "DUNNO" {
 		t.Errorf("store panicked: got %q, want DUNNO", got)
@@ -208,17 +287,20 @@ func TestStorePanicFailsOpen(t *testing.T) {
 }
 
 func TestCheckStore(t *testing.T) {
-	e, g, _, _ := deadlineEngine(t, 250*time.Millisecond)
+	e, g, _, _, _ := deadlineEngine(t, 250*time.Millisecond)
 	ctx := context.Background()
 	if err := e.CheckStore(ctx); err != nil {
 		t.Errorf("healthy store: CheckStore = %v", err)
 	}
 	release := g.hold()
 	defer release()
-	for i := 0; i < 2; i++ { // abandoned, then stuck
+	for i := 0; i < 2; i++ { // timed out, then still waiting
 		if err := e.CheckStore(ctx); !errors.Is(err, ErrStoreTimeout) {
 			t.Errorf("stuck store, check %d: CheckStore = %v, want ErrStoreTimeout", i, err)
 		}
+	}
+	if n := g.calls.Load(); n != 2 {
+		t.Errorf("%d probes reached the store, want 2 (one stuck, one before)", n)
 	}
 	release()
 	deadline := time.Now().Add(10 * time.Second)
@@ -229,27 +311,29 @@ func TestCheckStore(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	// Without a timeout the store is asked directly.
-	e.Close()
+	e.SetStoreTimeout(0)
 	if err := e.CheckStore(ctx); err != nil {
 		t.Errorf("after Close: CheckStore = %v", err)
 	}
 }
 
 // TestStoreTimeoutConcurrent runs decisions that finish, time out, and
-// race with their deadline; run with -race. Every answer must be one a
-// decision can give.
+// race with their deadline, through the server; run with -race. Every
+// answer must be one a decision can give, and when all have returned
+// none is counted as stuck.
 func TestStoreTimeoutConcurrent(t *testing.T) {
 	e := NewEngine(&jittery{Store: newStore(t)}, testSnapshot(t), time.Now, nil)
 	e.SetStoreTimeout(3 * time.Millisecond)
-	defer e.Close()
+	sock := serve(t, e, 3*time.Millisecond)
 	var wg sync.WaitGroup
 	var dunno, other atomic.Int64
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			c := connect(t, sock)
 			for i := 0; i < 200; i++ {
-				got := e.ServePolicy(context.Background(), req(fmt.Sprintf("198.51.100.%d", w), "", fmt.Sprintf("s%d@x.example", i%7), "b@y.example"))
+				got := c.ask(fmt.Sprintf("198.51.100.%d", w), "", fmt.Sprintf("s%d@x.example", i%7), "b@y.example")
 				switch {
 				case got == "DUNNO":
 					dunno.Add(1)
@@ -262,6 +346,13 @@ func TestStoreTimeoutConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.stuck.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d decisions still counted as stuck", e.stuck.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	t.Logf("%d DUNNO, %d greylisting answers", dunno.Load(), other.Load())
 }
 
@@ -275,67 +366,22 @@ func (j *jittery) Triplet(ctx context.Context, key string) (store.Triplet, bool,
 	return j.Store.Triplet(ctx, key)
 }
 
-func TestStoreTimeoutAllocs(t *testing.T) {
-	r := req("198.51.100.60", "", "a@x.example", "b@y.example")
-	allocs := func(timeout time.Duration) float64 {
-		e := NewEngine(newStore(t), testSnapshot(t), func() time.Time { return t0 }, slog.New(slog.DiscardHandler))
-		e.SetStoreTimeout(timeout)
-		defer e.Close()
-		e.ServePolicy(context.Background(), r)
-		return testing.AllocsPerRun(1000, func() { e.ServePolicy(context.Background(), r) })
-	}
-	inline, deadline := allocs(0), allocs(time.Second)
-	t.Logf("allocations per request: %.1f inline, %.1f with the store timeout", inline, deadline)
-	// Under -race, sync.Pool drops some jobs on purpose; a job costs 3
-	// allocations (job, channel, timer) when it is made again.
-	slack := 0.0
-	if raceEnabled {
-		slack = 2.5
-	}
-	if deadline > inline+slack {
-		t.Errorf("the store timeout costs %.1f allocations per request (%.1f inline, %.1f with it); want none", deadline-inline, inline, deadline)
-	}
-}
-
-func BenchmarkServePolicyStoreTimeout(b *testing.B) {
-	snap, st := testSnapshot(b), newStore(b)
-	e := NewEngine(st, snap, time.Now, slog.New(slog.DiscardHandler))
-	e.SetStoreTimeout(2 * time.Second)
-	defer e.Close()
+// BenchmarkServePolicyParallel is the daemon's situation: many
+// connections deciding at once.
+func BenchmarkServePolicyParallel(b *testing.B) {
+	e := NewEngine(newStore(b), testSnapshot(b), time.Now, slog.New(slog.DiscardHandler))
 	reqs := make([]*policy.Request, 1000)
 	for i := range reqs {
 		reqs[i] = req(fmt.Sprintf("198.51.%d.%d", i/250, i%250), "unknown", fmt.Sprintf("user%d@foo.example", i), "bob@example.org")
 	}
-	ctx := context.Background()
 	b.ReportAllocs()
+	b.SetParallelism(16)
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		e.ServePolicy(ctx, reqs[i%len(reqs)])
-	}
-}
-
-// BenchmarkServePolicyParallel is the daemon's situation: many connections
-// deciding at once, without and with the store timeout's hand-off.
-func BenchmarkServePolicyParallel(b *testing.B) {
-	for _, timeout := range []time.Duration{0, 2 * time.Second} {
-		b.Run(fmt.Sprintf("store_timeout=%v", timeout), func(b *testing.B) {
-			e := NewEngine(newStore(b), testSnapshot(b), time.Now, slog.New(slog.DiscardHandler))
-			e.SetStoreTimeout(timeout)
-			defer e.Close()
-			reqs := make([]*policy.Request, 1000)
-			for i := range reqs {
-				reqs[i] = req(fmt.Sprintf("198.51.%d.%d", i/250, i%250), "unknown", fmt.Sprintf("user%d@foo.example", i), "bob@example.org")
-			}
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					e.ServePolicy(context.Background(), reqs[i%len(reqs)])
-					i += 7
-				}
-			})
-		})
-	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			e.ServePolicy(context.Background(), reqs[i%len(reqs)])
+			i += 7
+		}
+	})
 }

@@ -36,13 +36,10 @@ type Engine struct {
 	failures     atomic.Uint64
 
 	// The store timeout (deadline.go).
-	timeout                   atomic.Int64 // nanoseconds; 0: no deadline
-	startWorkers, stopWorkers sync.Once
-	closed                    atomic.Bool
-	jobs                      chan *job
-	quit                      chan struct{}
-	stuck                     atomic.Int64 // abandoned decisions still running
-	stuckSince                atomic.Int64 // unix nanoseconds
+	timeout    atomic.Int64 // nanoseconds; 0: no deadline
+	stuck      atomic.Int64 // decisions answered by Late, still running
+	stuckSince atomic.Int64 // unix nanoseconds
+	probing    atomic.Bool  // a CheckStore is waiting for the store
 }
 
 // storeErrorEvery is how often a failing store is logged: a dead disk
@@ -81,6 +78,16 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 	snap := e.snap.Load()
 	now := e.now()
 	d := e.decide(ctx, req, snap, now)
+	if !req.Claim() {
+		// Late answered it meanwhile; the client has its reply.
+		e.lateReturned()
+		return "DUNNO"
+	}
+	return e.answer(req, snap, now, d)
+}
+
+// answer counts and logs decision d and returns its reply action.
+func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d Decision) string {
 	e.decisions[d.Kind].Add(1)
 	if d.Err != nil && d.Kind != Failed {
 		e.storeFailed(now, fmt.Sprintf("updating auto-whitelist for %s: %v", req.ClientAddress, d.Err))

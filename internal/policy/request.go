@@ -7,6 +7,7 @@ package policy
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 )
 
 // Attr identifies the attributes greyd looks at. Everything else Postfix
@@ -48,6 +49,22 @@ type Request struct {
 	Attributes int
 	// Garbage counts lines without '=' (Postgrey logs and ignores them).
 	Garbage int
+
+	// The server's claim on the reply (LateHandler): claim moves from
+	// claimAs to claimAs+1 when the handler claims it first.
+	claim   *atomic.Uint64
+	claimAs uint64
+}
+
+// Claim reports whether the handler answering r still is the one whose
+// reply the client gets: false when the server has already sent its
+// LateHandler's Late reply instead. After Claim returns true, Late will
+// not be called for r. Requests not read by a Server are always claimed.
+func (r *Request) Claim() bool {
+	if r.claim == nil {
+		return true
+	}
+	return r.claim.CompareAndSwap(r.claimAs, r.claimAs+1) || r.claim.Load() == r.claimAs+1
 }
 
 // Has reports whether the attribute was present in the request, even with

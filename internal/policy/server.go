@@ -24,6 +24,24 @@ type Handler interface {
 	ServePolicy(ctx context.Context, req *Request) string
 }
 
+// A LateHandler is a Handler that can stand in for itself when it is slow:
+// a handler blocked on a hung disk must not keep Postfix waiting (it gives
+// a policy server 100 s, then fails the SMTP transaction).
+//
+// When ServePolicy has not returned within Limits.HandlerTimeout, the
+// server calls Late on another goroutine and sends its reply instead. The
+// connection goes on being served meanwhile; the late ServePolicy call's
+// own reply is dropped when it returns. A handler calls Request.Claim
+// before it acts on its answer (logs it, say) to learn whether it is
+// still the one answering.
+type LateHandler interface {
+	Handler
+	// Late returns the reply for req, whose ServePolicy call has run for
+	// after. It must not block, and it may only read req: ServePolicy
+	// is still using it.
+	Late(req *Request, after time.Duration) string
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request) string
 
@@ -40,6 +58,9 @@ type Limits struct {
 	MaxConnections int           // open connections; idle, then slow ones are evicted at the limit
 	RequestTimeout time.Duration // from the first byte of a request to its empty line
 	IdleTimeout    time.Duration // between requests (Postfix's max_idle is 300 s)
+	// HandlerTimeout is how long a LateHandler may take before its Late
+	// reply is sent instead; 0 waits as long as it takes.
+	HandlerTimeout time.Duration
 }
 
 // DefaultLimits are sensible for Postfix: it sends about 30 short
@@ -299,17 +320,54 @@ type conn struct {
 	peer         string
 	idleSince    atomic.Int64 // unix nanoseconds while waiting for a request, else 0
 	readingSince atomic.Int64 // unix nanoseconds while reading a started request, else 0
+
+	// Owned by the goroutine serving the connection, which changes when
+	// a late handler's request is answered by the timer (see late).
+	rd  *Reader
+	bw  *bufio.Writer
+	req *Request
+
+	// The handler deadline: state is seq<<2 | one of the request states
+	// below; the goroutine that moves it out of reqRunning answers.
+	state    atomic.Uint64
+	seq      uint64
+	timeout  time.Duration // of the current request
+	deadline atomic.Int64  // unix nanoseconds when the current request is late
+	timer    *time.Timer   // calls late; nil until a deadline is used
 }
 
+// Request states in conn.state.
+const (
+	reqIdle    = 0
+	reqRunning = 1
+	reqClaimed = 2 // the handler claimed it (Request.Claim)
+	reqLate    = 3 // the timer answered it
+	reqMask    = 3
+)
+
 func (s *Server) serveConn(c *conn) {
-	defer s.untrack(c)
-	defer c.nc.Close()
 	lim := s.limits.Load()
-	rd := NewReader(c.nc, lim.MaxLineLength, lim.MaxAttributes)
-	rd.LimitSize(lim.MaxRequestSize)
-	bw := bufio.NewWriterSize(c.nc, 4096)
+	c.rd = NewReader(c.nc, lim.MaxLineLength, lim.MaxAttributes)
+	c.rd.LimitSize(lim.MaxRequestSize)
+	c.bw = bufio.NewWriterSize(c.nc, 4096)
+	c.req = new(Request)
+	s.serve(c)
+}
+
+// serve answers requests on c until it ends, then closes and forgets it;
+// it returns early, without touching c again, if the handler was late and
+// the connection moved to the timer's goroutine.
+func (s *Server) serve(c *conn) {
+	if !s.serveRequests(c) {
+		return
+	}
+	c.nc.Close()
+	s.untrack(c)
+}
+
+func (s *Server) serveRequests(c *conn) (owner bool) {
+	rd, bw, req := c.rd, c.bw, c.req
 	ctx := context.Background()
-	var req Request
 	for {
 		if rd.Buffered() == 0 {
 			// Idle from the moment the reply leaves: eviction at the
@@ -318,41 +376,110 @@ func (s *Server) serveConn(c *conn) {
 			c.idleSince.Store(time.Now().UnixNano())
 			if bw.Buffered() > 0 {
 				if err := s.flush(c, bw); err != nil {
-					return
+					return true
 				}
 			}
 			if !s.waitForRequest(c, rd) {
-				return
+				return true
 			}
 		}
-		lim = s.limits.Load()
+		lim := s.limits.Load()
 		start := time.Now()
 		c.readingSince.Store(start.UnixNano())
 		c.nc.SetReadDeadline(start.Add(lim.RequestTimeout))
-		err := rd.Read(&req)
+		err := rd.Read(req)
 		for err != nil && s.shutdown.Load() && isTimeout(err) && rd.InRequest() {
 			// Shutdown interrupted a request being read: finish it.
 			c.nc.SetReadDeadline(time.Now().Add(time.Second))
-			err = rd.Read(&req)
+			err = rd.Read(req)
 		}
 		c.readingSince.Store(0)
 		if err != nil {
 			s.readError(c, err)
-			return
+			return true
 		}
 		if req.Garbage > 0 {
 			s.log.Warn(fmt.Sprintf("ignoring %d line(s) without '=' in request from %s", req.Garbage, c.peer))
 		}
-		action := s.handle(ctx, c, &req)
-		s.requests.Add(1)
-		bw.WriteString("action=")
-		bw.WriteString(action)
-		bw.WriteString("\n\n")
+		action, ok := s.answer(ctx, c, req, lim.HandlerTimeout)
+		if !ok {
+			return false // answered by late, which serves c from now on
+		}
+		s.reply(c, action)
 		if s.shutdown.Load() {
 			s.flush(c, bw)
-			return
+			return true
 		}
 	}
+}
+
+func (s *Server) reply(c *conn, action string) {
+	s.requests.Add(1)
+	c.bw.WriteString("action=")
+	c.bw.WriteString(action)
+	c.bw.WriteString("\n\n")
+}
+
+// answer calls the handler for req, under the deadline if the handler is a
+// LateHandler and timeout > 0. It reports false if the deadline passed
+// first: the reply was sent by late, and c belongs to late's goroutine.
+//
+// The deadline costs a timer reset and stop and three atomic operations
+// per request, and no goroutine switch: the handler runs here, and only a
+// late one involves the timer's goroutine.
+func (s *Server) answer(ctx context.Context, c *conn, req *Request, timeout time.Duration) (string, bool) {
+	lh, ok := s.handler.(LateHandler)
+	if !ok || timeout <= 0 {
+		return s.handle(ctx, c, req), true
+	}
+	if c.timer == nil {
+		// Made before the state below is stored: late reads c only after
+		// it sees that store.
+		c.timer = time.AfterFunc(time.Hour, func() { s.late(c, lh) })
+		c.timer.Stop()
+	}
+	c.seq++
+	running, claimed := c.seq<<2|reqRunning, c.seq<<2|reqClaimed
+	req.claim, req.claimAs = &c.state, running
+	c.timeout = timeout
+	c.deadline.Store(time.Now().Add(timeout).UnixNano())
+	c.state.Store(running)
+	c.timer.Reset(timeout)
+	action := s.handle(ctx, c, req)
+	c.timer.Stop()
+	if c.state.CompareAndSwap(running, reqIdle) || c.state.CompareAndSwap(claimed, reqIdle) {
+		return action, true
+	}
+	return "", false
+}
+
+// late runs on the timer's goroutine when a handler may have missed its
+// deadline. If the request is still unanswered it answers it with lh.Late
+// and then serves the connection itself: the handler's goroutine is stuck
+// and gives c up when its call returns.
+func (s *Server) late(c *conn, lh LateHandler) {
+	st := c.state.Load()
+	if st&reqMask != reqRunning || time.Now().UnixNano() < c.deadline.Load() {
+		return // answered, or a stale firing for an earlier request
+	}
+	if !c.state.CompareAndSwap(st, st&^reqMask|reqLate) {
+		return
+	}
+	old := c.req
+	c.req = new(Request) // the handler still reads the old one
+	var action string
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.errs.Add(1)
+				s.log.Error(fmt.Sprintf("internal error answering %s, replying DUNNO: %v\n%s", c.peer, r, debug.Stack()))
+				action = "DUNNO"
+			}
+		}()
+		action = lh.Late(old, c.timeout)
+	}()
+	s.reply(c, action)
+	s.serve(c)
 }
 
 // waitForRequest blocks until the next request starts, the idle timeout

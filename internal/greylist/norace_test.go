@@ -1,5 +1,0 @@
-//go:build !race
-
-package greylist
-
-const raceEnabled = false
