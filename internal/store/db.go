@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,11 +29,13 @@ const (
 // SyncAlways) and lets readers run in parallel.
 type DB struct {
 	db   *buntdb.DB
+	idx  *index // reads come from here (index.go)
 	log  *slog.Logger
 	path string   // "" for Memory
 	lock *os.File // nil for Memory
 
-	closed atomic.Bool
+	closed      atomic.Bool
+	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
 
 	shrinkMu    sync.Mutex // one rewrite at a time; guards shrunk
 	shrunk      int64      // file size after the last rewrite
@@ -67,9 +68,6 @@ func (d *DB) PutClient(ctx context.Context, key string, c Client, ttl time.Durat
 	return d.put(ctx, nsClient, key, c.Count, c.Last, ttl)
 }
 
-// keyBufs holds buffers for building namespaced lookup keys.
-var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
-
 func (d *DB) get(ctx context.Context, ns byte, key string) (a, b int64, found bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, false, fmt.Errorf("store: %w", err)
@@ -77,41 +75,11 @@ func (d *DB) get(ctx context.Context, ns byte, key string) (a, b int64, found bo
 	if d.closed.Load() {
 		return 0, 0, false, ErrClosed
 	}
-	bp := keyBufs.Get().(*[]byte)
-	k := append(append((*bp)[:0], ns, ':'), key...)
-	var val string
-	err = d.db.View(func(tx *buntdb.Tx) error {
-		var err error
-		// A string over the pooled buffer instead of a copy: buntdb only
-		// compares it against the tree through a throwaway pivot item and
-		// keeps no reference once Get returns, and the buffer is not
-		// reused before View returns. (A stack buffer would not help:
-		// escape analysis sees the key leak into that pivot and moves the
-		// buffer to the heap.)
-		val, err = tx.Get(unsafe.String(unsafe.SliceData(k), len(k)))
-		return err
-	})
-	if cap(k) <= 4096 {
-		*bp = k
-		keyBufs.Put(bp)
-	}
-	switch {
-	case err == nil:
-	case errors.Is(err, buntdb.ErrNotFound):
-		return 0, 0, false, nil
-	case errors.Is(err, buntdb.ErrDatabaseClosed):
-		return 0, 0, false, ErrClosed
-	default:
-		return 0, 0, false, fmt.Errorf("store: get: %w", err)
-	}
-	if a, b, found = decodePair(val); !found {
-		// Garbage in the file must not stop greylisting: the caller sees
-		// a new entry and the next put overwrites it.
-		// (Cloned so that key does not escape on the hot path.)
-		d.log.Warn("ignoring malformed database value",
-			"namespace", string(rune(ns)), "key", strings.Clone(key), "value", val)
-	}
-	return a, b, found, nil
+	// On the stack: the index neither keeps nor leaks the lookup key.
+	var buf [256]byte
+	k := append(append(buf[:0], ns, ':'), key...)
+	e, found := d.idx.get(k, time.Now().UnixNano())
+	return e.a, e.b, found, nil
 }
 
 func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.Duration) error {
@@ -133,13 +101,24 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 
 	var opts *buntdb.SetOptions
 	expires := buntdb.SetOptions{Expires: true, TTL: ttl}
+	e := entry{a: a, b: b}
 	if ttl > 0 {
 		opts = &expires
+		e.expires = time.Now().Add(ttl).UnixNano()
 	}
+	// The shard stays locked until buntdb has committed, so the index
+	// never shows what buntdb rolled back, and two puts of one key reach
+	// both in the same order.
+	sh := d.idx.shardOf(k)
+	sh.mu.Lock()
 	err := d.db.Update(func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(k, val, opts)
 		return err
 	})
+	if err == nil {
+		sh.m[k] = e
+	}
+	sh.mu.Unlock()
 	switch {
 	case err == nil:
 		return nil

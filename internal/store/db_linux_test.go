@@ -1,9 +1,13 @@
 package store
 
 import (
+	"context"
+	"os"
+	"os/signal"
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // openAsNobody opens path with the file-system uid of nobody, so that a
@@ -33,4 +37,41 @@ func openAsNobody(t *testing.T, path string) (*DB, error) {
 		t.Skip("cannot change the file-system uid")
 	}
 	return r.d, r.err
+}
+
+// TestWriteFailureKeepsIndex: when buntdb cannot write a put (here
+// RLIMIT_FSIZE, as a full disk would), it rolls the put back, and the
+// index must keep showing the old value.
+func TestWriteFailureKeepsIndex(t *testing.T) {
+	d := openT(t, dbPath(t), Options{Sync: SyncNever})
+	ctx := context.Background()
+	if err := d.PutTriplet(ctx, "k", Triplet{1, 2}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writing past the limit raises SIGXFSZ, which kills by default.
+	signal.Ignore(syscall.SIGXFSZ)
+	defer signal.Reset(syscall.SIGXFSZ)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	err = d.PutTriplet(ctx, "k", Triplet{7, 8}, time.Hour)
+	err2 := d.PutTriplet(ctx, "new", Triplet{9, 9}, time.Hour)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || err2 == nil {
+		t.Fatalf("puts past RLIMIT_FSIZE: %v, %v; want errors", err, err2)
+	}
+	checkTriplet(t, d, "k", Triplet{1, 2}, true)
+	checkTriplet(t, d, "new", Triplet{}, false)
+	checkIndex(t, d)
 }

@@ -515,21 +515,43 @@ func TestAutoShrink(t *testing.T) {
 }
 
 func TestMalformedValue(t *testing.T) {
-	var logs logBuffer
-	d := openT(t, Memory, Options{Logger: logs.logger()})
-	for _, v := range []string{"", "garbage", "1", "1,2,3", "1,x", "99999999999999999999,1"} {
-		err := d.db.Update(func(tx *buntdb.Tx) error {
-			_, _, err := tx.Set("t:k", v, nil)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+	path := dbPath(t)
+	bad := []string{"", "garbage", "1", "1,2,3", "1,x", "99999999999999999999,1"}
+	raw, err := buntdb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = raw.Update(func(tx *buntdb.Tx) error {
+		for i, v := range bad {
+			if _, _, err := tx.Set(fmt.Sprintf("t:k%d", i), v, nil); err != nil {
+				return err
+			}
 		}
-		checkTriplet(t, d, "k", Triplet{}, false)
+		_, _, err := tx.Set("t:good", "1,2", nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := strings.Count(logs.String(), "ignoring malformed database value"); n != 6 {
-		t.Errorf("logged %d warnings; want 6:\n%s", n, logs.String())
+	raw.Close()
+
+	var logs logBuffer
+	d := openT(t, path, Options{Logger: logs.logger()})
+	for i := range bad {
+		checkTriplet(t, d, fmt.Sprintf("k%d", i), Triplet{}, false)
 	}
+	checkTriplet(t, d, "good", Triplet{1, 2}, true)
+	if n := strings.Count(logs.String(), "ignoring malformed database values"); n != 1 {
+		t.Errorf("logged %d warnings; want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "count=6") {
+		t.Errorf("warning lacks the count of 6:\n%s", logs.String())
+	}
+	// The next put overwrites a malformed entry.
+	if err := d.PutTriplet(context.Background(), "k1", Triplet{5, 6}, 0); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "k1", Triplet{5, 6}, true)
 }
 
 // TestConcurrent is for go test -race: 8 goroutines share keys, while Len

@@ -53,6 +53,10 @@ func Open(path string, opts Options) (*DB, error) {
 		if d.db, err = buntdb.Open(Memory); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
+		if err := d.startIndex(); err != nil {
+			_ = d.db.Close()
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
 		return d, nil
 	}
 
@@ -61,7 +65,10 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	if d.db, err = openFile(path, opts); err == nil {
-		if err = configure(d.db, policy); err != nil {
+		if err = configure(d.db, policy); err == nil {
+			err = d.startIndex()
+		}
+		if err != nil {
 			err = fmt.Errorf("open database %q: %w", path, err)
 		}
 	}

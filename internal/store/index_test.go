@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tidwall/buntdb"
+)
+
+// checkIndex fails unless the index holds exactly buntdb's live entries,
+// with the same values.
+func checkIndex(t *testing.T, d *DB) {
+	t.Helper()
+	want := map[string]entry{}
+	err := d.db.View(func(tx *buntdb.Tx) error {
+		return tx.Ascend("", func(k, v string) bool {
+			a, b, ok := decodePair(v)
+			if ok {
+				want[k] = entry{a: a, b: b}
+			}
+			return true
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	got := 0
+	for i := range d.idx.shards {
+		sh := &d.idx.shards[i]
+		sh.mu.RLock()
+		for k, e := range sh.m {
+			if e.expires != 0 && e.expires <= now {
+				continue // expired, not swept yet: buntdb's Ascend skips it too
+			}
+			got++
+			w, ok := want[k]
+			if !ok {
+				t.Errorf("index has %q, buntdb does not", k)
+			} else if w.a != e.a || w.b != e.b {
+				t.Errorf("index has %q = %d,%d; buntdb %d,%d", k, e.a, e.b, w.a, w.b)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	if got != len(want) {
+		t.Errorf("index has %d live entries, buntdb %d", got, len(want))
+	}
+}
+
+// indexHas reports whether the index holds key at all, expired or not.
+func indexHas(d *DB, key string) bool {
+	sh := d.idx.shardOf(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	_, ok := sh.m[key]
+	return ok
+}
+
+// buntdbHas reports whether buntdb holds key at all, expired or not.
+func buntdbHas(t *testing.T, d *DB, key string) bool {
+	t.Helper()
+	err := d.db.View(func(tx *buntdb.Tx) error {
+		_, err := tx.Get(key, true)
+		return err
+	})
+	if err != nil && !errors.Is(err, buntdb.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestIndexSweep: buntdb's once-a-second sweep removes expired entries
+// from the file and from the index, and nothing else.
+func TestIndexSweep(t *testing.T) {
+	backends(t, func(t *testing.T, d *DB) {
+		ctx := context.Background()
+		if err := d.PutTriplet(ctx, "short", Triplet{1, 2}, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutClient(ctx, "short", Client{1, 2}, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutTriplet(ctx, "long", Triplet{3, 4}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutTriplet(ctx, "forever", Triplet{5, 6}, 0); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for indexHas(d, "t:short") || indexHas(d, "c:short") {
+			if time.Now().After(deadline) {
+				t.Fatal("expired entries still in the index after 5 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if buntdbHas(t, d, "t:short") || buntdbHas(t, d, "c:short") {
+			t.Error("expired entries left the index but not buntdb")
+		}
+		checkTriplet(t, d, "long", Triplet{3, 4}, true)
+		checkTriplet(t, d, "forever", Triplet{5, 6}, true)
+		checkIndex(t, d)
+	})
+}
+
+// TestExpireRenewed: keys the sweep reported are kept if a put renewed
+// them meanwhile, and deleted from both if not.
+func TestExpireRenewed(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	// No sweep of our own during the test: the test calls expire.
+	var c buntdb.Config
+	if err := d.db.ReadConfig(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.OnExpired = func([]string) {}
+	if err := d.db.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.PutTriplet(ctx, "renewed", Triplet{1, 2}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutTriplet(ctx, "gone", Triplet{3, 4}, time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	d.expire([]string{"t:renewed", "t:gone", "t:unknown"})
+	checkTriplet(t, d, "renewed", Triplet{1, 2}, true)
+	if !buntdbHas(t, d, "t:renewed") {
+		t.Error("renewed entry deleted from buntdb")
+	}
+	if indexHas(d, "t:gone") || buntdbHas(t, d, "t:gone") {
+		t.Error("expired entry not deleted from both")
+	}
+}
+
+// TestIndexReopen: deadlines survive a restart through the index (buntdb
+// keeps them in whole seconds).
+func TestIndexReopen(t *testing.T) {
+	path := dbPath(t)
+	d := openT(t, path, Options{})
+	ctx := context.Background()
+	if err := d.PutTriplet(ctx, "soon", Triplet{1, 2}, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutClient(ctx, "later", Client{3, 4}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = openT(t, path, Options{})
+	checkTriplet(t, d, "soon", Triplet{1, 2}, true)
+	checkClient(t, d, "later", Client{3, 4}, true)
+	checkIndex(t, d)
+	sh := d.idx.shardOf("c:later")
+	sh.mu.RLock()
+	left := time.Until(time.Unix(0, sh.m["c:later"].expires))
+	sh.mu.RUnlock()
+	if left < time.Hour-3*time.Second || left > time.Hour {
+		t.Errorf("after reopen an entry put with a TTL of 1h expires in %v", left)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	checkTriplet(t, d, "soon", Triplet{}, false)
+	checkClient(t, d, "later", Client{3, 4}, true)
+}
