@@ -23,6 +23,7 @@ type Engine struct {
 	store store.Store
 	now   func() time.Time
 	log   *slog.Logger
+	lines *logging.Handler // log's handler, if it is one: decision lines skip slog
 	snap  atomic.Pointer[Snapshot]
 	inst  instances
 
@@ -55,6 +56,7 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{store: st, now: now, log: log}
+	e.lines, _ = log.Handler().(*logging.Handler)
 	e.storeErrs.Interval = storeErrorEvery
 	e.snap.Store(snap)
 	return e
@@ -123,19 +125,10 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 	case FirstPass:
 		if snap.XGreylistHeader && e.inst.isNew(req.Instance) {
 			e.logDecision(req, "pass", d, d.Waited)
-			return "PREPEND " + expand(snap.HeaderText, func(b []byte, c byte) ([]byte, bool) {
-				switch c {
-				case 't':
-					return strconv.AppendInt(b, d.Waited, 10), true
-				case 'v':
-					return append(b, snap.Version...), true
-				case 'h':
-					return append(b, snap.Hostname...), true
-				case 'd':
-					return d.Now.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 MST"), true
-				}
-				return b, false
-			})
+			var buf [256]byte
+			b := append(buf[:0], "PREPEND "...)
+			b = appendExpanded(b, snap.HeaderText, &placeholders{header: true, waited: d.Waited, snap: snap, now: d.Now})
+			return string(b)
 		}
 		e.logDecision(req, "pass", d, 0)
 		return "DUNNO"
@@ -199,19 +192,13 @@ func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
 			break
 		}
 	}
-	msg := expand(text, func(b []byte, c byte) ([]byte, bool) {
-		switch c {
-		case 's':
-			return strconv.AppendInt(b, missing, 10), true
-		case 'r':
-			return appendPrintable(b, domain), true
-		}
-		return b, false
-	})
-	if msg == "" {
+	var buf [256]byte
+	b := append(append(buf[:0], snap.Action...), ' ')
+	b = appendExpanded(b, text, &placeholders{missing: missing, domain: domain})
+	if len(b) == len(snap.Action)+1 {
 		return snap.Action
 	}
-	return snap.Action + " " + msg
+	return string(b)
 }
 
 // appendPrintable appends s with control characters replaced by '?': the
@@ -228,32 +215,79 @@ func appendPrintable(b []byte, s string) []byte {
 	return b
 }
 
-// expand replaces every %x placeholder that repl knows in one pass, so
-// that text substituted in (a recipient domain, say) is never expanded
-// again. Unknown placeholders stay as they are.
-func expand(tmpl string, repl func(b []byte, c byte) ([]byte, bool)) string {
-	b := make([]byte, 0, len(tmpl)+64)
+// placeholders are the values of the %x placeholders of the texts: %s
+// (seconds left) and %r (recipient domain) in the greylist text, %t
+// (seconds waited), %v (version), %h (hostname) and %d (date) in the
+// header.
+type placeholders struct {
+	header          bool // the header's placeholders, else the greylist text's
+	missing, waited int64
+	domain          string
+	snap            *Snapshot // %v, %h
+	now             time.Time // %d
+}
+
+// appendExpanded appends tmpl with every placeholder that p knows
+// replaced, in one pass, so that text substituted in (a recipient domain,
+// say) is never expanded again. Unknown placeholders stay as they are.
+// (No callback: the reply is built in a stack buffer, and a buffer passed
+// to a function value escapes to the heap.)
+func appendExpanded(b []byte, tmpl string, p *placeholders) []byte {
 	for i := 0; i < len(tmpl); i++ {
 		if tmpl[i] == '%' && i+1 < len(tmpl) {
-			if nb, ok := repl(b, tmpl[i+1]); ok {
-				b = nb
+			done := true
+			switch c := tmpl[i+1]; {
+			case c == 's' && !p.header:
+				b = strconv.AppendInt(b, p.missing, 10)
+			case c == 'r' && !p.header:
+				b = appendPrintable(b, p.domain)
+			case c == 't' && p.header:
+				b = strconv.AppendInt(b, p.waited, 10)
+			case c == 'v' && p.header:
+				b = append(b, p.snap.Version...)
+			case c == 'h' && p.header:
+				b = append(b, p.snap.Hostname...)
+			case c == 'd' && p.header:
+				b = p.now.AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 MST")
+			default:
+				done = false
+			}
+			if done {
 				i++
 				continue
 			}
 		}
 		b = append(b, tmpl[i])
 	}
-	return string(b)
+	return b
 }
 
 // logDecision writes Postgrey's line:
 // "[queue_id: ]action=greylist, reason=new, client_name=..., client_address=..., sender=..., recipient=...".
 // Like Postgrey, attributes that are empty or "0" are left out.
 func (e *Engine) logDecision(req *policy.Request, action string, d Decision, delay int64) {
+	if e.lines != nil {
+		if !e.lines.Enabled(context.Background(), LevelNotice) {
+			return
+		}
+		bp := lineBufs.Get().(*[]byte)
+		b := appendDecision((*bp)[:0], req, action, d, delay)
+		e.lines.Line(LevelNotice, b)
+		if cap(b) <= 16<<10 {
+			*bp = b
+			lineBufs.Put(bp)
+		}
+		return
+	}
 	if !e.log.Enabled(context.Background(), LevelNotice) {
 		return
 	}
-	b := make([]byte, 0, 256)
+	e.log.Log(context.Background(), LevelNotice, string(appendDecision(make([]byte, 0, 256), req, action, d, delay)))
+}
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func appendDecision(b []byte, req *policy.Request, action string, d Decision, delay int64) []byte {
 	if req.QueueID != "" {
 		b = append(b, req.QueueID...)
 		b = append(b, ": "...)
@@ -275,7 +309,7 @@ func (e *Engine) logDecision(req *policy.Request, action string, d Decision, del
 	b = appendAttr(b, "client_address", req.ClientAddress)
 	b = appendAttr(b, "sender", req.Sender)
 	b = appendAttr(b, "recipient", req.Recipient)
-	e.log.Log(context.Background(), LevelNotice, string(b))
+	return b
 }
 
 func appendAttr(b []byte, name, value string) []byte {

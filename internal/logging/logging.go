@@ -110,27 +110,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // Handle implements slog.Handler.
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	if h.journal {
-		b = append(b, '<')
-		b = strconv.AppendInt(b, int64(priority(r.Level)), 10)
-		b = append(b, '>')
-	} else {
-		t := r.Time
-		if t.IsZero() {
-			t = time.Now()
-		}
-		b = t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-		b = append(b, ' ')
-	}
-	switch {
-	case r.Level >= slog.LevelError:
-		b = append(b, "error: "...)
-	case r.Level >= slog.LevelWarn:
-		b = append(b, "warning: "...)
-	case r.Level < slog.LevelInfo:
-		b = append(b, "debug: "...)
-	}
+	b := h.appendHeader((*bp)[:0], r.Level, r.Time)
 	b = appendClean(b, r.Message)
 	b = append(b, h.prefix...)
 	r.Attrs(func(a slog.Attr) bool {
@@ -144,6 +124,50 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		bufPool.Put(bp)
 	}
 	return err
+}
+
+// Line writes msg as a record at level with no attributes of its own,
+// exactly as Handle would, without a slog.Record: slog computes the
+// caller's PC and copies the message for every record, which for the
+// decision line, written once per request, was most of its cost. The
+// caller checks Enabled first.
+func (h *Handler) Line(level slog.Level, msg []byte) error {
+	bp := bufPool.Get().(*[]byte)
+	b := h.appendHeader((*bp)[:0], level, time.Time{})
+	b = appendClean(b, msg)
+	b = append(b, h.prefix...)
+	b = append(b, '\n')
+	err := h.out.write(b, level >= slog.LevelWarn)
+	*bp = b
+	if cap(b) <= 64<<10 {
+		bufPool.Put(bp)
+	}
+	return err
+}
+
+// appendHeader appends what precedes the message: the priority or the
+// time, and "warning: " and the like.
+func (h *Handler) appendHeader(b []byte, level slog.Level, t time.Time) []byte {
+	if h.journal {
+		b = append(b, '<')
+		b = strconv.AppendInt(b, int64(priority(level)), 10)
+		b = append(b, '>')
+	} else {
+		if t.IsZero() {
+			t = time.Now()
+		}
+		b = t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		b = append(b, ' ')
+	}
+	switch {
+	case level >= slog.LevelError:
+		b = append(b, "error: "...)
+	case level >= slog.LevelWarn:
+		b = append(b, "warning: "...)
+	case level < slog.LevelInfo:
+		b = append(b, "debug: "...)
+	}
+	return b
 }
 
 // WithAttrs implements slog.Handler.
@@ -207,7 +231,7 @@ func needsQuote(s string) bool {
 
 // appendClean appends a message, replacing control characters (a newline
 // from a request value or an error could forge a log line) with '?'.
-func appendClean(b []byte, s string) []byte {
+func appendClean[T string | []byte](b []byte, s T) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < ' ' && c != '\t' || c == 0x7f {

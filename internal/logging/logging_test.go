@@ -34,6 +34,27 @@ func TestHandlerLines(t *testing.T) {
 	}
 }
 
+// TestLine: Line writes what Handle writes for a record without attributes.
+func TestLine(t *testing.T) {
+	for _, journal := range []bool{true, false} {
+		for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.Level(2), slog.LevelWarn, slog.LevelError} {
+			for _, msg := range []string{"action=greylist, reason=new, client_address=192.0.2.1", "forged\nline", ""} {
+				var viaSlog, viaLine bytes.Buffer
+				h := New(&viaLine, Options{Journal: journal, Level: slog.LevelDebug})
+				slog.New(New(&viaSlog, Options{Journal: journal, Level: slog.LevelDebug}).WithAttrs([]slog.Attr{slog.Int("a", 1)})).Log(t.Context(), level, msg)
+				h.WithAttrs([]slog.Attr{slog.Int("a", 1)}).(*Handler).Line(level, []byte(msg))
+				got, want := viaLine.String(), viaSlog.String()
+				if !journal { // different timestamps
+					got, want = got[strings.IndexByte(got, ' '):], want[strings.IndexByte(want, ' '):]
+				}
+				if got != want {
+					t.Errorf("journal=%v level=%v %q: Line wrote %q, Handle %q", journal, level, msg, got, want)
+				}
+			}
+		}
+	}
+}
+
 func TestHandlerTimestampWithoutJournal(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(New(&buf, Options{})).Warn("hello")
