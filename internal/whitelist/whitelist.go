@@ -136,8 +136,12 @@ func compileRegex(entry string) (pattern, string) {
 	}
 	p := pattern{re: re}
 	if t, err := syntax.Parse(src, syntax.Perl); err == nil {
-		if lit := requiredLiteral(t.Simplify()); len(lit) >= 2 {
+		t = t.Simplify()
+		if lit := requiredLiteral(t); len(lit) >= 2 {
 			p.lit = []byte(lit)
+		}
+		if suf := requiredSuffix(t); suf != "" {
+			p.suffix = []byte(suf)
 		}
 	}
 	return p, ""
@@ -145,8 +149,31 @@ func compileRegex(entry string) (pattern, string) {
 
 // pattern is a compiled /re/ entry.
 type pattern struct {
-	re  *regexp.Regexp
-	lit []byte // lower-case ASCII text that every match contains, or nil
+	re     *regexp.Regexp
+	lit    []byte // lower-case ASCII text that every match contains, or nil
+	suffix []byte // lower-case ASCII text every matching input ends with, or nil
+}
+
+// requiredSuffix returns the lower-case ASCII literal that re ends with
+// when it is anchored at the end of the text, or "". Nearly every regex
+// of Postgrey's list is one (/^smtp\d+\.orange\.fr$/): a suffix check,
+// which fails at once for most client names, spares the substring
+// search of requiredLiteral.
+func requiredSuffix(re *syntax.Regexp) string {
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[len(re.Sub)-1].Op != syntax.OpEndText {
+		return ""
+	}
+	last := re.Sub[len(re.Sub)-2]
+	if last.Op != syntax.OpLiteral {
+		return ""
+	}
+	lit := string(last.Rune)
+	for i := 0; i < len(lit); i++ {
+		if lit[i] >= 0x80 {
+			return ""
+		}
+	}
+	return lowerString(lit)
 }
 
 // requiredLiteral returns lower-case ASCII text that every match of re
@@ -214,7 +241,7 @@ func (s *regexSet) match(str string, low []byte) bool {
 		}
 	}
 	for _, p := range s.list {
-		if ascii && p.lit != nil && !bytes.Contains(low, p.lit) {
+		if ascii && (p.suffix != nil && !bytes.HasSuffix(low, p.suffix) || p.lit != nil && !bytes.Contains(low, p.lit)) {
 			continue
 		}
 		if p.re.MatchString(str) {

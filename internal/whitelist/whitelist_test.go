@@ -35,6 +35,32 @@ func TestRequiredLiteral(t *testing.T) {
 	}
 }
 
+func TestRequiredSuffix(t *testing.T) {
+	tests := []struct {
+		re   string
+		want string
+	}{
+		{`^mail\d+\.telekom\.de$`, ".telekom.de"},
+		{`^smtp\d+.citigroup.com$`, "com"},
+		{`^(?:smtp\w*|postfix)[0-9]+-g[0-9]+\.free\.fr$`, ".free.fr"},
+		{`(?i)\.ORANGE\.fr$`, ".orange.fr"},
+		{`\.orange\.fr`, ""},    // not anchored
+		{`\.orange\.fr$|x$`, ""}, // alternation
+		{`\.fr\d$`, ""},
+		{`(?m)\.fr$`, ""}, // end of line, not of text
+		{`äö$`, ""},
+	}
+	for i, tc := range tests {
+		re, err := syntax.Parse(tc.re, syntax.Perl)
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if got := requiredSuffix(re.Simplify()); got != tc.want {
+			t.Errorf("%d: requiredSuffix(%q) = %q, want %q", i, tc.re, got, tc.want)
+		}
+	}
+}
+
 // The literal shortcut must never hide a match the regex itself finds.
 func TestRegexShortcut(t *testing.T) {
 	tests := []struct {
@@ -49,6 +75,10 @@ func TestRegexShortcut(t *testing.T) {
 		{`/de\.$/`, "mx.DE.", true},
 		{`/telekom/`, "TELEKOM", true},
 		{`/telekom/`, "telecom", false},
+		{`/^smtp\d+\.orange\.fr$/`, "SMTP12.Orange.FR", true},
+		{`/^smtp\d+\.orange\.fr$/`, "smtp12.orange.fr.evil.example", false},
+		{`/^smtp\d+\.orange\.fr$/`, "smtp12.orange.fr\n", false},
+		{`/\.\x{212A}x$/`, "a.kx", true}, // Kelvin sign in the regex: no ASCII suffix
 	}
 	for i, tc := range tests {
 		c := mustClients(t, tc.entry)
