@@ -50,6 +50,9 @@ check-packages: package
 bench:
 	./bench/run.sh
 
+bench-scale:
+	./bench/scale.sh
+
 deps:
 	./dist/install-deps.sh
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -195,6 +196,10 @@ func serve(path string, stderr io.Writer) int {
 	log.Info(fmt.Sprintf("greyd %s started: listening on %s; database %s; %d client and %d recipient whitelist entries",
 		version, names(ls), cfg.Database.Path, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
 	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+	// Loading a big database leaves as much garbage as it keeps (read
+	// buffers, the file's strings); give it back to the system now rather
+	// than carry it in the resident size until the heap grows into it.
+	go debug.FreeOSMemory()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)

@@ -268,6 +268,12 @@ func (d *DB) Close() error {
 	case <-t.C:
 		return fmt.Errorf("close database %q: still busy after %v (hung disk?); writes of the last second may be lost", d.path, closeTimeout)
 	}
+	if err == nil && d.path != "" {
+		// Still under the lock: no other greyd can change the file.
+		if err := writeCleanMark(d.path); err != nil {
+			d.log.Warn("could not record the clean shutdown; the next start checks the whole file", "path", d.path, "err", err)
+		}
+	}
 	if d.lock != nil {
 		unlockFile(d.lock)
 	}

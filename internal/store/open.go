@@ -164,6 +164,10 @@ func prepareFile(path string, log *slog.Logger) error {
 		log.Warn("database file was accessible to everyone; removed the permissions for others",
 			"path", path, "mode", fmt.Sprintf("%#o", perm))
 	}
+	if takeCleanMark(path, f) {
+		log.Debug("database was closed cleanly and is unchanged: integrity check skipped", "path", path)
+		return nil
+	}
 	good, err := checkAOF(f, fi.Size())
 	if err != nil {
 		return err

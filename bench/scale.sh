@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# bench/scale.sh — greyd with a big database, measured through the protocol:
+# mixed-workload throughput on an empty database, then after filling it with
+# SCALE_TRIPLETS new triplets, then again after a restart; the restart time
+# (until the first answer), resident memory and the database file size.
+# Over a unix socket in a temporary directory; everything it starts is
+# stopped on exit.
+#
+# Usage: bench/scale.sh
+#
+# Environment (all optional):
+#   SCALE_TRIPLETS   triplets to fill in                         default 1000000
+#   BENCH_DURATION   measured time per throughput cell           default 8s
+#   BENCH_CONNS      connection counts                           default "1 8 64"
+#   TMPDIR           where the socket and database live
+#   BENCH_KEEP=1     keep the temporary directory
+set -euo pipefail
+
+N=${SCALE_TRIPLETS:-1000000}
+DURATION=${BENCH_DURATION:-8s}
+CONNS=${BENCH_CONNS:-"1 8 64"}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/greyd-scale.XXXXXX")
+PID=
+
+log() { printf 'scale: %s\n' "$*" >&2; }
+
+stop() {
+	[ -n "$PID" ] || return 0
+	kill -TERM "$PID" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$PID" 2>/dev/null || true
+	wait "$PID" 2>/dev/null || true
+	PID=
+}
+cleanup() {
+	stop
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+(cd "$ROOT" && go build -o "$TMP/greyd" ./cmd/greyd && go build -o "$TMP/greyd-bench" ./cmd/greyd-bench)
+cat >"$TMP/greyd.hcl" <<EOF
+listen {
+  unix         = "$TMP/greyd.sock"
+  socket_group = ""
+}
+database { path = "$TMP/greyd.db" }
+greylist { delay = "300s" }
+whitelist {
+  clients    = ["$ROOT/etc/greyd/whitelist_clients"]
+  recipients = ["$ROOT/etc/greyd/whitelist_recipients"]
+}
+EOF
+
+# start: run greyd and set STARTED to the seconds until it answers a request.
+start() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	"$TMP/greyd" -config "$TMP/greyd.hcl" >/dev/null 2>>"$TMP/greyd.log" &
+	PID=$!
+	for _ in $(seq 600); do
+		kill -0 "$PID" 2>/dev/null || { log "greyd exited:"; tail -5 "$TMP/greyd.log" >&2; exit 1; }
+		if [ -S "$TMP/greyd.sock" ] &&
+			"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -n 1 -c 1 -w whitelisted -timeout 2s -json >/dev/null 2>&1; then
+			t1=$(date +%s.%N)
+			STARTED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+			return 0
+		fi
+		sleep 0.05
+	done
+	log "greyd did not answer within 30 s"
+	exit 1
+}
+
+rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
+hwm() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
+jget() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
+
+declare -A RPS=() P99=()
+seed=100
+# measure PHASE: mixed throughput at each connection count.
+measure() {
+	local c out
+	for c in $CONNS; do
+		seed=$((seed + 1))
+		out=$TMP/$1-$c.json
+		"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w mixed -c "$c" -d "$DURATION" -seed "$seed" -json >"$out" 2>"$out.err" ||
+			log "$1 c=$c failed: $(tail -1 "$out.err")"
+		RPS[$1/$c]=$(jget rps "$out")
+		P99[$1/$c]=$(jget p99_us "$out")
+		log "$1 c=$c: ${RPS[$1/$c]} req/s, p99 ${P99[$1/$c]} us"
+	done
+}
+
+log "empty database"
+start
+start0=$STARTED
+rss0=$(rss)
+measure empty
+
+log "filling in $N new triplets (workload new, 8 connections)"
+f0=$(date +%s)
+"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w new -c 8 -n "$N" -seed 7 -json >"$TMP/fill.json" 2>"$TMP/fill.err" ||
+	{ log "fill failed: $(tail -1 "$TMP/fill.err")"; exit 1; }
+f1=$(date +%s)
+fill_rps=$(jget rps "$TMP/fill.json")
+measure filled
+rss_filled=$(rss)
+hwm_filled=$(hwm)
+
+log "restarting greyd with the filled database"
+stop
+db_mb=$(du -m "$TMP/greyd.db" | cut -f1)
+start
+start1=$STARTED
+rss1=$(rss)
+measure restarted
+rss2=$(rss)
+hwm2=$(hwm)
+stop
+
+echo
+echo "$(date -u '+%F %T') UTC, $(nproc) CPUs shared by client and server, $DURATION per cell, mixed workload"
+echo "fill: $N new triplets in $((f1 - f0)) s (${fill_rps%.*} req/s); database file $db_mb MB"
+echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s"
+echo "resident memory: empty ${rss0} MB; filled ${rss_filled} MB (peak ${hwm_filled}); after restart ${rss1} MB, after load ${rss2} MB (peak ${hwm2})"
+printf '%5s | %12s %9s | %12s %9s %7s | %12s %9s %7s\n' conns "empty r/s" p99 "filled r/s" p99 ratio "restart r/s" p99 ratio
+for c in $CONNS; do
+	awk -v c="$c" -v e="${RPS[empty/$c]:-0}" -v ep="${P99[empty/$c]:-0}" -v f="${RPS[filled/$c]:-0}" -v fp="${P99[filled/$c]:-0}" \
+		-v r="${RPS[restarted/$c]:-0}" -v rp="${P99[restarted/$c]:-0}" 'BEGIN {
+		printf "%5s | %12.0f %7.0fus | %12.0f %7.0fus %7.2f | %12.0f %7.0fus %7.2f\n", c, e, ep, f, fp, (e ? f / e : 0), r, rp, (e ? r / e : 0)
+	}'
+done
