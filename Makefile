@@ -6,7 +6,7 @@ GO         ?= go
 GOFLAGS_B  := -trimpath -ldflags "-X main.version=$(VERSION)"
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test fuzz vet activation e2e package check-packages bench deps check clean
+.PHONY: all build run test fuzz vet activation e2e package check-packages bench bench-scale deps check clean
 
 all: build
 
