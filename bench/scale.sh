@@ -100,6 +100,7 @@ measure() {
 log "empty database"
 start
 start0=$STARTED
+sleep 2 # greyd returns the loading garbage to the system just after start-up
 rss0=$(rss)
 measure empty
 
@@ -118,6 +119,7 @@ stop
 db_mb=$(du -m "$TMP/greyd.db" | cut -f1)
 start
 start1=$STARTED
+sleep 2
 rss1=$(rss)
 measure restarted
 rss2=$(rss)
