@@ -44,7 +44,7 @@ func TestRequiredSuffix(t *testing.T) {
 		{`^smtp\d+.citigroup.com$`, "com"},
 		{`^(?:smtp\w*|postfix)[0-9]+-g[0-9]+\.free\.fr$`, ".free.fr"},
 		{`(?i)\.ORANGE\.fr$`, ".orange.fr"},
-		{`\.orange\.fr`, ""},    // not anchored
+		{`\.orange\.fr`, ""},     // not anchored
 		{`\.orange\.fr$|x$`, ""}, // alternation
 		{`\.fr\d$`, ""},
 		{`(?m)\.fr$`, ""}, // end of line, not of text
