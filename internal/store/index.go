@@ -42,10 +42,12 @@ type entry struct {
 	expires int64 // unix nanoseconds; 0: never
 }
 
-func newIndex() *index {
+// newIndex returns an empty index sized for n entries: growing 64 maps
+// to a million entries one by one costs more than filling them.
+func newIndex(n int) *index {
 	x := &index{seed: maphash.MakeSeed()}
 	for i := range x.shards {
-		x.shards[i].m = make(map[string]entry)
+		x.shards[i].m = make(map[string]entry, n/indexShards+n/(4*indexShards))
 	}
 	return x
 }
@@ -82,11 +84,10 @@ func (x *index) get(key []byte, now int64) (entry, bool) {
 // lock, and its trees allow concurrent readers).
 func (x *index) load(db *buntdb.DB) (bad int, example string, err error) {
 	now := time.Now()
-	var n int
 	var mid string
 	err = db.View(func(tx *buntdb.Tx) error {
-		var err error
-		if n, err = tx.Len(); err != nil {
+		n, err := tx.Len()
+		if err != nil {
 			return err
 		}
 		i := 0
@@ -100,11 +101,6 @@ func (x *index) load(db *buntdb.DB) (bad int, example string, err error) {
 	})
 	if err != nil {
 		return 0, "", err
-	}
-	// Sized once: growing 64 maps to a million entries costs more than
-	// the walk.
-	for i := range x.shards {
-		x.shards[i].m = make(map[string]entry, n/indexShards+n/(4*indexShards))
 	}
 	type half struct {
 		bad     int
@@ -230,7 +226,13 @@ func (d *DB) expireFailed(err error, n int) {
 // handed over first: from then on buntdb deletes nothing by itself, so
 // every entry the load sees stays until expire removes it from both.
 func (d *DB) startIndex() error {
-	d.idx = newIndex()
+	var n int
+	if err := d.db.View(func(tx *buntdb.Tx) (err error) { n, err = tx.Len(); return err }); err != nil {
+		return err
+	}
+	// Made before expire can run: it locks the shards, nothing else may
+	// replace their maps afterwards.
+	d.idx = newIndex(n)
 	var c buntdb.Config
 	if err := d.db.ReadConfig(&c); err != nil {
 		return err
