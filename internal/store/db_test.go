@@ -182,12 +182,10 @@ func TestNamespaces(t *testing.T) {
 	})
 }
 
-// TestExpiry relies on buntdb's Get ignoring items past their deadline. The
-// sweep is switched off (an OnExpired hook that keeps the keys) so that the
-// expired item provably is still there.
-func TestExpiry(t *testing.T) {
-	path := dbPath(t)
-	d := openT(t, path, Options{})
+// noSweep switches buntdb's expiry sweep off for d (an OnExpired hook that
+// keeps the keys), so that expired entries provably stay in the database.
+func noSweep(t *testing.T, d *DB) {
+	t.Helper()
 	var c buntdb.Config
 	if err := d.db.ReadConfig(&c); err != nil {
 		t.Fatal(err)
@@ -196,6 +194,14 @@ func TestExpiry(t *testing.T) {
 	if err := d.db.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestExpiry: reads ignore entries past their deadline even before the
+// sweep removes them, which is switched off here.
+func TestExpiry(t *testing.T) {
+	path := dbPath(t)
+	d := openT(t, path, Options{})
+	noSweep(t, d)
 	ctx := context.Background()
 	const ttl = 100 * time.Millisecond
 	start := time.Now()

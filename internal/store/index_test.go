@@ -109,15 +109,7 @@ func TestIndexSweep(t *testing.T) {
 // them meanwhile, and deleted from both if not.
 func TestExpireRenewed(t *testing.T) {
 	d := openT(t, Memory, Options{})
-	// No sweep of our own during the test: the test calls expire.
-	var c buntdb.Config
-	if err := d.db.ReadConfig(&c); err != nil {
-		t.Fatal(err)
-	}
-	c.OnExpired = func([]string) {}
-	if err := d.db.SetConfig(c); err != nil {
-		t.Fatal(err)
-	}
+	noSweep(t, d) // the test calls expire itself
 	ctx := context.Background()
 	if err := d.PutTriplet(ctx, "renewed", Triplet{1, 2}, time.Hour); err != nil {
 		t.Fatal(err)
