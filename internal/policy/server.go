@@ -88,6 +88,7 @@ type Stats struct {
 // Server serves the policy protocol on any number of listeners.
 type Server struct {
 	handler Handler
+	lateH   LateHandler // handler, if it is one
 	log     *slog.Logger
 	limits  atomic.Pointer[Limits]
 
@@ -115,6 +116,7 @@ func NewServer(h Handler, lim Limits, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{handler: h, log: log, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s.lateH, _ = h.(LateHandler)
 	s.limitLog.Interval, s.errLog.Interval = logEvery, logEvery
 	s.SetLimits(lim)
 	return s
@@ -428,8 +430,8 @@ func (s *Server) reply(c *conn, action string) {
 // per request, and no goroutine switch: the handler runs here, and only a
 // late one involves the timer's goroutine.
 func (s *Server) answer(ctx context.Context, c *conn, req *Request, timeout time.Duration) (string, bool) {
-	lh, ok := s.handler.(LateHandler)
-	if !ok || timeout <= 0 {
+	lh := s.lateH
+	if lh == nil || timeout <= 0 {
 		return s.handle(ctx, c, req), true
 	}
 	if c.timer == nil {
@@ -467,19 +469,14 @@ func (s *Server) late(c *conn, lh LateHandler) {
 	}
 	old := c.req
 	c.req = new(Request) // the handler still reads the old one
-	var action string
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				s.errs.Add(1)
-				s.log.Error(fmt.Sprintf("internal error answering %s, replying DUNNO: %v\n%s", c.peer, r, debug.Stack()))
-				action = "DUNNO"
-			}
-		}()
-		action = lh.Late(old, c.timeout)
-	}()
-	s.reply(c, action)
+	s.reply(c, s.lateReply(c, lh, old))
 	s.serve(c)
+}
+
+// lateReply calls lh.Late; a panic is answered like one in handle.
+func (s *Server) lateReply(c *conn, lh LateHandler, req *Request) (action string) {
+	defer s.recoverHandler(c, &action)
+	return lh.Late(req, c.timeout)
 }
 
 // waitForRequest blocks until the next request starts, the idle timeout
@@ -549,14 +546,17 @@ func (s *Server) readError(c *conn, err error) {
 // handle calls the handler; a panic is logged and answered with DUNNO so
 // that a bug in greyd never blocks or defers mail.
 func (s *Server) handle(ctx context.Context, c *conn, req *Request) (action string) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.errs.Add(1)
-			s.log.Error(fmt.Sprintf("internal error answering %s, replying DUNNO: %v\n%s", c.peer, r, debug.Stack()))
-			action = "DUNNO"
-		}
-	}()
+	defer s.recoverHandler(c, &action)
 	return s.handler.ServePolicy(ctx, req)
+}
+
+// recoverHandler, deferred, turns a handler's panic into a logged DUNNO.
+func (s *Server) recoverHandler(c *conn, action *string) {
+	if r := recover(); r != nil {
+		s.errs.Add(1)
+		s.log.Error(fmt.Sprintf("internal error answering %s, replying DUNNO: %v\n%s", c.peer, r, debug.Stack()))
+		*action = "DUNNO"
+	}
 }
 
 func isTimeout(err error) bool {
