@@ -28,6 +28,7 @@ import (
 	"greyd/internal/policy"
 	"greyd/internal/reload"
 	"greyd/internal/store"
+	"greyd/internal/store/buntdb"
 )
 
 // version is set at build time: -ldflags "-X main.version=$(cat VERSION)".
@@ -258,15 +259,15 @@ func serve(path string, stderr io.Writer) int {
 // than another greyd holding it, greyd still serves, with an in-memory
 // store: greylisting state is disposable, availability is not.
 func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
-	sync, err := store.ParseSync(c.Sync)
+	sync, err := buntdb.ParseSync(c.Sync)
 	if err != nil {
 		return nil, err
 	}
-	o := store.Options{Sync: sync, Logger: log}
+	o := buntdb.Options{Sync: sync, Logger: log}
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o750); err != nil {
 		log.Error(fmt.Sprintf("create state directory: %v", err))
 	}
-	db, err := store.Open(c.Path, o)
+	db, err := buntdb.Open(c.Path, o)
 	if err == nil {
 		return db, nil
 	}
@@ -274,7 +275,7 @@ func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
 		return nil, err
 	}
 	log.Error(fmt.Sprintf("%v: SERVING WITH AN IN-MEMORY DATABASE; greylisting state will be lost at the next restart. Fix the state directory (owner, permissions, free space) and restart greyd", err))
-	return store.Open(":memory:", o)
+	return buntdb.Open(buntdb.Memory, o)
 }
 
 func limits(c *config.Config) policy.Limits {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"greyd/internal/store"
+	"greyd/internal/store/buntdb"
 )
 
 // Every way the database's storage can fail must leave a daemon that runs,
@@ -199,7 +199,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(copyDB, b, 0o600)
-	st, err := store.Open(copyDB, store.Options{})
+	st, err := buntdb.Open(copyDB, buntdb.Options{})
 	if err != nil {
 		t.Fatalf("database written while the disk was full does not open: %v", err)
 	}

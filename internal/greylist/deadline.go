@@ -79,13 +79,11 @@ func (e *Engine) decide(ctx context.Context, req *policy.Request, snap *Snapshot
 // watchdog: it fails while the store is stuck.
 func (e *Engine) CheckStore(ctx context.Context) error {
 	if e.stuck.Load() > 0 {
-		_, _, err := e.stalled().Client(ctx, "watchdog")
-		return err
+		return e.stalled().Healthy(ctx)
 	}
 	timeout := time.Duration(e.timeout.Load())
 	if timeout <= 0 {
-		_, _, err := e.store.Client(ctx, "watchdog")
-		return err
+		return e.store.Healthy(ctx)
 	}
 	// A goroutine per check (the watchdog checks every few seconds), and
 	// never a second one while the first is stuck.
@@ -100,8 +98,7 @@ func (e *Engine) CheckStore(ctx context.Context) error {
 				done <- fmt.Errorf("panic in the store: %v", r)
 			}
 		}()
-		_, _, err := e.store.Client(context.Background(), "watchdog")
-		done <- err
+		done <- e.store.Healthy(context.Background())
 	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -125,21 +122,11 @@ func (e *Engine) stalled() store.Store {
 // stalledStore fails every operation with err.
 type stalledStore struct{ err error }
 
-func (s stalledStore) Triplet(context.Context, string) (store.Triplet, bool, error) {
-	return store.Triplet{}, false, s.err
+func (s stalledStore) Step(context.Context, *store.StepInput) (store.StepResult, error) {
+	return store.StepResult{}, s.err
 }
 
-func (s stalledStore) PutTriplet(context.Context, string, store.Triplet, time.Duration) error {
-	return s.err
-}
-
-func (s stalledStore) Client(context.Context, string) (store.Client, bool, error) {
-	return store.Client{}, false, s.err
-}
-
-func (s stalledStore) PutClient(context.Context, string, store.Client, time.Duration) error {
-	return s.err
-}
+func (s stalledStore) Healthy(context.Context) error { return s.err }
 
 func (s stalledStore) Close() error { return nil }
 

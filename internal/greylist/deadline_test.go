@@ -49,14 +49,14 @@ func (g *gated) wait() {
 	}
 }
 
-func (g *gated) Triplet(ctx context.Context, key string) (store.Triplet, bool, error) {
+func (g *gated) Step(ctx context.Context, in *store.StepInput) (store.StepResult, error) {
 	g.wait()
-	return g.Store.Triplet(ctx, key)
+	return g.Store.Step(ctx, in)
 }
 
-func (g *gated) Client(ctx context.Context, key string) (store.Client, bool, error) {
+func (g *gated) Healthy(ctx context.Context) error {
 	g.wait()
-	return g.Store.Client(ctx, key)
+	return g.Store.Healthy(ctx)
 }
 
 // syncLog is a goroutine-safe log sink.
@@ -359,11 +359,11 @@ func TestStoreTimeoutConcurrent(t *testing.T) {
 // jittery delays operations randomly, sometimes past the deadline.
 type jittery struct{ store.Store }
 
-func (j *jittery) Triplet(ctx context.Context, key string) (store.Triplet, bool, error) {
+func (j *jittery) Step(ctx context.Context, in *store.StepInput) (store.StepResult, error) {
 	if rand.IntN(10) == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	return j.Store.Triplet(ctx, key)
+	return j.Store.Step(ctx, in)
 }
 
 // BenchmarkServePolicyParallel is the daemon's situation: many

@@ -78,19 +78,28 @@ type Decision struct {
 	FutureCorrected bool
 	// Warning explains a Skip.
 	Warning string
-	// Err is the store failure of a Failed decision; a failure while
-	// updating the auto-whitelist after a decision is also reported here,
-	// with Kind unchanged.
+	// Err is the store failure of a Failed decision.
 	Err error
+	// Step is the store's result (zero unless the store was asked).
+	Step store.StepResult
 }
 
-const awlInterval = 3600 // Postgrey counts a client at most once an hour
-
 // Decide judges req with the settings and whitelists of snap, the state in
-// st, and the time now. It writes the triplet and auto-whitelist updates a
-// decision implies, exactly as Postgrey 1.37 (reference section 2), with
-// max_age also enforced at lookup.
+// st, and the time now, exactly as Postgrey 1.37 (reference section 2),
+// with max_age also enforced at lookup. Whitelists are checked here; the
+// triplet and auto-whitelist rules are one store.Step, which writes what
+// the decision implies.
 func Decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time) Decision {
+	return decide(ctx, req, snap, st, now, false)
+}
+
+// DecideDry is Decide that writes nothing: what the decision would be
+// right now (greyd explain).
+func DecideDry(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time) Decision {
+	return decide(ctx, req, snap, st, now, true)
+}
+
+func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time, dryRun bool) Decision {
 	if req.Request != "smtpd_access_policy" {
 		if !req.Has(policy.AttrRequest) {
 			return Decision{Kind: Skip, Now: now, Warning: "request attribute missing: not a policy request"}
@@ -110,9 +119,10 @@ func Decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 			return Decision{Kind: Skip, Now: now, Warning: "attribute missing: " + a.name}
 		}
 	}
+	fixedNow := false
 	if snap.UseTestTime && req.PolicyTestTime != "" {
 		if t, err := strconv.ParseInt(req.PolicyTestTime, 10, 64); err == nil && t > 0 {
-			now = time.Unix(t, 0)
+			now, fixedNow = time.Unix(t, 0), true
 		}
 	}
 	ip, ok := normalize.ParseAddr(req.ClientAddress)
@@ -130,143 +140,52 @@ func Decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		return d
 	}
 
-	t := now.Unix()
-	maxAge := int64(snap.MaxAge / time.Second)
 	var buf [320]byte
-
-	// Auto-whitelist, per exact client address.
-	awl := snap.AutoWhitelistClients > 0
-	var ckey string
-	var client store.Client
-	var cfound bool
-	if awl {
-		a := normalize.AppendClientAddr(buf[:0], ip)
-		ckey = snap.key(a[len(a):], a)
-		var err error
-		client, cfound, err = st.Client(ctx, ckey)
-		if err != nil {
-			return Decision{Kind: Failed, Now: now, Err: err}
-		}
-		if cfound && t-client.Last > maxAge {
-			cfound = false // expired, whether or not a sweep removed it yet
-		}
-		if cfound && client.Count >= int64(snap.AutoWhitelistClients) {
-			if t >= client.Last+awlInterval || client.Last > t {
-				// Keep-alive, at most hourly, as Postgrey.
-				d.Err = st.PutClient(ctx, ckey, store.Client{Count: client.Count + 1, Last: t}, snap.MaxAge+time.Second)
-			}
-			d.Kind, d.Reason = Pass, ClientAWL
-			return d
-		}
+	in := store.StepInput{
+		Now:         now.Unix(),
+		FixedNow:    fixedNow,
+		Delay:       int64(snap.Delay / time.Second),
+		RetryWindow: int64(snap.RetryWindow / time.Second),
+		MaxAge:      int64(snap.MaxAge / time.Second),
+		AWLClients:  int64(snap.AutoWhitelistClients),
+		DryRun:      dryRun,
 	}
-
+	// Auto-whitelist, per exact client address.
+	if snap.AutoWhitelistClients > 0 {
+		a := normalize.AppendClientAddr(buf[:0], ip)
+		in.ClientKey = snap.key(a[len(a):], a)
+	}
 	// The triplet.
 	k := normalize.AppendClientNet(buf[:0], ip, snap.LookupByHost, snap.IPv4Prefix, snap.IPv6Prefix)
 	k = append(k, '/')
 	k = normalize.AppendSender(k, req.Sender)
 	k = append(k, '/')
 	k = appendLower(k, req.Recipient)
-	key := snap.key(k[len(k):], k)
-	trip, found, err := st.Triplet(ctx, key)
+	in.TripletKey = snap.key(k[len(k):], k)
+
+	r, err := st.Step(ctx, &in)
 	if err != nil {
 		return Decision{Kind: Failed, Now: now, Err: err}
 	}
-	delay := int64(snap.Delay / time.Second)
-	retry := int64(snap.RetryWindow / time.Second)
-	if found && t-trip.Last > maxAge {
-		found = false // Postgrey only forgot these in its nightly cleanup
+	if r.Now != in.Now {
+		d.Now = time.Unix(r.Now, 0) // the store's clock (Redis TIME)
 	}
-	first := t
-	lastOK := false
-	if found {
-		first = trip.First
-		if trip.Last-trip.First >= delay {
-			lastOK = true
-		} else if t-first > retry {
-			first = t // stale unfinished entry: greylisting starts over
+	d.Step = r
+	d.NewlyWhitelisted, d.FutureCorrected = r.NewlyWhitelisted, r.FutureCorrected
+	switch r.Outcome {
+	case store.AutoWhitelisted:
+		d.Kind, d.Reason = Pass, ClientAWL
+	case store.Greylisted:
+		d.Kind, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
+		if r.New() {
+			d.Reason = New
 		}
-		if first > t {
-			d.FutureCorrected = true
-			first = t
-		}
-	}
-	diff := delay - (t - first)
-	if needsWrite(found, trip, first, t, diff, lastOK) {
-		if err := st.PutTriplet(ctx, key, store.Triplet{First: first, Last: t}, tripletTTL(diff, first, t, retry, maxAge)); err != nil {
-			return Decision{Kind: Failed, Now: now, Err: err}
-		}
-	}
-
-	if awl && diff <= 0 && !lastOK {
-		// First successful pass of this triplet: count it for the client,
-		// at most once an hour.
-		if !cfound || t >= client.Last+awlInterval {
-			n := int64(1)
-			if cfound {
-				n = client.Count + 1
-			}
-			d.Err = st.PutClient(ctx, ckey, store.Client{Count: n, Last: t}, snap.MaxAge+time.Second)
-			d.NewlyWhitelisted = n == int64(snap.AutoWhitelistClients)
-		}
-	}
-
-	switch {
-	case diff > 0:
-		d.Kind, d.Missing = Greylist, diff
-		d.Reason = New
-		if t != first {
-			d.Reason = EarlyRetry
-		}
-	case !lastOK:
-		d.Kind, d.Reason, d.Waited = FirstPass, TripletFound, t-first
+	case store.FirstPass:
+		d.Kind, d.Reason, d.Waited = FirstPass, TripletFound, r.Waited
 	default:
 		d.Kind, d.Reason = Pass, TripletFound
 	}
 	return d
-}
-
-// refreshInterval is how stale the last-seen time of a passed triplet may
-// get before a request rewrites it: max_age (days) is then enforced to
-// within a minute, and a busy triplet costs one write a minute, not one a
-// request.
-const refreshInterval = 60
-
-// needsWrite reports whether the stored triplet must change. Postgrey
-// rewrites "first,last" on every request (one fdatasync each); greyd writes
-// only what a later decision can observe: a new or restarted entry (first
-// changed), the first pass (last-first reaches the delay), and the
-// last-seen time of a passed triplet, at most once a refreshInterval. An
-// early retry's last-seen time is never read: an unpassed entry is judged
-// by its first-seen time alone, and expires by it.
-func needsWrite(found bool, old store.Triplet, first, now, diff int64, lastOK bool) bool {
-	switch {
-	case !found || old.First != first:
-		return true
-	case diff > 0:
-		return false
-	case !lastOK:
-		return true
-	}
-	return now-old.Last >= refreshInterval || old.Last > now
-}
-
-// tripletTTL keeps an entry only as long as it can still matter, so the
-// store's expiry index removes it without any scan: a passed triplet until
-// max_age after it was last seen, an unpassed one until its retry window
-// from first sight is over (after that a lookup would start over anyway).
-// One second of slack keeps the lookup rules, not the sweep, in charge of
-// the boundaries.
-func tripletTTL(diff, first, now, retry, maxAge int64) time.Duration {
-	ttl := maxAge
-	if diff > 0 {
-		if r := first + retry - now; r < ttl {
-			ttl = r
-		}
-	}
-	if ttl < 0 {
-		ttl = 0
-	}
-	return time.Duration(ttl+1) * time.Second
 }
 
 // key returns the store key for raw, hashed when privacy is on. dst is

@@ -11,14 +11,15 @@ import (
 
 	"greyd/internal/policy"
 	"greyd/internal/store"
+	"greyd/internal/store/buntdb"
 	"greyd/internal/whitelist"
 )
 
 var t0 = time.Date(2026, 11, 22, 11, 0, 0, 0, time.UTC)
 
-func newStore(t testing.TB) *store.DB {
+func newStore(t testing.TB) *buntdb.DB {
 	t.Helper()
-	db, err := store.Open(":memory:", store.Options{})
+	db, err := buntdb.Open(buntdb.Memory, buntdb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,40 +325,5 @@ func TestStoreFailureFailsOpen(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "store failed") {
 		t.Errorf("closed store: log %q does not say the store failed", logs.String())
-	}
-}
-
-// countingStore counts writes that reach the real store.
-type countingStore struct {
-	store.Store
-	puts int
-}
-
-func (c *countingStore) PutTriplet(ctx context.Context, key string, t store.Triplet, ttl time.Duration) error {
-	c.puts++
-	return c.Store.PutTriplet(ctx, key, t, ttl)
-}
-
-func TestWritesOnlyWhatMatters(t *testing.T) {
-	st := &countingStore{Store: newStore(t)}
-	snap := testSnapshot(t)
-	snap.AutoWhitelistClients = 0
-	a := req("198.51.100.60", "", "a@x.example", "b@y.example")
-	steps := []struct {
-		at   time.Duration
-		puts int
-	}{
-		{0, 1},                             // new: written
-		{10 * time.Second, 1},              // early retry: last-seen is never read, no write
-		{200 * time.Second, 1},             // still no write
-		{300 * time.Second, 2},             // first pass: written
-		{330 * time.Second, 2},             // passed, last-seen fresh: no write
-		{300*time.Second + time.Minute, 3}, // a minute later: refreshed
-	}
-	for i, s := range steps {
-		Decide(context.Background(), a, snap, st, t0.Add(s.at))
-		if st.puts != s.puts {
-			t.Errorf("step %d at +%v: %d writes, want %d", i, s.at, st.puts, s.puts)
-		}
 	}
 }

@@ -91,9 +91,7 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 // answer counts and logs decision d and returns its reply action.
 func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d Decision) string {
 	e.decisions[d.Kind].Add(1)
-	if d.Err != nil && d.Kind != Failed {
-		e.storeFailed(now, fmt.Sprintf("updating auto-whitelist for %s: %v", req.ClientAddress, d.Err))
-	} else if d.Kind != Failed && d.Reason >= ClientAWL && e.failing.Load() {
+	if d.Kind != Failed && d.Reason >= ClientAWL && e.failing.Load() {
 		// Whitelist decisions (reasons before ClientAWL) never reach
 		// the store, so they prove nothing about it.
 		e.storeWorks(now)

@@ -10,7 +10,7 @@ import (
 
 	"greyd/internal/logging"
 	"greyd/internal/policy"
-	"greyd/internal/store"
+	"greyd/internal/store/buntdb"
 )
 
 // postfixRequest is what Postfix 3.7 sends at RCPT time.
@@ -40,7 +40,7 @@ func FuzzDecide(f *testing.F) {
 		if err := policy.NewReader(bytes.NewReader(raw), 8192, 100).Read(&req); err != nil {
 			return // the server closes the connection; FuzzReader covers that
 		}
-		st, err := store.Open(store.Memory, store.Options{Logger: slog.New(slog.DiscardHandler)})
+		st, err := buntdb.Open(buntdb.Memory, buntdb.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

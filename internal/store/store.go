@@ -1,13 +1,19 @@
-// Package store persists greylisting state: triplets and auto-whitelist
-// client entries. The Store interface is deliberately narrow so that a
-// shared networked backend (several MX hosts, one state) can implement it
-// next to the local buntdb file.
+// Package store is the persistence seam of greyd: the greylisting state of
+// triplets and auto-whitelisted clients, changed by one atomic Step per
+// policy request. The rules of that step (Postgrey's first-seen/last-seen
+// and auto-whitelist rules) are written once in Go, in Transition; a
+// backend either runs Transition under its own lock and transaction
+// (store/buntdb) or carries an exact translation of it (store/redis runs
+// it as one Lua script), and the table of cases in store/storetest runs
+// against every backend so that the two cannot drift.
+//
+// Whitelists, key building, normalisation and everything the reply says
+// stay in package greylist: a backend only sees opaque keys and numbers.
 package store
 
 import (
 	"context"
 	"errors"
-	"time"
 )
 
 // Triplet is what greyd remembers about one client-network/sender/recipient
@@ -24,19 +30,123 @@ type Client struct {
 	Last  int64 // last time Count changed or the entry was refreshed
 }
 
-// Store is the persistence seam used by the decision code. Keys are opaque
-// strings built by the caller; triplet and client keys live in separate
-// namespaces. Implementations must be safe for concurrent use.
-//
-// A missing or expired entry is reported as found == false with a nil error;
-// an error always means the backend failed, and callers fail open.
+// Store is what the decision code needs from a backend. Implementations
+// must be safe for concurrent use.
 type Store interface {
-	Triplet(ctx context.Context, key string) (t Triplet, found bool, err error)
-	PutTriplet(ctx context.Context, key string, t Triplet, ttl time.Duration) error
-	Client(ctx context.Context, key string) (c Client, found bool, err error)
-	PutClient(ctx context.Context, key string, c Client, ttl time.Duration) error
+	// Step runs the state transition of one request atomically: with
+	// respect to every other Step on the same state, on this host and on
+	// any other host sharing it. An error means the backend failed and
+	// nothing is known about what was written; callers fail open.
+	Step(ctx context.Context, in *StepInput) (StepResult, error)
+
+	// Healthy reports whether greyd's own side of the store works, for
+	// the systemd watchdog. A local store must answer a lookup; a
+	// networked one reports nil while its server is unreachable, since a
+	// restart of greyd cannot bring a server back (it fails open
+	// meanwhile).
+	Healthy(ctx context.Context) error
+
 	Close() error
 }
+
+// StepInput is one request's state transition, with the keys already
+// built (and hashed, under privacy) by the caller.
+type StepInput struct {
+	// ClientKey is the auto-whitelist key of the exact client address;
+	// "" or AWLClients == 0 leaves the auto-whitelist alone.
+	ClientKey string
+	// TripletKey is the triplet's key, read and written.
+	TripletKey string
+	// AltKey, if not "" and not TripletKey, is a second triplet key that
+	// is only read: a passed entry there passes the request, which then
+	// writes TripletKey as passed (lookup_by "auto" reads the subnet key
+	// next to the organisation key, so a change of key costs nothing).
+	AltKey string
+
+	// Now is the request's time, in Unix seconds.
+	Now int64
+	// FixedNow says Now must be used as it is (policy_test_time). Without
+	// it, a backend shared by several hosts uses its own clock, so that
+	// hosts with skewed clocks agree on what "5 minutes" is.
+	FixedNow bool
+
+	// The rules, in seconds.
+	Delay, RetryWindow, MaxAge int64
+	// AWLClients is the number of passed triplets that auto-whitelists a
+	// client; 0 disables the auto-whitelist.
+	AWLClients int64
+
+	// DryRun computes the result and writes nothing (greyd explain).
+	DryRun bool
+}
+
+// Outcome is what the state says about a request.
+type Outcome uint8
+
+// Outcomes.
+const (
+	// Greylisted: still within the delay (new, or an early retry).
+	Greylisted Outcome = iota + 1
+	// FirstPass: the triplet completed greylisting with this request.
+	FirstPass
+	// Passed: the triplet had passed before (or its AltKey had).
+	Passed
+	// AutoWhitelisted: the client is on the auto-whitelist.
+	AutoWhitelisted
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Greylisted:
+		return "greylisted"
+	case FirstPass:
+		return "first pass"
+	case Passed:
+		return "passed"
+	case AutoWhitelisted:
+		return "auto-whitelisted"
+	}
+	return "unknown"
+}
+
+// State is what a step read: the stored entries before it ran. Entries
+// past max_age count as not found.
+type State struct {
+	Client       Client
+	ClientFound  bool
+	Triplet      Triplet
+	TripletFound bool
+	Alt          Triplet
+	AltFound     bool
+}
+
+// StepResult is what the decision needs from a step.
+type StepResult struct {
+	Outcome Outcome
+	// Now is the time the step decided with (the backend's clock unless
+	// FixedNow).
+	Now int64
+	// First is the triplet's effective first-seen time after the rules
+	// (resets included); Now when the triplet is new.
+	First int64
+	// Missing is the number of seconds still to wait (Greylisted).
+	Missing int64
+	// Waited is the number of seconds since first seen (FirstPass).
+	Waited int64
+	// ViaAlt: Passed because of AltKey's entry.
+	ViaAlt bool
+	// NewlyWhitelisted: this pass brought the client to the threshold.
+	NewlyWhitelisted bool
+	// FutureCorrected: the stored first-seen time was in the future (the
+	// clock went backwards) and was reset.
+	FutureCorrected bool
+	// Before is the stored state the step started from.
+	Before State
+}
+
+// New reports a greylisted request that is the triplet's first (or its
+// first since greylisting started over), as opposed to an early retry.
+func (r *StepResult) New() bool { return r.Outcome == Greylisted && r.First == r.Now }
 
 // ErrClosed is returned by operations on a closed store.
 var ErrClosed = errors.New("store: closed")

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func TestCleanMark(t *testing.T) {
 	path := dbPath(t)
 	ctx := context.Background()
 	d := openT(t, path, Options{})
-	if err := d.PutTriplet(ctx, "k", Triplet{1, 2}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "k", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
@@ -34,7 +34,7 @@ func TestCleanMark(t *testing.T) {
 	if _, err := os.Stat(path + cleanSuffix); !os.IsNotExist(err) {
 		t.Errorf("mark still there after Open (%v): a crash now would leave it", err)
 	}
-	checkTriplet(t, d, "k", Triplet{1, 2}, true)
+	checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
 	d.Close()
 
 	for _, tc := range []struct {
@@ -63,7 +63,7 @@ func TestCleanMark(t *testing.T) {
 			if strings.Contains(logs.String(), skipped) {
 				t.Errorf("mark %q: check skipped", mark)
 			}
-			checkTriplet(t, d, "k", Triplet{1, 2}, true)
+			checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
 			d.Close()
 		})
 	}
@@ -74,7 +74,7 @@ func TestCleanMark(t *testing.T) {
 func TestCleanMarkDamagedFile(t *testing.T) {
 	path := dbPath(t)
 	d := openT(t, path, Options{})
-	if err := d.PutTriplet(context.Background(), "k", Triplet{1, 2}, time.Hour); err != nil {
+	if err := d.PutTriplet(context.Background(), "k", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func openAsNobody(t *testing.T, path string) (*DB, error) {
 func TestWriteFailureKeepsIndex(t *testing.T) {
 	d := openT(t, dbPath(t), Options{Sync: SyncNever})
 	ctx := context.Background()
-	if err := d.PutTriplet(ctx, "k", Triplet{1, 2}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "k", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(d.path)
@@ -63,15 +63,15 @@ func TestWriteFailureKeepsIndex(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	err = d.PutTriplet(ctx, "k", Triplet{7, 8}, time.Hour)
-	err2 := d.PutTriplet(ctx, "new", Triplet{9, 9}, time.Hour)
+	err = d.PutTriplet(ctx, "k", Triplet{First: 7, Last: 8}, time.Hour)
+	err2 := d.PutTriplet(ctx, "new", Triplet{First: 9, Last: 9}, time.Hour)
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
 	if err == nil || err2 == nil {
 		t.Fatalf("puts past RLIMIT_FSIZE: %v, %v; want errors", err, err2)
 	}
-	checkTriplet(t, d, "k", Triplet{1, 2}, true)
+	checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
 	checkTriplet(t, d, "new", Triplet{}, false)
 	checkIndex(t, d)
 }

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"bytes"
@@ -63,14 +63,14 @@ func checkQuarantined(t *testing.T, path, wantAside string) {
 		}
 	}
 	// The fresh database works and persists.
-	if err := d.PutTriplet(context.Background(), "new", Triplet{1, 2}, time.Hour); err != nil {
+	if err := d.PutTriplet(context.Background(), "new", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d = openT(t, path, Options{})
-	checkTriplet(t, d, "new", Triplet{1, 2}, true)
+	checkTriplet(t, d, "new", Triplet{First: 1, Last: 2}, true)
 	d.Close()
 }
 
@@ -116,7 +116,7 @@ func TestCorruptMiddle(t *testing.T) {
 		d := openT(t, path, Options{})
 		for i := range 100 {
 			key := fmt.Sprintf("198.51.100/s%d@example.org/r@example.net", i)
-			if err := d.PutTriplet(context.Background(), key, Triplet{1763812500, int64(i)}, time.Hour); err != nil {
+			if err := d.PutTriplet(context.Background(), key, Triplet{First: 1763812500, Last: int64(i)}, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -141,7 +141,7 @@ func TestCorruptMiddle(t *testing.T) {
 // damage buntdb reports in its own ways.
 func TestOpenBuntdbCorrupt(t *testing.T) {
 	for _, data := range []string{
-		recA + "garbage\r\n" + recB,       // buntdb.ErrInvalid
+		recA + "garbage\r\n" + recB,       // bunt.ErrInvalid
 		resp(""),                          // index out of range panic
 		resp("set", "k", "v", "ae", "zz"), // *strconv.NumError
 	} {
@@ -190,7 +190,7 @@ func TestTruncatedTail(t *testing.T) {
 	d := openT(t, path, Options{})
 	ctx := context.Background()
 	for _, k := range []string{"a", "b"} {
-		if err := d.PutTriplet(ctx, k, Triplet{1, 2}, time.Hour); err != nil {
+		if err := d.PutTriplet(ctx, k, Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -199,7 +199,7 @@ func TestTruncatedTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	complete := fi.Size()
-	if err := d.PutTriplet(ctx, "c", Triplet{3, 4}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "c", Triplet{First: 3, Last: 4}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
@@ -212,8 +212,8 @@ func TestTruncatedTail(t *testing.T) {
 
 	var logs logBuffer
 	d = openT(t, path, Options{Logger: logs.logger()})
-	checkTriplet(t, d, "a", Triplet{1, 2}, true)
-	checkTriplet(t, d, "b", Triplet{1, 2}, true)
+	checkTriplet(t, d, "a", Triplet{First: 1, Last: 2}, true)
+	checkTriplet(t, d, "b", Triplet{First: 1, Last: 2}, true)
 	checkTriplet(t, d, "c", Triplet{}, false)
 	if fi, _ := os.Stat(path); fi.Size() != complete {
 		t.Errorf("file is %d bytes; want truncated to %d", fi.Size(), complete)
@@ -225,15 +225,15 @@ func TestTruncatedTail(t *testing.T) {
 		t.Errorf("quarantined %v; want the file kept", m)
 	}
 	// Writes continue after the last complete record.
-	if err := d.PutTriplet(ctx, "d", Triplet{5, 6}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "d", Triplet{First: 5, Last: 6}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d = openT(t, path, Options{})
-	checkTriplet(t, d, "b", Triplet{1, 2}, true)
-	checkTriplet(t, d, "d", Triplet{5, 6}, true)
+	checkTriplet(t, d, "b", Triplet{First: 1, Last: 2}, true)
+	checkTriplet(t, d, "d", Triplet{First: 5, Last: 6}, true)
 }
 
 // TestTrailingNULs: a file system may leave a zeroed tail after a crash.
@@ -243,20 +243,20 @@ func TestTrailingNULs(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := openT(t, path, Options{})
-	checkTriplet(t, d, "a", Triplet{1, 2}, true)
-	checkClient(t, d, "c", Client{5, 6}, true)
+	checkTriplet(t, d, "a", Triplet{First: 1, Last: 2}, true)
+	checkClient(t, d, "c", Client{Count: 5, Last: 6}, true)
 	if fi, _ := os.Stat(path); fi.Size() != int64(len(recAll)) {
 		t.Errorf("file is %d bytes; want %d", fi.Size(), len(recAll))
 	}
-	if err := d.PutTriplet(context.Background(), "d", Triplet{5, 6}, time.Hour); err != nil {
+	if err := d.PutTriplet(context.Background(), "d", Triplet{First: 5, Last: 6}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d = openT(t, path, Options{})
-	checkTriplet(t, d, "b", Triplet{3, 4}, true)
-	checkTriplet(t, d, "d", Triplet{5, 6}, true)
+	checkTriplet(t, d, "b", Triplet{First: 3, Last: 4}, true)
+	checkTriplet(t, d, "d", Triplet{First: 5, Last: 6}, true)
 }
 
 // FuzzOpen: whatever the file holds, Open must neither hang nor crash, and
@@ -295,7 +295,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
-		if err := d.PutTriplet(context.Background(), "fuzz-check", Triplet{1, 2}, time.Hour); err != nil {
+		if err := d.PutTriplet(context.Background(), "fuzz-check", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Close(); err != nil {

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // logBuffer is a goroutine-safe log sink: the shrink goroutine may log.
@@ -84,7 +84,7 @@ func checkClient(t *testing.T, d *DB, key string, want Client, wantFound bool) {
 func rawTTL(t *testing.T, d *DB, key string) time.Duration {
 	t.Helper()
 	var ttl time.Duration
-	err := d.db.View(func(tx *buntdb.Tx) error {
+	err := d.db.View(func(tx *bunt.Tx) error {
 		var err error
 		ttl, err = tx.TTL(key)
 		return err
@@ -111,16 +111,16 @@ func TestRoundTrip(t *testing.T) {
 	backends(t, func(t *testing.T, d *DB) {
 		ctx := context.Background()
 		for _, tc := range tests {
-			if err := d.PutTriplet(ctx, tc.key, Triplet{tc.a, tc.b}, tc.ttl); err != nil {
+			if err := d.PutTriplet(ctx, tc.key, Triplet{First: tc.a, Last: tc.b}, tc.ttl); err != nil {
 				t.Fatalf("PutTriplet(%.40q): %v", tc.key, err)
 			}
-			if err := d.PutClient(ctx, tc.key, Client{tc.b, tc.a}, tc.ttl); err != nil {
+			if err := d.PutClient(ctx, tc.key, Client{Count: tc.b, Last: tc.a}, tc.ttl); err != nil {
 				t.Fatalf("PutClient(%.40q): %v", tc.key, err)
 			}
 		}
 		for _, tc := range tests {
-			checkTriplet(t, d, tc.key, Triplet{tc.a, tc.b}, true)
-			checkClient(t, d, tc.key, Client{tc.b, tc.a}, true)
+			checkTriplet(t, d, tc.key, Triplet{First: tc.a, Last: tc.b}, true)
+			checkClient(t, d, tc.key, Client{Count: tc.b, Last: tc.a}, true)
 			for _, k := range []string{"t:" + tc.key, "c:" + tc.key} {
 				got := rawTTL(t, d, k)
 				if tc.ttl <= 0 && got != -1 {
@@ -133,10 +133,10 @@ func TestRoundTrip(t *testing.T) {
 		}
 		// Overwrite: a later put wins, and a put without ttl clears it.
 		k := tests[0].key
-		if err := d.PutTriplet(ctx, k, Triplet{7, 8}, 0); err != nil {
+		if err := d.PutTriplet(ctx, k, Triplet{First: 7, Last: 8}, 0); err != nil {
 			t.Fatal(err)
 		}
-		checkTriplet(t, d, k, Triplet{7, 8}, true)
+		checkTriplet(t, d, k, Triplet{First: 7, Last: 8}, true)
 		if got := rawTTL(t, d, "t:"+k); got != -1 {
 			t.Errorf("TTL after put without ttl = %v; want none", got)
 		}
@@ -162,20 +162,20 @@ func TestNamespaces(t *testing.T) {
 		for _, p := range puts {
 			var err error
 			if p.client {
-				err = d.PutClient(ctx, p.key, Client{p.a, p.b}, time.Hour)
+				err = d.PutClient(ctx, p.key, Client{Count: p.a, Last: p.b}, time.Hour)
 			} else {
-				err = d.PutTriplet(ctx, p.key, Triplet{p.a, p.b}, time.Hour)
+				err = d.PutTriplet(ctx, p.key, Triplet{First: p.a, Last: p.b}, time.Hour)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		checkTriplet(t, d, "k", Triplet{1, 2}, true)
-		checkClient(t, d, "k", Client{3, 4}, true)
-		checkTriplet(t, d, "c:x", Triplet{5, 6}, true)
+		checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
+		checkClient(t, d, "k", Client{Count: 3, Last: 4}, true)
+		checkTriplet(t, d, "c:x", Triplet{First: 5, Last: 6}, true)
 		checkClient(t, d, "x", Client{}, false)
 		checkTriplet(t, d, "only-client", Triplet{}, false)
-		checkClient(t, d, "only-client", Client{7, 8}, true)
+		checkClient(t, d, "only-client", Client{Count: 7, Last: 8}, true)
 		if nt, nc, err := d.Len(); nt != 3 || nc != 2 || err != nil {
 			t.Errorf("Len() = %d, %d, %v; want 3, 2, nil", nt, nc, err)
 		}
@@ -186,7 +186,7 @@ func TestNamespaces(t *testing.T) {
 // keeps the keys), so that expired entries provably stay in the database.
 func noSweep(t *testing.T, d *DB) {
 	t.Helper()
-	var c buntdb.Config
+	var c bunt.Config
 	if err := d.db.ReadConfig(&c); err != nil {
 		t.Fatal(err)
 	}
@@ -205,24 +205,24 @@ func TestExpiry(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 100 * time.Millisecond
 	start := time.Now()
-	if err := d.PutTriplet(ctx, "short", Triplet{1, 2}, ttl); err != nil {
+	if err := d.PutTriplet(ctx, "short", Triplet{First: 1, Last: 2}, ttl); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutClient(ctx, "short", Client{1, 2}, ttl); err != nil {
+	if err := d.PutClient(ctx, "short", Client{Count: 1, Last: 2}, ttl); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutTriplet(ctx, "long", Triplet{3, 4}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "long", Triplet{First: 3, Last: 4}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	got, found, err := d.Triplet(ctx, "short")
-	if time.Since(start) < ttl && (!found || got != (Triplet{1, 2}) || err != nil) {
+	if time.Since(start) < ttl && (!found || got != (Triplet{First: 1, Last: 2}) || err != nil) {
 		t.Errorf("Triplet(short) before its TTL = %+v, %v, %v; want {1 2}, true, nil", got, found, err)
 	}
 	time.Sleep(time.Until(start.Add(ttl + 20*time.Millisecond)))
 	checkTriplet(t, d, "short", Triplet{}, false)
 	checkClient(t, d, "short", Client{}, false)
-	checkTriplet(t, d, "long", Triplet{3, 4}, true)
-	err = d.db.View(func(tx *buntdb.Tx) error {
+	checkTriplet(t, d, "long", Triplet{First: 3, Last: 4}, true)
+	err = d.db.View(func(tx *bunt.Tx) error {
 		_, err := tx.Get("t:short", true)
 		return err
 	})
@@ -236,7 +236,7 @@ func TestExpiry(t *testing.T) {
 	}
 	d = openT(t, path, Options{})
 	checkTriplet(t, d, "short", Triplet{}, false)
-	checkTriplet(t, d, "long", Triplet{3, 4}, true)
+	checkTriplet(t, d, "long", Triplet{First: 3, Last: 4}, true)
 	if nt, nc, err := d.Len(); nt != 1 || nc != 0 || err != nil {
 		t.Errorf("Len() after reopen = %d, %d, %v; want 1, 0, nil", nt, nc, err)
 	}
@@ -250,11 +250,11 @@ func TestReopen(t *testing.T) {
 			d := openT(t, path, Options{Sync: policy})
 			for i := range 10 {
 				key := fmt.Sprintf("198.51.100/s%d@example.org/r@example.net", i)
-				if err := d.PutTriplet(ctx, key, Triplet{int64(i), int64(i + 1)}, time.Hour); err != nil {
+				if err := d.PutTriplet(ctx, key, Triplet{First: int64(i), Last: int64(i + 1)}, time.Hour); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := d.PutClient(ctx, "192.0.2.1", Client{5, 1763812500}, 0); err != nil {
+			if err := d.PutClient(ctx, "192.0.2.1", Client{Count: 5, Last: 1763812500}, 0); err != nil {
 				t.Fatal(err)
 			}
 			if err := d.Close(); err != nil {
@@ -263,9 +263,9 @@ func TestReopen(t *testing.T) {
 			d = openT(t, path, Options{Sync: policy})
 			for i := range 10 {
 				key := fmt.Sprintf("198.51.100/s%d@example.org/r@example.net", i)
-				checkTriplet(t, d, key, Triplet{int64(i), int64(i + 1)}, true)
+				checkTriplet(t, d, key, Triplet{First: int64(i), Last: int64(i + 1)}, true)
 			}
-			checkClient(t, d, "192.0.2.1", Client{5, 1763812500}, true)
+			checkClient(t, d, "192.0.2.1", Client{Count: 5, Last: 1763812500}, true)
 		})
 	}
 }
@@ -372,9 +372,9 @@ func TestContextDone(t *testing.T) {
 		}{{cancelled, context.Canceled}, {expired, context.DeadlineExceeded}} {
 			ops := map[string]func() error{
 				"Triplet":    func() error { _, _, err := d.Triplet(tc.ctx, "k"); return err },
-				"PutTriplet": func() error { return d.PutTriplet(tc.ctx, "k", Triplet{1, 2}, time.Hour) },
+				"PutTriplet": func() error { return d.PutTriplet(tc.ctx, "k", Triplet{First: 1, Last: 2}, time.Hour) },
 				"Client":     func() error { _, _, err := d.Client(tc.ctx, "k"); return err },
-				"PutClient":  func() error { return d.PutClient(tc.ctx, "k", Client{1, 2}, time.Hour) },
+				"PutClient":  func() error { return d.PutClient(tc.ctx, "k", Client{Count: 1, Last: 2}, time.Hour) },
 			}
 			for name, op := range ops {
 				if err := op(); !errors.Is(err, tc.want) {
@@ -400,9 +400,9 @@ func TestClosed(t *testing.T) {
 			ctx := context.Background()
 			ops := map[string]func() error{
 				"Triplet":    func() error { _, _, err := d.Triplet(ctx, "k"); return err },
-				"PutTriplet": func() error { return d.PutTriplet(ctx, "k", Triplet{1, 2}, time.Hour) },
+				"PutTriplet": func() error { return d.PutTriplet(ctx, "k", Triplet{First: 1, Last: 2}, time.Hour) },
 				"Client":     func() error { _, _, err := d.Client(ctx, "k"); return err },
-				"PutClient":  func() error { return d.PutClient(ctx, "k", Client{1, 2}, time.Hour) },
+				"PutClient":  func() error { return d.PutClient(ctx, "k", Client{Count: 1, Last: 2}, time.Hour) },
 				"Len":        func() error { _, _, err := d.Len(); return err },
 				"Shrink":     d.Shrink,
 			}
@@ -440,7 +440,7 @@ func TestFileMode(t *testing.T) {
 	t.Run("new", func(t *testing.T) {
 		path := dbPath(t)
 		d := openT(t, path, Options{})
-		if err := d.PutTriplet(context.Background(), "k", Triplet{1, 2}, time.Hour); err != nil {
+		if err := d.PutTriplet(context.Background(), "k", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		checkMode(t, path, 0o600)
@@ -452,7 +452,7 @@ func TestFileMode(t *testing.T) {
 		if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s.tmp left behind: %v", path, err)
 		}
-		checkTriplet(t, d, "k", Triplet{1, 2}, true)
+		checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
 	})
 	t.Run("existing world-readable", func(t *testing.T) {
 		path := dbPath(t)
@@ -481,7 +481,7 @@ func TestAutoShrink(t *testing.T) {
 	d := openT(t, path, Options{})
 	ctx := context.Background()
 	for i := range 500 { // ~40 kB of records for one live key
-		if err := d.PutTriplet(ctx, "k", Triplet{1, int64(i)}, time.Hour); err != nil {
+		if err := d.PutTriplet(ctx, "k", Triplet{First: 1, Last: int64(i)}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -508,26 +508,26 @@ func TestAutoShrink(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	checkMode(t, path, 0o600)
-	checkTriplet(t, d, "k", Triplet{1, 499}, true)
-	if err := d.PutTriplet(ctx, "k2", Triplet{2, 3}, time.Hour); err != nil {
+	checkTriplet(t, d, "k", Triplet{First: 1, Last: 499}, true)
+	if err := d.PutTriplet(ctx, "k2", Triplet{First: 2, Last: 3}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d = openT(t, path, Options{})
-	checkTriplet(t, d, "k", Triplet{1, 499}, true)
-	checkTriplet(t, d, "k2", Triplet{2, 3}, true)
+	checkTriplet(t, d, "k", Triplet{First: 1, Last: 499}, true)
+	checkTriplet(t, d, "k2", Triplet{First: 2, Last: 3}, true)
 }
 
 func TestMalformedValue(t *testing.T) {
 	path := dbPath(t)
 	bad := []string{"", "garbage", "1", "1,2,3", "1,x", "99999999999999999999,1"}
-	raw, err := buntdb.Open(path)
+	raw, err := bunt.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = raw.Update(func(tx *buntdb.Tx) error {
+	err = raw.Update(func(tx *bunt.Tx) error {
 		for i, v := range bad {
 			if _, _, err := tx.Set(fmt.Sprintf("t:k%d", i), v, nil); err != nil {
 				return err
@@ -546,7 +546,7 @@ func TestMalformedValue(t *testing.T) {
 	for i := range bad {
 		checkTriplet(t, d, fmt.Sprintf("k%d", i), Triplet{}, false)
 	}
-	checkTriplet(t, d, "good", Triplet{1, 2}, true)
+	checkTriplet(t, d, "good", Triplet{First: 1, Last: 2}, true)
 	if n := strings.Count(logs.String(), "ignoring malformed database values"); n != 1 {
 		t.Errorf("logged %d warnings; want 1:\n%s", n, logs.String())
 	}
@@ -554,10 +554,10 @@ func TestMalformedValue(t *testing.T) {
 		t.Errorf("warning lacks the count of 6:\n%s", logs.String())
 	}
 	// The next put overwrites a malformed entry.
-	if err := d.PutTriplet(context.Background(), "k1", Triplet{5, 6}, 0); err != nil {
+	if err := d.PutTriplet(context.Background(), "k1", Triplet{First: 5, Last: 6}, 0); err != nil {
 		t.Fatal(err)
 	}
-	checkTriplet(t, d, "k1", Triplet{5, 6}, true)
+	checkTriplet(t, d, "k1", Triplet{First: 5, Last: 6}, true)
 }
 
 // TestConcurrent is for go test -race: 8 goroutines share keys, while Len
@@ -575,11 +575,11 @@ func TestConcurrent(t *testing.T) {
 					errs <- err
 					return
 				}
-				if err := d.PutTriplet(ctx, key, Triplet{int64(g), int64(i)}, time.Hour); err != nil {
+				if err := d.PutTriplet(ctx, key, Triplet{First: int64(g), Last: int64(i)}, time.Hour); err != nil {
 					errs <- err
 					return
 				}
-				if err := d.PutClient(ctx, fmt.Sprint(g), Client{int64(i), 1}, time.Hour); err != nil {
+				if err := d.PutClient(ctx, fmt.Sprint(g), Client{Count: int64(i), Last: 1}, time.Hour); err != nil {
 					errs <- err
 					return
 				}
@@ -621,7 +621,7 @@ func TestCloseWhileBusy(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				key := fmt.Sprint(g, i)
-				err := d.PutTriplet(ctx, key, Triplet{1, 2}, time.Hour)
+				err := d.PutTriplet(ctx, key, Triplet{First: 1, Last: 2}, time.Hour)
 				if err == nil {
 					_, _, err = d.Triplet(ctx, key)
 				}

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // Memory is the path that opens a buntdb database without a file: no lock,
@@ -50,7 +50,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	d := &DB{log: opts.Logger}
 	if path == Memory {
-		if d.db, err = buntdb.Open(Memory); err != nil {
+		if d.db, err = bunt.Open(Memory); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
 		if err := d.startIndex(); err != nil {
@@ -88,8 +88,8 @@ func Open(path string, opts Options) (*DB, error) {
 // configure applies the sync policy and turns buntdb's own auto-shrink off:
 // its rewrite creates the new file with mode 0666 (less umask), so greyd
 // runs the same policy itself, see DB.Shrink.
-func configure(db *buntdb.DB, policy buntdb.SyncPolicy) error {
-	var c buntdb.Config
+func configure(db *bunt.DB, policy bunt.SyncPolicy) error {
+	var c bunt.Config
 	if err := db.ReadConfig(&c); err != nil {
 		return err
 	}
@@ -123,11 +123,11 @@ func unlockFile(f *os.File) {
 }
 
 // openFile checks, repairs or quarantines the file, then opens it.
-func openFile(path string, opts Options) (*buntdb.DB, error) {
+func openFile(path string, opts Options) (*bunt.DB, error) {
 	for attempt := 0; ; attempt++ {
 		err := prepareFile(path, opts.Logger)
 		if err == nil {
-			var db *buntdb.DB
+			var db *bunt.DB
 			if db, err = openBuntdb(path); err == nil {
 				return db, nil
 			}
@@ -185,18 +185,18 @@ func prepareFile(path string, log *slog.Logger) error {
 	return nil
 }
 
-// openBuntdb is buntdb.Open with its known failure modes on damaged input
+// openBuntdb is bunt.Open with its known failure modes on damaged input
 // mapped to errCorrupt. checkAOF should have caught them all already.
-func openBuntdb(path string) (db *buntdb.DB, err error) {
+func openBuntdb(path string) (db *bunt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			// buntdb leaks its file handle here; once per corrupt start.
 			db, err = nil, fmt.Errorf("%w: buntdb panicked: %v", errCorrupt, r)
 		}
 	}()
-	db, err = buntdb.Open(path)
+	db, err = bunt.Open(path)
 	var numErr *strconv.NumError
-	if errors.Is(err, buntdb.ErrInvalid) || errors.As(err, &numErr) {
+	if errors.Is(err, bunt.ErrInvalid) || errors.As(err, &numErr) {
 		err = fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	return db, err

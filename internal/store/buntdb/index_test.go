@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // checkIndex fails unless the index holds exactly buntdb's live entries,
@@ -14,7 +14,7 @@ import (
 func checkIndex(t *testing.T, d *DB) {
 	t.Helper()
 	want := map[string]entry{}
-	err := d.db.View(func(tx *buntdb.Tx) error {
+	err := d.db.View(func(tx *bunt.Tx) error {
 		return tx.Ascend("", func(k, v string) bool {
 			a, b, ok := decodePair(v)
 			if ok {
@@ -62,11 +62,11 @@ func indexHas(d *DB, key string) bool {
 // buntdbHas reports whether buntdb holds key at all, expired or not.
 func buntdbHas(t *testing.T, d *DB, key string) bool {
 	t.Helper()
-	err := d.db.View(func(tx *buntdb.Tx) error {
+	err := d.db.View(func(tx *bunt.Tx) error {
 		_, err := tx.Get(key, true)
 		return err
 	})
-	if err != nil && !errors.Is(err, buntdb.ErrNotFound) {
+	if err != nil && !errors.Is(err, bunt.ErrNotFound) {
 		t.Fatal(err)
 	}
 	return err == nil
@@ -77,16 +77,16 @@ func buntdbHas(t *testing.T, d *DB, key string) bool {
 func TestIndexSweep(t *testing.T) {
 	backends(t, func(t *testing.T, d *DB) {
 		ctx := context.Background()
-		if err := d.PutTriplet(ctx, "short", Triplet{1, 2}, 50*time.Millisecond); err != nil {
+		if err := d.PutTriplet(ctx, "short", Triplet{First: 1, Last: 2}, 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.PutClient(ctx, "short", Client{1, 2}, 50*time.Millisecond); err != nil {
+		if err := d.PutClient(ctx, "short", Client{Count: 1, Last: 2}, 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.PutTriplet(ctx, "long", Triplet{3, 4}, time.Hour); err != nil {
+		if err := d.PutTriplet(ctx, "long", Triplet{First: 3, Last: 4}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.PutTriplet(ctx, "forever", Triplet{5, 6}, 0); err != nil {
+		if err := d.PutTriplet(ctx, "forever", Triplet{First: 5, Last: 6}, 0); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
@@ -99,8 +99,8 @@ func TestIndexSweep(t *testing.T) {
 		if buntdbHas(t, d, "t:short") || buntdbHas(t, d, "c:short") {
 			t.Error("expired entries left the index but not buntdb")
 		}
-		checkTriplet(t, d, "long", Triplet{3, 4}, true)
-		checkTriplet(t, d, "forever", Triplet{5, 6}, true)
+		checkTriplet(t, d, "long", Triplet{First: 3, Last: 4}, true)
+		checkTriplet(t, d, "forever", Triplet{First: 5, Last: 6}, true)
 		checkIndex(t, d)
 	})
 }
@@ -111,15 +111,15 @@ func TestExpireRenewed(t *testing.T) {
 	d := openT(t, Memory, Options{})
 	noSweep(t, d) // the test calls expire itself
 	ctx := context.Background()
-	if err := d.PutTriplet(ctx, "renewed", Triplet{1, 2}, time.Hour); err != nil {
+	if err := d.PutTriplet(ctx, "renewed", Triplet{First: 1, Last: 2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutTriplet(ctx, "gone", Triplet{3, 4}, time.Nanosecond); err != nil {
+	if err := d.PutTriplet(ctx, "gone", Triplet{First: 3, Last: 4}, time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Millisecond)
 	d.expire([]string{"t:renewed", "t:gone", "t:unknown"})
-	checkTriplet(t, d, "renewed", Triplet{1, 2}, true)
+	checkTriplet(t, d, "renewed", Triplet{First: 1, Last: 2}, true)
 	if !buntdbHas(t, d, "t:renewed") {
 		t.Error("renewed entry deleted from buntdb")
 	}
@@ -134,18 +134,18 @@ func TestIndexReopen(t *testing.T) {
 	path := dbPath(t)
 	d := openT(t, path, Options{})
 	ctx := context.Background()
-	if err := d.PutTriplet(ctx, "soon", Triplet{1, 2}, 1500*time.Millisecond); err != nil {
+	if err := d.PutTriplet(ctx, "soon", Triplet{First: 1, Last: 2}, 1500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutClient(ctx, "later", Client{3, 4}, time.Hour); err != nil {
+	if err := d.PutClient(ctx, "later", Client{Count: 3, Last: 4}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d = openT(t, path, Options{})
-	checkTriplet(t, d, "soon", Triplet{1, 2}, true)
-	checkClient(t, d, "later", Client{3, 4}, true)
+	checkTriplet(t, d, "soon", Triplet{First: 1, Last: 2}, true)
+	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
 	checkIndex(t, d)
 	sh := d.idx.shardOf("c:later")
 	sh.mu.RLock()
@@ -156,5 +156,5 @@ func TestIndexReopen(t *testing.T) {
 	}
 	time.Sleep(1600 * time.Millisecond)
 	checkTriplet(t, d, "soon", Triplet{}, false)
-	checkClient(t, d, "later", Client{3, 4}, true)
+	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
 }

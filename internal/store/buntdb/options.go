@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // Options configure Open. The zero value is usable.
@@ -68,14 +68,14 @@ func (p SyncPolicy) String() string {
 	return fmt.Sprintf("SyncPolicy(%d)", int(p))
 }
 
-func (p SyncPolicy) buntdb() (buntdb.SyncPolicy, error) {
+func (p SyncPolicy) buntdb() (bunt.SyncPolicy, error) {
 	switch p {
 	case SyncEverySecond:
-		return buntdb.EverySecond, nil
+		return bunt.EverySecond, nil
 	case SyncNever:
-		return buntdb.Never, nil
+		return bunt.Never, nil
 	case SyncAlways:
-		return buntdb.Always, nil
+		return bunt.Always, nil
 	}
 	return 0, fmt.Errorf("invalid sync policy %v", p)
 }

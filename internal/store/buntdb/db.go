@@ -1,4 +1,8 @@
-package store
+// Package buntdb is greyd's single-host store: one buntdb file (an
+// append-only log loaded into memory), a hash index in front of it for
+// reads, expiry by buntdb's indexed sweep, and store.Transition run under
+// the index's shard locks so that each request's step is atomic.
+package buntdb
 
 import (
 	"context"
@@ -12,7 +16,20 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
+)
+
+// The entry types and errors of the seam, under their short names.
+type (
+	Triplet = store.Triplet
+	Client  = store.Client
+)
+
+var (
+	ErrClosed = store.ErrClosed
+	ErrLocked = store.ErrLocked
 )
 
 // Namespaces inside the one buntdb keyspace: "t:<key>" and "c:<key>".
@@ -21,14 +38,14 @@ const (
 	nsClient  = 'c'
 )
 
-// DB is the buntdb implementation of Store: one append-only file, all
+// DB is the buntdb implementation of store.Store: one append-only file, all
 // entries in memory, expiry by buntdb's own once-a-second sweep of a tree
 // ordered by deadline (no full scans); an entry past its TTL reads as not
 // found even before the sweep removes it. Safe for concurrent use: buntdb
 // serialises writers (each put is one write(2), plus an fsync under
 // SyncAlways) and lets readers run in parallel.
 type DB struct {
-	db   *buntdb.DB
+	db   *bunt.DB
 	idx  *index // reads come from here (index.go)
 	log  *slog.Logger
 	path string   // "" for Memory
@@ -44,26 +61,26 @@ type DB struct {
 	stop, done  chan struct{} // autoShrink; nil for Memory
 }
 
-var _ Store = (*DB)(nil)
+var _ store.Store = (*DB)(nil)
 
-// Triplet implements Store.
+// Triplet returns the triplet entry of key.
 func (d *DB) Triplet(ctx context.Context, key string) (Triplet, bool, error) {
 	a, b, found, err := d.get(ctx, nsTriplet, key)
 	return Triplet{First: a, Last: b}, found, err
 }
 
-// PutTriplet implements Store. ttl <= 0 stores the entry without expiry.
+// PutTriplet stores a triplet entry. ttl <= 0 stores the entry without expiry.
 func (d *DB) PutTriplet(ctx context.Context, key string, t Triplet, ttl time.Duration) error {
 	return d.put(ctx, nsTriplet, key, t.First, t.Last, ttl)
 }
 
-// Client implements Store.
+// Client returns the auto-whitelist entry of key.
 func (d *DB) Client(ctx context.Context, key string) (Client, bool, error) {
 	a, b, found, err := d.get(ctx, nsClient, key)
 	return Client{Count: a, Last: b}, found, err
 }
 
-// PutClient implements Store. ttl <= 0 stores the entry without expiry.
+// PutClient stores an auto-whitelist entry. ttl <= 0 stores the entry without expiry.
 func (d *DB) PutClient(ctx context.Context, key string, c Client, ttl time.Duration) error {
 	return d.put(ctx, nsClient, key, c.Count, c.Last, ttl)
 }
@@ -99,8 +116,8 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 	copy(buf[n:], v)
 	k, val := unsafe.String(&buf[0], n), unsafe.String(&buf[n], len(v))
 
-	var opts *buntdb.SetOptions
-	expires := buntdb.SetOptions{Expires: true, TTL: ttl}
+	var opts *bunt.SetOptions
+	expires := bunt.SetOptions{Expires: true, TTL: ttl}
 	e := entry{a: a, b: b}
 	if ttl > 0 {
 		opts = &expires
@@ -111,7 +128,7 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 	// both in the same order.
 	sh := d.idx.shardOf(k)
 	sh.mu.Lock()
-	err := d.db.Update(func(tx *buntdb.Tx) error {
+	err := d.db.Update(func(tx *bunt.Tx) error {
 		_, _, err := tx.Set(k, val, opts)
 		return err
 	})
@@ -122,7 +139,7 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, buntdb.ErrDatabaseClosed):
+	case errors.Is(err, bunt.ErrDatabaseClosed):
 		return ErrClosed
 	default:
 		return fmt.Errorf("store: put: %w", err)
@@ -136,14 +153,14 @@ func (d *DB) Len() (triplets, clients int, err error) {
 	if d.closed.Load() {
 		return 0, 0, ErrClosed
 	}
-	err = d.db.View(func(tx *buntdb.Tx) error {
+	err = d.db.View(func(tx *bunt.Tx) error {
 		// ';' follows ':', so [x:, x;) is exactly the x namespace.
 		if err := tx.AscendRange("", "t:", "t;", func(_, _ string) bool { triplets++; return true }); err != nil {
 			return err
 		}
 		return tx.AscendRange("", "c:", "c;", func(_, _ string) bool { clients++; return true })
 	})
-	if errors.Is(err, buntdb.ErrDatabaseClosed) {
+	if errors.Is(err, bunt.ErrDatabaseClosed) {
 		return 0, 0, ErrClosed
 	} else if err != nil {
 		return 0, 0, fmt.Errorf("store: len: %w", err)
@@ -183,7 +200,7 @@ func (d *DB) Shrink() error {
 	}
 	err = d.db.Shrink()
 	_ = os.Remove(tmp) // renamed away on success; left behind by early errors
-	if errors.Is(err, buntdb.ErrDatabaseClosed) {
+	if errors.Is(err, bunt.ErrDatabaseClosed) {
 		return ErrClosed
 	} else if err != nil {
 		return fmt.Errorf("shrink database %q: %w", d.path, err)

@@ -1,11 +1,11 @@
-package store
+package buntdb
 
 import (
 	"hash/maphash"
 	"sync"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // index is a hash index of every entry in front of buntdb, which stays the
@@ -74,6 +74,15 @@ func (x *index) get(key []byte, now int64) (entry, bool) {
 	return e, true
 }
 
+// getLocked is get for a caller that holds the key's shard locked.
+func (x *index) getLocked(key []byte, now int64) (entry, bool) {
+	e, ok := x.shard(key).m[string(key)]
+	if !ok || e.expires != 0 && e.expires <= now {
+		return entry{}, false
+	}
+	return e, true
+}
+
 // load fills the index from buntdb, at Open. Malformed values are left
 // out (they read as missing, and the next put overwrites them); it
 // returns how many there were and one example key.
@@ -82,10 +91,10 @@ func (x *index) get(key []byte, now int64) (entry, bool) {
 // looked up again: that doubles the cost of the walk, so the key space is
 // split in two halves walked in parallel (buntdb's readers share its
 // lock, and its trees allow concurrent readers).
-func (x *index) load(db *buntdb.DB) (bad int, example string, err error) {
+func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 	now := time.Now()
 	var mid string
-	err = db.View(func(tx *buntdb.Tx) error {
+	err = db.View(func(tx *bunt.Tx) error {
 		n, err := tx.Len()
 		if err != nil {
 			return err
@@ -112,7 +121,7 @@ func (x *index) load(db *buntdb.DB) (bad int, example string, err error) {
 	for h := range halves {
 		wg.Go(func() {
 			r := &halves[h]
-			r.err = db.View(func(tx *buntdb.Tx) error {
+			r.err = db.View(func(tx *bunt.Tx) error {
 				visit := func(k, v string) bool {
 					if h == 0 && mid != "" && k >= mid {
 						return false
@@ -190,7 +199,7 @@ func (d *DB) expire(keys []string) {
 			}
 			del = append(del, k)
 		}
-		err := d.db.Update(func(tx *buntdb.Tx) error {
+		err := d.db.Update(func(tx *bunt.Tx) error {
 			for _, k := range del {
 				// ErrNotFound is how Delete reports an expired item,
 				// which it deletes all the same.
@@ -227,13 +236,13 @@ func (d *DB) expireFailed(err error, n int) {
 // every entry the load sees stays until expire removes it from both.
 func (d *DB) startIndex() error {
 	var n int
-	if err := d.db.View(func(tx *buntdb.Tx) (err error) { n, err = tx.Len(); return err }); err != nil {
+	if err := d.db.View(func(tx *bunt.Tx) (err error) { n, err = tx.Len(); return err }); err != nil {
 		return err
 	}
 	// Made before expire can run: it locks the shards, nothing else may
 	// replace their maps afterwards.
 	d.idx = newIndex(n)
-	var c buntdb.Config
+	var c bunt.Config
 	if err := d.db.ReadConfig(&c); err != nil {
 		return err
 	}

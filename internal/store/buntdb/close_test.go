@@ -1,11 +1,11 @@
-package store
+package buntdb
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tidwall/buntdb"
+	bunt "github.com/tidwall/buntdb"
 )
 
 // TestCloseBounded holds buntdb's lock, as a write stuck on a hung disk
@@ -15,7 +15,7 @@ func TestCloseBounded(t *testing.T) {
 	closeTimeout = 50 * time.Millisecond
 	d := openT(t, dbPath(t), Options{})
 	held, release := make(chan struct{}), make(chan struct{})
-	go d.db.Update(func(*buntdb.Tx) error { close(held); <-release; return nil })
+	go d.db.Update(func(*bunt.Tx) error { close(held); <-release; return nil })
 	<-held
 	errc := make(chan error, 1)
 	go func() { errc <- d.Close() }()

@@ -1,4 +1,4 @@
-package store
+package buntdb
 
 import (
 	"context"
@@ -18,7 +18,7 @@ func benchDB(b *testing.B) (*DB, []string) {
 	ctx := context.Background()
 	for i := range keys {
 		keys[i] = fmt.Sprintf("198.51.%d.%d/sender%d@example.org/rcpt%d@example.net", i>>8&255, i&255, i, i%977)
-		if err := d.PutTriplet(ctx, keys[i], Triplet{1763812500, 1763812500 + int64(i)}, 35*24*time.Hour); err != nil {
+		if err := d.PutTriplet(ctx, keys[i], Triplet{First: 1763812500, Last: 1763812500 + int64(i)}, 35*24*time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -61,7 +61,7 @@ func BenchmarkTripletPut(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := d.PutTriplet(ctx, keys[i%benchKeys], Triplet{1763812500, 1763899999}, 35*24*time.Hour); err != nil {
+		if err := d.PutTriplet(ctx, keys[i%benchKeys], Triplet{First: 1763812500, Last: 1763899999}, 35*24*time.Hour); err != nil {
 			b.Fatal(err)
 		}
 		i++

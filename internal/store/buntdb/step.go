@@ -1,0 +1,186 @@
+package buntdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
+)
+
+// Step implements store.Store. It reads the entries from the index without
+// blocking anyone and runs store.Transition; only when that wants to
+// write does it lock the shards of every key involved (in shard order, so
+// two steps never deadlock), read and decide again under the locks, and
+// write both entries in one buntdb transaction: two requests of one client
+// or triplet at the same moment are decided one after the other. A step
+// that writes nothing (a passed triplet refreshed within the minute, an
+// early retry, an auto-whitelisted client within the hour) takes no lock.
+//
+// One host has one clock: in.Now is used whether or not in.FixedNow.
+func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, error) {
+	if err := ctx.Err(); err != nil {
+		return store.StepResult{}, fmt.Errorf("store: %w", err)
+	}
+	if d.closed.Load() {
+		return store.StepResult{}, ErrClosed
+	}
+	// Namespaced keys on the stack: the index neither keeps nor leaks them.
+	var cb, tb, ab [256]byte
+	var ks stepKeys
+	if in.ClientKey != "" && in.AWLClients > 0 {
+		ks.client = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
+	}
+	ks.triplet = append(append(tb[:0], nsTriplet, ':'), in.TripletKey...)
+	if in.AltKey != "" && in.AltKey != in.TripletKey {
+		ks.alt = append(append(ab[:0], nsTriplet, ':'), in.AltKey...)
+	}
+
+	res, w := store.Transition(in, in.Now, d.read(&ks, false))
+	if in.DryRun || !w.Client && !w.Triplet {
+		return res, nil
+	}
+
+	locked := d.lockShards(&ks)
+	defer unlockShards(locked)
+	if d.closed.Load() {
+		return store.StepResult{}, ErrClosed
+	}
+	res, w = store.Transition(in, in.Now, d.read(&ks, true))
+	if !w.Client && !w.Triplet {
+		return res, nil
+	}
+	var cw, tw pending
+	if w.Client {
+		cw = prepare(nsClient, in.ClientKey, w.ClientVal.Count, w.ClientVal.Last, w.ClientTTL)
+	}
+	if w.Triplet {
+		tw = prepare(nsTriplet, in.TripletKey, w.TripletVal.First, w.TripletVal.Last, w.TripletTTL)
+	}
+	err := d.db.Update(func(tx *bunt.Tx) error {
+		for _, p := range [2]*pending{&cw, &tw} {
+			if p.key == "" {
+				continue
+			}
+			if _, _, err := tx.Set(p.key, p.val, &bunt.SetOptions{Expires: true, TTL: p.ttl}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, bunt.ErrDatabaseClosed):
+		return store.StepResult{}, ErrClosed
+	default:
+		return store.StepResult{}, fmt.Errorf("store: put: %w", err)
+	}
+	// Only now that buntdb has committed: the index never shows what
+	// buntdb rolled back.
+	for _, p := range [2]*pending{&cw, &tw} {
+		if p.key != "" {
+			d.idx.shardOf(p.key).m[p.key] = p.e
+		}
+	}
+	return res, nil
+}
+
+// stepKeys are the namespaced keys of one step; nil: not involved.
+type stepKeys struct{ client, triplet, alt []byte }
+
+// read returns the stored state of ks. With locked, the caller holds the
+// shards' write locks (lockShards) and the maps are read directly.
+func (d *DB) read(ks *stepKeys, locked bool) store.State {
+	now := time.Now().UnixNano()
+	get := d.idx.get
+	if locked {
+		get = d.idx.getLocked
+	}
+	var s store.State
+	var e entry
+	if ks.client != nil {
+		e, s.ClientFound = get(ks.client, now)
+		s.Client = Client{Count: e.a, Last: e.b}
+	}
+	e, s.TripletFound = get(ks.triplet, now)
+	s.Triplet = Triplet{First: e.a, Last: e.b}
+	if ks.alt != nil {
+		e, s.AltFound = get(ks.alt, now)
+		s.Alt = Triplet{First: e.a, Last: e.b}
+	}
+	return s
+}
+
+// lockShards write-locks the distinct shards of ks in index order and
+// returns them for unlockShards.
+func (d *DB) lockShards(ks *stepKeys) []*shard {
+	var arr [3]*shard
+	list := arr[:0]
+	for _, k := range [3][]byte{ks.client, ks.triplet, ks.alt} {
+		if k == nil {
+			continue
+		}
+		sh := d.idx.shard(k)
+		dup := false
+		for _, o := range list {
+			dup = dup || o == sh
+		}
+		if !dup {
+			list = append(list, sh)
+		}
+	}
+	// Sort by address: the shards are one array, so that is index order.
+	for i := 1; i < len(list); i++ {
+		for j := i; j > 0 && uintptr(unsafe.Pointer(list[j])) < uintptr(unsafe.Pointer(list[j-1])); j-- {
+			list[j], list[j-1] = list[j-1], list[j]
+		}
+	}
+	for _, sh := range list {
+		sh.mu.Lock()
+	}
+	return list
+}
+
+func unlockShards(list []*shard) {
+	for _, sh := range list {
+		sh.mu.Unlock()
+	}
+}
+
+// pending is one entry to write: buntdb's key and value, and the index
+// entry that goes with them.
+type pending struct {
+	key, val string
+	ttl      time.Duration
+	e        entry
+}
+
+// prepare encodes an entry. One allocation holds both the key and the
+// value that buntdb keeps; it is never written again, so the two strings
+// over it are immutable.
+func prepare(ns byte, key string, a, b, ttlSeconds int64) pending {
+	var num [41]byte
+	v := appendPair(num[:0], a, b)
+	buf := make([]byte, 2+len(key)+len(v))
+	buf[0], buf[1] = ns, ':'
+	n := 2 + copy(buf[2:], key)
+	copy(buf[n:], v)
+	ttl := time.Duration(ttlSeconds) * time.Second
+	return pending{
+		key: unsafe.String(&buf[0], n),
+		val: unsafe.String(&buf[n], len(v)),
+		ttl: ttl,
+		e:   entry{a: a, b: b, expires: time.Now().Add(ttl).UnixNano()},
+	}
+}
+
+// Healthy implements store.Store: the index answers a lookup. (A write
+// stuck on a dying disk is noticed by the caller's store deadline.)
+func (d *DB) Healthy(ctx context.Context) error {
+	_, _, err := d.Client(ctx, "watchdog")
+	return err
+}

@@ -1,0 +1,155 @@
+package store
+
+// AWLInterval is how often a client's auto-whitelist entry may change:
+// Postgrey counts a client at most once an hour, and refreshes an
+// auto-whitelisted client's entry at most once an hour.
+const AWLInterval = 3600
+
+// RefreshInterval is how stale the last-seen time of a passed triplet may
+// get before a request rewrites it: max_age (days) is then enforced to
+// within a minute, and a busy triplet costs one write a minute, not one a
+// request (Postgrey rewrites "first,last" on every request).
+const RefreshInterval = 60
+
+// Writes is what a step stores: at most one client entry and one triplet
+// entry, each with its time to live in seconds.
+type Writes struct {
+	Client     bool
+	ClientVal  Client
+	ClientTTL  int64
+	Triplet    bool
+	TripletVal Triplet
+	TripletTTL int64
+}
+
+// Transition is the state transition of one request, exactly as Postgrey
+// 1.37 (reference section 2) with max_age enforced at lookup: s is what
+// is stored (entries past their TTL already count as not found), now the
+// step's time. It returns the result and what must be written; with
+// in.DryRun the writes are computed all the same and the caller drops
+// them. Pure: every in-process backend calls it under its own lock, and
+// store/redis's Lua script is its line-by-line translation.
+func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
+	r := StepResult{Now: now, Before: s}
+	var w Writes
+	maxAge := in.MaxAge
+
+	// Auto-whitelist, per exact client address.
+	awl := in.ClientKey != "" && in.AWLClients > 0
+	c, cfound := s.Client, s.ClientFound
+	if cfound && now-c.Last > maxAge {
+		cfound = false // expired, whether or not the store removed it yet
+	}
+	r.Before.ClientFound = cfound
+	if awl && cfound && c.Count >= in.AWLClients {
+		if now >= c.Last+AWLInterval || c.Last > now {
+			// Keep-alive, at most hourly, as Postgrey.
+			w.Client, w.ClientVal, w.ClientTTL = true, Client{Count: c.Count + 1, Last: now}, maxAge+1
+		}
+		r.Outcome, r.First = AutoWhitelisted, now
+		return r, w
+	}
+
+	// The triplet.
+	trip, found := s.Triplet, s.TripletFound
+	if found && now-trip.Last > maxAge {
+		found = false // Postgrey only forgot these in its nightly cleanup
+	}
+	r.Before.TripletFound = found
+	alt, altFound := s.Alt, s.AltFound && in.AltKey != "" && in.AltKey != in.TripletKey
+	if altFound && now-alt.Last > maxAge {
+		altFound = false
+	}
+	r.Before.AltFound = altFound
+
+	first := now
+	lastOK := false
+	if found {
+		first = trip.First
+		if trip.Last-trip.First >= in.Delay {
+			lastOK = true
+		} else if now-first > in.RetryWindow {
+			first = now // stale unfinished entry: greylisting starts over
+		}
+		if first > now {
+			r.FutureCorrected = true
+			first = now
+		}
+	}
+
+	if !lastOK && altFound && alt.Last-alt.First >= in.Delay {
+		// The other key has passed: so has this request. Record it under
+		// the chosen key, as passed, so the next request needs only that.
+		f := min(alt.First, now-in.Delay)
+		w.Triplet, w.TripletVal, w.TripletTTL = true, Triplet{First: f, Last: now}, maxAge+1
+		r.Outcome, r.First, r.ViaAlt = Passed, f, true
+		return r, w
+	}
+
+	diff := in.Delay - (now - first)
+	if needsWrite(found, trip, first, now, diff, lastOK) {
+		w.Triplet, w.TripletVal = true, Triplet{First: first, Last: now}
+		w.TripletTTL = tripletTTL(diff, first, now, in.RetryWindow, maxAge)
+	}
+
+	if awl && diff <= 0 && !lastOK {
+		// First successful pass of this triplet: count it for the client,
+		// at most once an hour.
+		if !cfound || now >= c.Last+AWLInterval {
+			n := int64(1)
+			if cfound {
+				n = c.Count + 1
+			}
+			w.Client, w.ClientVal, w.ClientTTL = true, Client{Count: n, Last: now}, maxAge+1
+			r.NewlyWhitelisted = n == in.AWLClients
+		}
+	}
+
+	r.First = first
+	switch {
+	case diff > 0:
+		r.Outcome, r.Missing = Greylisted, diff
+	case !lastOK:
+		r.Outcome, r.Waited = FirstPass, now-first
+	default:
+		r.Outcome = Passed
+	}
+	return r, w
+}
+
+// needsWrite reports whether the stored triplet must change. Only what a
+// later decision can observe is written: a new or restarted entry (first
+// changed), the first pass (last-first reaches the delay), and the
+// last-seen time of a passed triplet, at most once a RefreshInterval. An
+// early retry's last-seen time is never read: an unpassed entry is judged
+// by its first-seen time alone, and expires by it.
+func needsWrite(found bool, old Triplet, first, now, diff int64, lastOK bool) bool {
+	switch {
+	case !found || old.First != first:
+		return true
+	case diff > 0:
+		return false
+	case !lastOK:
+		return true
+	}
+	return now-old.Last >= RefreshInterval || old.Last > now
+}
+
+// tripletTTL keeps an entry only as long as it can still matter, so the
+// store expires it without any scan: a passed triplet until max_age after
+// it was last seen, an unpassed one until its retry window from first
+// sight is over (after that a lookup would start over anyway). One second
+// of slack keeps the lookup rules, not the expiry, in charge of the
+// boundaries.
+func tripletTTL(diff, first, now, retry, maxAge int64) int64 {
+	ttl := maxAge
+	if diff > 0 {
+		if r := first + retry - now; r < ttl {
+			ttl = r
+		}
+	}
+	if ttl < 0 {
+		ttl = 0
+	}
+	return ttl + 1
+}
