@@ -78,6 +78,9 @@ type Decision struct {
 	FutureCorrected bool
 	// Warning explains a Skip.
 	Warning string
+	// Runtime: the whitelist entry that passed the request is a runtime
+	// one (greyd whitelist add), not one of the files.
+	Runtime bool
 	// Err is the store failure of a Failed decision.
 	Err error
 	// Step is the store's result (zero unless the store was asked).
@@ -138,6 +141,16 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	if snap.Recipients.Match(req.Recipient) {
 		d.Kind, d.Reason = Pass, RecipientWhitelist
 		return d
+	}
+	if rt := snap.Runtime; rt != nil {
+		if rt.Clients != nil && (rt.Clients.MatchName(req.ClientName) || rt.Clients.MatchAddr(ip)) {
+			d.Kind, d.Reason, d.Runtime = Pass, ClientWhitelist, true
+			return d
+		}
+		if rt.Recipients != nil && rt.Recipients.Match(req.Recipient) {
+			d.Kind, d.Reason, d.Runtime = Pass, RecipientWhitelist, true
+			return d
+		}
 	}
 
 	var buf [320]byte

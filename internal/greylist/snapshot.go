@@ -52,6 +52,17 @@ type Snapshot struct {
 	// Privacy, when set, turns every stored key into a keyed hash so the
 	// database reveals no addresses.
 	Privacy *Hasher
+	// Runtime holds the runtime whitelist entries (kept in the store,
+	// changed with greyd whitelist add/remove), checked after the files'.
+	// Nil: none.
+	Runtime *RuntimeWhitelist
+}
+
+// RuntimeWhitelist is the compiled runtime whitelist; either list may be
+// nil.
+type RuntimeWhitelist struct {
+	Clients    *whitelist.Clients
+	Recipients *whitelist.Recipients
 }
 
 // Hasher computes keyed hashes (HMAC-SHA256, truncated to 128 bits, hex)
