@@ -83,8 +83,10 @@ type Decision struct {
 	Runtime bool
 	// Err is the store failure of a Failed decision.
 	Err error
-	// Step is the store's result (zero unless the store was asked).
-	Step store.StepResult
+	// Input is what the store was asked and Step what it answered (zero
+	// unless the store was asked).
+	Input store.StepInput
+	Step  store.StepResult
 }
 
 // Decide judges req with the settings and whitelists of snap, the state in
@@ -153,7 +155,6 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		}
 	}
 
-	var buf [320]byte
 	in := store.StepInput{
 		Now:         now.Unix(),
 		FixedNow:    fixedNow,
@@ -165,16 +166,9 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	}
 	// Auto-whitelist, per exact client address.
 	if snap.AutoWhitelistClients > 0 {
-		a := normalize.AppendClientAddr(buf[:0], ip)
-		in.ClientKey = snap.key(a[len(a):], a)
+		in.ClientKey = snap.ClientKey(ip)
 	}
-	// The triplet.
-	k := normalize.AppendClientNet(buf[:0], ip, snap.LookupByHost, snap.IPv4Prefix, snap.IPv6Prefix)
-	k = append(k, '/')
-	k = normalize.AppendSender(k, req.Sender)
-	k = append(k, '/')
-	k = appendLower(k, req.Recipient)
-	in.TripletKey = snap.key(k[len(k):], k)
+	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
 
 	r, err := st.Step(ctx, &in)
 	if err != nil {
@@ -183,7 +177,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	if r.Now != in.Now {
 		d.Now = time.Unix(r.Now, 0) // the store's clock (Redis TIME)
 	}
-	d.Step = r
+	d.Step, d.Input = r, in
 	d.NewlyWhitelisted, d.FutureCorrected = r.NewlyWhitelisted, r.FutureCorrected
 	switch r.Outcome {
 	case store.AutoWhitelisted:
@@ -199,15 +193,6 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		d.Kind, d.Reason = Pass, TripletFound
 	}
 	return d
-}
-
-// key returns the store key for raw, hashed when privacy is on. dst is
-// scratch space that must not overlap raw's bytes.
-func (s *Snapshot) key(dst, raw []byte) string {
-	if s.Privacy != nil {
-		return string(s.Privacy.Append(dst, raw))
-	}
-	return string(raw)
 }
 
 func appendLower(dst []byte, s string) []byte {
