@@ -1,8 +1,10 @@
 #!/bin/sh
-# Installs what dist/package.sh and dist/check-packages.sh need on Debian 12:
-# go-md2man (man pages), lintian, rpm, rpmlint, systemd tools
-# (systemd-analyze, systemd-socket-activate), and nfpm where go install puts
-# it ($(go env GOBIN), else $(go env GOPATH)/bin).
+# Installs what the tests, dist/package.sh and dist/check-packages.sh need
+# on Debian 12: go-md2man (man pages), lintian, rpm, rpmlint, systemd tools
+# (systemd-analyze, systemd-socket-activate), promtool (metrics format),
+# the real Postgrey and Berkeley DB's db_dump/db_load (migration tests),
+# and nfpm where go install puts it ($(go env GOBIN), else
+# $(go env GOPATH)/bin).
 # Idempotent: does nothing when everything is already there. Run as root.
 set -eu
 
@@ -12,7 +14,8 @@ need=""
 for pair in go-md2man:go-md2man lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd systemd-socket-activate:systemd \
 	deb-systemd-helper:init-system-helpers adduser:adduser gcc:gcc \
-	objcopy:binutils groff:groff-base cpio:cpio setpriv:util-linux; do
+	objcopy:binutils groff:groff-base cpio:cpio setpriv:util-linux \
+	promtool:prometheus postgrey:postgrey db_dump:db5.3-util db_load:db5.3-util; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		case " $need " in *" $pkg "*) ;; *) need="$need $pkg" ;; esac
