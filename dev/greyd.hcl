@@ -1,6 +1,7 @@
 # Development configuration: `make run` starts greyd with it, on
-# 127.0.0.1:10023 with its state under build/ in the checkout. Relative
-# paths are resolved against this directory.
+# 127.0.0.1:10023 with its state and control socket under build/ in the
+# checkout. Relative paths are resolved against this directory. It is one
+# file (greyd -config dev/greyd.hcl), so no conf.d is read.
 
 listen {
   inet = "127.0.0.1:10023"
@@ -17,4 +18,9 @@ greylist {
 whitelist {
   clients    = ["../etc/greyd/whitelist_clients", "whitelist_clients.local"]
   recipients = ["../etc/greyd/whitelist_recipients", "whitelist_recipients.local"]
+}
+
+# The admin CLI reaches this daemon with -config dev/greyd.hcl.
+control {
+  socket = "../build/control.sock"
 }

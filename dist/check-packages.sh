@@ -4,9 +4,10 @@
 #   2. lintian and rpmlint (findings must be fixed or explained in
 #      dist/lintian-overrides and dist/rpmlint.toml);
 #   3. the contents of both packages: binary, units, man pages, docs,
-#      conffiles, scripts;
+#      licence, conffiles, the empty /etc/greyd/conf.d, scripts;
 #   4. as root, on a machine where systemd need not be PID 1: dpkg -i, the
-#      user, directories, permissions and conffiles, a reinstall that keeps a
+#      user, directories, permissions and conffiles, a conf.d drop-in that
+#      check-config shows, a reinstall that keeps a
 #      changed conffile, the installed greyd under systemd-socket-activate
 #      (dist/sdtest), then dpkg -r and dpkg -P, after which the system must be
 #      as before apart from the greyd user and group.
@@ -90,6 +91,7 @@ dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }' >"$tmp/deb.list"
 has "$tmp/deb.list" \
 	"-rwxr-xr-x root/root ./usr/sbin/greyd" \
 	"drwxr-xr-x root/root ./etc/greyd/" \
+	"drwxr-xr-x root/root ./etc/greyd/conf.d/" \
 	"-rw-r--r-- root/root ./etc/greyd/greyd.hcl" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_recipients" \
@@ -103,7 +105,23 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
 	"-rw-r--r-- root/root ./usr/share/lintian/overrides/greyd"
 ! grep -q '/var/lib/greyd' "$tmp/deb.list" || fail "the .deb must not ship /var/lib/greyd (postinst makes it)"
-ok "deb files, modes and owners"
+! grep -q '/etc/greyd/conf\.d/.' "$tmp/deb.list" || fail "the .deb ships files in /etc/greyd/conf.d, which is the admin's"
+ok "deb files, modes and owners; /etc/greyd/conf.d empty"
+# Debian keeps the licence in the copyright file: it must hold LICENSE's
+# text (lintian flags a second licence file as extra-license-file).
+words() { tr -s ' \n\t' '   ' | sed 's/^ //; s/ $//'; }
+dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/share/doc/greyd/copyright >"$tmp/copyright"
+# The stand-alone "License: MIT" paragraph, without its first line and the
+# continuation marks, against LICENSE from "Permission" on.
+awk -v RS= '/^License: MIT\n/ { sub(/^[^\n]*\n/, ""); print }' "$tmp/copyright" |
+	sed 's/^ //; s/^\.$//' | words >"$tmp/copyright.mit"
+sed -n '/^Permission/,$p' LICENSE | words >"$tmp/license.mit"
+if ! [ -s "$tmp/license.mit" ] || ! cmp -s "$tmp/license.mit" "$tmp/copyright.mit"; then
+	fail "the MIT text of /usr/share/doc/greyd/copyright is not that of LICENSE"
+fi
+grep -q "^Copyright: $(sed -n 's/^Copyright (c) //p' LICENSE)$" "$tmp/copyright" ||
+	fail "debian/copyright lacks LICENSE's copyright line ($(sed -n 's/^Copyright (c) //p' LICENSE))"
+ok "deb copyright holds LICENSE (MIT) and the whitelist's GPL-2+"
 dpkg-deb -e "$deb" "$tmp/control"
 printf '/etc/greyd/greyd.hcl\n/etc/greyd/whitelist_clients\n/etc/greyd/whitelist_recipients\n' >"$tmp/conffiles.want"
 sort "$tmp/control/conffiles" | diff -u "$tmp/conffiles.want" - || fail "deb conffiles differ"
@@ -128,6 +146,7 @@ rpm -qp --qf '%{NAME} %{VERSION}\n' "$rpm" | grep -qx "greyd $VERSION" || fail "
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" >"$tmp/rpm.list"
 has "$tmp/rpm.list" \
 	"-rwxr-xr-x root:root /usr/sbin/greyd" \
+	"drwxr-xr-x root:root /etc/greyd/conf.d" \
 	"-rw-r--r-- root:root /etc/greyd/greyd.hcl" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_recipients" \
@@ -135,11 +154,18 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.socket" \
 	"-rw-r--r-- root:root /usr/share/man/man8/greyd.8.gz" \
 	"-rw-r--r-- root:root /usr/share/man/man5/greyd.hcl.5.gz" \
+	"-rw-r--r-- root:root /usr/share/licenses/greyd/LICENSE" \
 	"-rw-r--r-- root:root /usr/share/licenses/greyd/copyright" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/CHANGELOG.md" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
 	"drwxr-x--- greyd:greyd /var/lib/greyd"
-ok "rpm files, modes and owners"
+! grep -q '/etc/greyd/conf\.d/.' "$tmp/rpm.list" || fail "the .rpm ships files in /etc/greyd/conf.d, which is the admin's"
+ok "rpm files, modes and owners; /etc/greyd/conf.d empty"
+rpm -qpL "$rpm" >"$tmp/rpm.license"
+has "$tmp/rpm.license" /usr/share/licenses/greyd/LICENSE /usr/share/licenses/greyd/copyright
+rpm -qp --qf '[%{FILEDIGESTS} %{FILENAMES}\n]' "$rpm" | grep -qxF "$(sha256sum LICENSE | cut -d' ' -f1) /usr/share/licenses/greyd/LICENSE" ||
+	fail "the rpm's /usr/share/licenses/greyd/LICENSE is not LICENSE"
+ok "rpm %license: LICENSE and copyright"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" | sed -n 's/^cn //p' | sort >"$tmp/rpm.conf"
 diff -u "$tmp/conffiles.want" "$tmp/rpm.conf" || fail "rpm %config(noreplace) files differ"
 ok "rpm %config(noreplace): $(tr '\n' ' ' <"$tmp/rpm.conf")"
@@ -217,6 +243,7 @@ check_stat() {
 }
 check_stat 750 greyd:greyd /var/lib/greyd
 check_stat 755 root:root /etc/greyd
+check_stat 755 root:root /etc/greyd/conf.d
 check_stat 644 root:root /etc/greyd/greyd.hcl
 check_stat 644 root:root /etc/greyd/whitelist_clients
 check_stat 644 root:root /etc/greyd/whitelist_recipients
@@ -245,6 +272,15 @@ ok "greyd -version: $out"
 setpriv --reuid=greyd --regid=greyd --init-groups /usr/sbin/greyd check-config -config /etc/greyd >"$tmp/check.log" 2>&1 ||
 	{ cat "$tmp/check.log" >&2; fail "greyd check-config of the installed configuration, as greyd"; }
 ok "greyd check-config accepts /etc/greyd (as user greyd)"
+[ -z "$(ls -A /etc/greyd/conf.d)" ] || fail "/etc/greyd/conf.d is not empty after installation"
+[ "$(dpkg-query -S /etc/greyd/conf.d 2>/dev/null)" = "greyd: /etc/greyd/conf.d" ] || fail "dpkg does not list /etc/greyd/conf.d as greyd's"
+printf 'greylist {\n  delay = "10m"\n}\n' >/etc/greyd/conf.d/50-check.hcl
+setpriv --reuid=greyd --regid=greyd --init-groups /usr/sbin/greyd check-config -config /etc/greyd >"$tmp/check.log" 2>&1 ||
+	{ cat "$tmp/check.log" >&2; fail "greyd check-config with a conf.d drop-in"; }
+grep -Eq '^  delay += "10m" +# conf\.d/50-check\.hcl:2$' "$tmp/check.log" ||
+	{ cat "$tmp/check.log" >&2; fail "check-config does not show the drop-in's delay with its origin"; }
+rm /etc/greyd/conf.d/50-check.hcl
+ok "/etc/greyd/conf.d: empty, greyd's; a drop-in overrides greyd.hcl and check-config names it"
 # RestartPreventExitStatus=2 relies on this: a broken configuration is
 # exit status 2 for the daemon and for check-config (ExecReload).
 printf 'greylist {\n  delay = "5x"\n}\n' >"$tmp/bad.hcl"

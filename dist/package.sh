@@ -21,6 +21,28 @@ fail() {
 	exit 1
 }
 
+# Every tool this script runs, checked first: on a fresh machine the answer
+# is one line saying what to run, not a cascade of "not found" errors.
+command -v go >/dev/null 2>&1 ||
+	fail "go is missing: install the Go version go.mod names (https://go.dev/dl/), then run \"make deps\" as root"
+missing=""
+need="objcopy go-md2man gzip"
+[ -n "${GREYD_BIN:-}" ] || need="$need gcc" # cgo's external linker
+for cmd in $need; do
+	command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+done
+if [ -z "${NFPM:-}" ]; then
+	NFPM=$(command -v nfpm || true)
+	if [ -z "$NFPM" ]; then
+		gobin=$(go env GOBIN)
+		[ -n "$gobin" ] || gobin=$(go env GOPATH)/bin
+		NFPM=$gobin/nfpm
+	fi
+fi
+[ -x "$NFPM" ] || missing="$missing nfpm"
+[ -z "$missing" ] ||
+	fail "missing${missing}: run \"make deps\" as root (dist/install-deps.sh), then make package again"
+
 VERSION=$(cat VERSION)
 # Plain X.Y.Z: valid as a Debian, an RPM and a semantic version alike.
 echo "$VERSION" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+$' ||
@@ -100,10 +122,6 @@ function flush() {
 ' debian/changelog >build/doc/changelog.yml
 { cat nfpm.yaml; echo "changelog: build/doc/changelog.yml"; } >build/nfpm-rpm.yaml
 
-gobin=$(go env GOBIN)
-[ -n "$gobin" ] || gobin=$(go env GOPATH)/bin
-NFPM=${NFPM:-$(command -v nfpm || echo "$gobin/nfpm")}
-[ -x "$NFPM" ] || fail "nfpm not found (run dist/install-deps.sh)"
 rm -f build/pkg/greyd_*.deb build/pkg/greyd-*.rpm
 "$NFPM" pkg --config nfpm.yaml --packager deb --target build/pkg/ >/dev/null ||
 	fail "nfpm could not build the deb package"

@@ -1,27 +1,50 @@
-// Package config loads and validates greyd's HCL configuration: a file, or
-// a directory whose *.hcl files are merged ("union, duplicates are
-// errors"). It produces an immutable Config with defaults equal to
-// Postgrey's, and reports every problem with file:line:col. Whitelist
-// files are only named here; package whitelist parses them.
+// Package config loads and validates greyd's HCL configuration and
+// reports every problem with file:line:col. It produces an immutable Config
+// with defaults equal to Postgrey's, and remembers which file and line gave
+// each value (check-config prints it). Whitelist files are only named here;
+// package whitelist parses them.
+//
+// Layers. Given a directory (/etc/greyd), Load reads its *.hcl files in
+// lexical order, then those of its conf.d subdirectory in lexical order;
+// given a file, only that file. Each file is decoded on its own, then the
+// files are merged in that order, setting by setting: a later file
+// overrides a value an earlier one gave and leaves every other setting
+// alone. Lists (whitelist files, allow, pool_domains) are replaced, never
+// appended to. listen blocks accumulate: every file adds its own, and a file
+// with the top-level setting listen_reset = true first drops the listen
+// blocks of the files before it. A setting given twice in one file is an
+// error. Validation looks at the merged result: a value that a later file
+// overrides is only checked for its type. The packaged greyd.hcl spells
+// out the defaults; local changes go into conf.d/*.hcl, which package
+// upgrades never touch. Relative paths are resolved against the
+// configuration directory, also in conf.d files.
 //
 // The schema, with the defaults:
 //
-//	listen {                  # repeatable; ignored when systemd passes sockets
-//	  unix         = "/var/spool/postfix/greyd/socket"  # and/or (relative: to the config directory)
+//	listen_reset = false          # true: drop the listen blocks of earlier files
+//	listen {                      # repeatable; ignored when systemd passes sockets
+//	  unix         = "/var/spool/postfix/greyd/socket"  # and/or
 //	  inet         = "127.0.0.1:10023"  # "host:port", "[::1]:10023", or just "10023" (= 127.0.0.1:10023)
 //	  allow        = ["127.0.0.0/8", "::1"]  # client networks of inet; required unless inet is loopback
 //	  socket_mode  = "0660"             # octal; unix sockets greyd binds itself
 //	  socket_group = ""                 # "" = leave the group as created
 //	}
 //	database {
-//	  path = "/var/lib/greyd/greyd.db"  # relative to the config directory if relative
+//	  path = "/var/lib/greyd/greyd.db"
 //	  sync = "everysecond"              # never | everysecond | always
+//	  redis {                           # optional: selects the Redis backend instead of path
+//	    url           = "redis://127.0.0.1:6379/0"  # no default; see Redis for every form
+//	    password_file = ""              # "" = no password; warned about when others may read it
+//	    key_prefix    = "greyd:"
+//	  }
 //	}
 //	greylist {
 //	  delay             = "5m"
 //	  retry_window      = "2d"
 //	  max_age           = "35d"
-//	  lookup_by         = "subnet"      # or "host"
+//	  lookup_by         = "subnet"      # or "host", "auto"
+//	  pool_domains      = []            # for lookup_by = "auto": domains whose hosts are one sender
+//	  dynamic_domains   = []            # for lookup_by = "auto": domains never aggregated
 //	  ipv4_prefix       = 24
 //	  ipv6_prefix       = 64
 //	  action            = "DEFER_IF_PERMIT"
@@ -32,25 +55,32 @@
 //	  privacy           = false
 //	  on_store_error    = "dunno"       # or "defer": DEFER_IF_PERMIT store_error_text
 //	  store_error_text  = "4.3.0 Greylisting database unavailable, try again later"
+//	  dry_run           = false         # decide and learn, log, but always answer DUNNO
 //	}
 //	auto_whitelist { clients = 5 }      # 0 disables
-//	whitelist {                         # relative to the config directory if relative
+//	whitelist {
 //	  clients    = ["whitelist_clients", "whitelist_clients.local"]
 //	  recipients = ["whitelist_recipients", "whitelist_recipients.local"]
 //	}
 //	limits {
-//	  max_line_length = 8192
-//	  max_attributes  = 100
+//	  max_line_length  = 8192
+//	  max_attributes   = 100
 //	  max_request_size = 65536
-//	  max_connections = 1000
-//	  request_timeout = "10s"
-//	  idle_timeout    = "330s"
-//	  store_timeout   = "2s"            # below Postfix's smtpd_policy_service_timeout (100s)
+//	  max_connections  = 1000
+//	  request_timeout  = "10s"
+//	  idle_timeout     = "330s"
+//	  store_timeout    = "2s"           # "250ms" with a redis block; below Postfix's 100s
 //	}
+//	control { socket = "/run/greyd/control.sock" }  # "" = no control socket
+//	metrics { listen = "127.0.0.1:9386" }  # no metrics block = no metrics listener
+//	log { decisions = "all" }           # or "greylist", "none"
 //
-// Durations are whole numbers with units s, m, h, d, w, combinable ("1h30m").
-// Every block is optional; blocks other than listen may be split over several
-// files as long as no setting appears twice.
+// Durations are whole numbers with units ms, s, m, h, d, w, combinable
+// ("1h30m", "1s500ms"); the greylist durations take whole seconds.
+//
+// Warnings. Some findings do not make a configuration unusable (a Redis
+// password file that others may read): Load puts them in Config.Warnings
+// instead of its Problems, and WriteHCL shows them next to the value.
 package config
 
 import (
@@ -58,6 +88,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // DefaultDir is the configuration directory of an installed greyd.
@@ -75,8 +107,16 @@ type Config struct {
 	AutoWhitelist AutoWhitelist
 	Whitelist     Whitelist
 	Limits        Limits
+	Control       Control
+	Metrics       *Metrics // nil: no metrics listener
+	Log           Log
 
-	sources map[string][]byte // file name → content, for WriteProblems
+	// Warnings are findings that do not stop greyd, located like
+	// problems. The daemon and check-config print them.
+	Warnings Problems
+
+	sources map[string][]byte    // file name → content, for WriteProblems
+	origins map[string]hcl.Range // setting ("greylist.delay", "listen.0.inet") → where its value was given
 }
 
 // Listen is one socket greyd binds when not socket-activated. At least one
@@ -96,10 +136,12 @@ type Listen struct {
 // LoopbackNets are the clients a loopback inet listener allows by default.
 var LoopbackNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-// Database is the triplet store.
+// Database is the triplet store: buntdb at Path, or Redis when Redis is
+// set.
 type Database struct {
-	Path string // absolute
-	Sync string // "never", "everysecond" or "always"
+	Path  string // absolute
+	Sync  string // "never", "everysecond" or "always"
+	Redis *Redis // nil: no redis block, buntdb at Path
 }
 
 // Database.Sync values.
@@ -111,18 +153,25 @@ const (
 
 // Greylist holds the greylisting rules, named after Postgrey's options.
 type Greylist struct {
-	Delay           time.Duration // --delay
-	RetryWindow     time.Duration // --retry-window
-	MaxAge          time.Duration // --max-age
-	LookupByHost    bool          // lookup_by = "host" (--lookup-by-host)
-	IPv4Prefix      int           // --ipv4cidr
-	IPv6Prefix      int           // --ipv6cidr
-	Action          string        // --greylist-action
-	Text            string        // --greylist-text: %s seconds left, %r recipient domain
-	XGreylistHeader bool          // add the X-Greylist header to mail that passed
-	HeaderText      string        // --x-greylist-header: %t, %v, %h, %d
-	Hostname        string        // --hostname; "" means os.Hostname(), the caller fills it in
-	Privacy         bool          // --privacy: store keyed hashes (HMAC-SHA256) of the keys
+	Delay        time.Duration // --delay
+	RetryWindow  time.Duration // --retry-window
+	MaxAge       time.Duration // --max-age
+	LookupBy     string        // LookupBySubnet, LookupByHost or LookupByAuto
+	LookupByHost bool          // LookupBy == LookupByHost (--lookup-by-host)
+	// PoolDomains and DynamicDomains steer lookup_by = "auto": a verified
+	// client name under a pool domain is keyed by that domain, one under a
+	// dynamic domain by its subnet. Lower case, without leading or
+	// trailing dots; never nil.
+	PoolDomains     []string
+	DynamicDomains  []string
+	IPv4Prefix      int    // --ipv4cidr
+	IPv6Prefix      int    // --ipv6cidr
+	Action          string // --greylist-action
+	Text            string // --greylist-text: %s seconds left, %r recipient domain
+	XGreylistHeader bool   // add the X-Greylist header to mail that passed
+	HeaderText      string // --x-greylist-header: %t, %v, %h, %d
+	Hostname        string // --hostname; "" means os.Hostname(), the caller fills it in
+	Privacy         bool   // --privacy: store keyed hashes (HMAC-SHA256) of the keys
 	// OnStoreError is the answer when the database fails or does not
 	// answer within limits.store_timeout: "dunno" lets the mail through
 	// ungreylisted (fail open, Postgrey's behaviour), "defer" answers
@@ -130,7 +179,17 @@ type Greylist struct {
 	// either way.
 	OnStoreError   string
 	StoreErrorText string
+	// DryRun decides and learns as usual and logs what it would have done,
+	// but always answers DUNNO.
+	DryRun bool
 }
+
+// Greylist.LookupBy values.
+const (
+	LookupBySubnet = "subnet" // the client's network (ipv4_prefix, ipv6_prefix), as Postgrey
+	LookupByHost   = "host"   // the client's address (--lookup-by-host)
+	LookupByAuto   = "auto"   // the organisation of a verified client name, else the subnet
+)
 
 // Greylist.OnStoreError values.
 const (
@@ -161,10 +220,46 @@ type Limits struct {
 	StoreTimeout   time.Duration // longest a request waits for the database
 }
 
+// Control is the admin API's unix socket.
+type Control struct {
+	Socket string // absolute; "" = no control socket
+}
+
+// DefaultControlSocket is where greyd's CLI finds the daemon; the packaged
+// unit provides /run/greyd.
+const DefaultControlSocket = "/run/greyd/control.sock"
+
+// Metrics is the Prometheus listener, present only when configured.
+type Metrics struct {
+	Listen string // "host:port"
+}
+
+// DefaultMetricsListen is the address of a metrics block without listen.
+const DefaultMetricsListen = "127.0.0.1:9386"
+
+// Log says which lines greyd writes.
+type Log struct {
+	Decisions string // DecisionsAll, DecisionsGreylist or DecisionsNone
+}
+
+// Log.Decisions values. Warnings and errors are always logged.
+const (
+	DecisionsAll      = "all"      // every decision line, as Postgrey
+	DecisionsGreylist = "greylist" // only lines of greylisted (deferred) requests
+	DecisionsNone     = "none"     // no decision lines
+)
+
 // MaxStoreTimeout bounds Limits.StoreTimeout: Postfix gives up on a policy
 // server after smtpd_policy_service_timeout, 100s by default, and then
 // defers the mail itself ("451 4.3.5 Server configuration problem").
 const MaxStoreTimeout = 100 * time.Second
+
+// Default store timeouts. A networked store that has not answered in a
+// quarter of a second is in trouble, and every request waits for it.
+const (
+	DefaultStoreTimeout      = 2 * time.Second
+	DefaultRedisStoreTimeout = 250 * time.Millisecond
+)
 
 // Default returns the configuration used when nothing is set, with the
 // whitelist files in dir ("" means DefaultDir).
@@ -182,6 +277,9 @@ func Default(dir string) *Config {
 			Delay:           5 * time.Minute,
 			RetryWindow:     2 * Day,
 			MaxAge:          35 * Day,
+			LookupBy:        LookupBySubnet,
+			PoolDomains:     []string{},
+			DynamicDomains:  []string{},
 			IPv4Prefix:      24,
 			IPv6Prefix:      64,
 			Action:          "DEFER_IF_PERMIT",
@@ -209,8 +307,10 @@ func Default(dir string) *Config {
 			MaxConnections: 1000,
 			RequestTimeout: 10 * time.Second,
 			IdleTimeout:    330 * time.Second,
-			StoreTimeout:   2 * time.Second,
+			StoreTimeout:   DefaultStoreTimeout,
 		},
+		Control: Control{Socket: DefaultControlSocket},
+		Log:     Log{Decisions: DecisionsAll},
 	}
 }
 

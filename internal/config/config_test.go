@@ -19,12 +19,13 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	dir := t.TempDir()
 	for name, content := range files {
 		p := filepath.Join(dir, name)
-		var err error
-		switch content {
-		case "<symlink>":
+		err := os.MkdirAll(filepath.Dir(p), 0o755) // "conf.d/x.hcl" in any order
+		switch {
+		case err != nil:
+		case content == "<symlink>":
 			err = os.Symlink(filepath.Join(dir, "does-not-exist"), p)
-		case "<dir>":
-			err = os.Mkdir(p, 0o755)
+		case content == "<dir>":
+			err = os.MkdirAll(p, 0o755)
 		default:
 			err = os.WriteFile(p, []byte(content), 0o644)
 		}
@@ -51,7 +52,7 @@ func mustLoad(t *testing.T, path string) *Config {
 // that two configs can be compared.
 func settings(c *Config) Config {
 	s := *c
-	s.Dir, s.Files, s.sources = "", nil, nil
+	s.Dir, s.Files, s.sources, s.origins, s.Warnings = "", nil, nil, nil, nil
 	return s
 }
 
@@ -81,6 +82,9 @@ func TestDefaults(t *testing.T) {
 			Delay:           300 * time.Second,
 			RetryWindow:     48 * time.Hour,
 			MaxAge:          35 * 24 * time.Hour,
+			LookupBy:        "subnet",
+			PoolDomains:     []string{},
+			DynamicDomains:  []string{},
 			IPv4Prefix:      24,
 			IPv6Prefix:      64,
 			Action:          "DEFER_IF_PERMIT",
@@ -104,6 +108,8 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:    330 * time.Second,
 			StoreTimeout:   2 * time.Second,
 		},
+		Control: Control{Socket: "/run/greyd/control.sock"},
+		Log:     Log{Decisions: "all"},
 	}
 	checkConfig(t, cfg, want)
 
@@ -132,12 +138,18 @@ listen {
 database {
   path = "state/greyd.db"
   sync = "always"
+  redis {
+    url        = "redis://s1.example.net/2?master_set=mymaster&addr=[2001:db8::1]:26380&addr=s3.example.net"
+    key_prefix = "site1:"
+  }
 }
 greylist {
   delay             = "1m30s"
   retry_window      = "12h"
   max_age           = "2w"
   lookup_by         = "host"
+  pool_domains      = [".Outlook.com", "mail.example.org."]
+  dynamic_domains   = ["dyn.example.net"]
   ipv4_prefix       = 32
   ipv6_prefix       = 128
   action            = "451"
@@ -148,6 +160,7 @@ greylist {
   privacy           = true
   on_store_error    = "defer"
   store_error_text  = "4.3.0 Try again later"
+  dry_run           = true
 }
 auto_whitelist {
   clients = 0
@@ -163,7 +176,16 @@ limits {
   max_connections = 10
   request_timeout = "5s"
   idle_timeout    = "1m"
-  store_timeout   = "50s"
+  store_timeout   = "1s500ms"
+}
+control {
+  socket = "run/control.sock"
+}
+metrics {
+  listen = "[::1]:9100"
+}
+log {
+  decisions = "greylist"
 }
 `
 
@@ -183,12 +205,22 @@ func TestAllSettings(t *testing.T) {
 				netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("127.0.0.1/32"),
 			}},
 		},
-		Database: Database{Path: dir + "/state/greyd.db", Sync: "always"},
+		Database: Database{Path: dir + "/state/greyd.db", Sync: "always", Redis: &Redis{
+			URL:       "redis://s1.example.net/2?master_set=mymaster&addr=[2001:db8::1]:26380&addr=s3.example.net",
+			KeyPrefix: "site1:",
+			Network:   "tcp",
+			Addrs:     []string{"s1.example.net:26379", "[2001:db8::1]:26380", "s3.example.net:26379"},
+			DB:        2,
+			MasterSet: "mymaster",
+		}},
 		Greylist: Greylist{
 			Delay:           90 * time.Second,
 			RetryWindow:     12 * time.Hour,
 			MaxAge:          14 * 24 * time.Hour,
+			LookupBy:        "host",
 			LookupByHost:    true,
+			PoolDomains:     []string{"outlook.com", "mail.example.org"},
+			DynamicDomains:  []string{"dyn.example.net"},
 			IPv4Prefix:      32,
 			IPv6Prefix:      128,
 			Action:          "451",
@@ -199,6 +231,7 @@ func TestAllSettings(t *testing.T) {
 			Privacy:         true,
 			OnStoreError:    "defer",
 			StoreErrorText:  "4.3.0 Try again later",
+			DryRun:          true,
 		},
 		AutoWhitelist: AutoWhitelist{Clients: 0},
 		Whitelist: Whitelist{
@@ -212,8 +245,11 @@ func TestAllSettings(t *testing.T) {
 			MaxConnections: 10,
 			RequestTimeout: 5 * time.Second,
 			IdleTimeout:    time.Minute,
-			StoreTimeout:   50 * time.Second,
+			StoreTimeout:   1500 * time.Millisecond,
 		},
+		Control: Control{Socket: dir + "/run/control.sock"},
+		Metrics: &Metrics{Listen: "[::1]:9100"},
+		Log:     Log{Decisions: "greylist"},
 	}
 	checkConfig(t, cfg, want)
 }
@@ -235,6 +271,7 @@ auto_whitelist { clients = 0 }
 	}
 }
 
+// Files that set different settings combine (override is in layers_test.go).
 func TestDirectoryMerge(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"10-main.hcl": `
@@ -374,19 +411,19 @@ func TestProblems(t *testing.T) {
 		{
 			name:  "bad duration",
 			files: map[string]string{"a.hcl": "greylist {\n  max_age = \"35x\"\n}\n"},
-			want:  []string{`DIR/a.hcl:2:13: Invalid duration: max_age: "35x": unknown unit "x"; use s, m, h, d or w`},
+			want:  []string{`DIR/a.hcl:2:13: Invalid duration: max_age: "35x": unknown unit "x"; use ms, s, m, h, d or w`},
 		},
 		{
 			name:  "bare number duration",
 			files: map[string]string{"a.hcl": "greylist {\n  delay = 300\n}\n"},
 			want: []string{`DIR/a.hcl:2:11: Invalid duration: delay = "300" has no unit; did you mean "300s"? ` +
-				`(Postgrey's --delay counted seconds) Units are s, m, h, d and w.`},
+				`(Postgrey's --delay counted seconds) Units are ms, s, m, h, d and w.`},
 		},
 		{
 			name:  "bare number retry_window suggests days",
 			files: map[string]string{"a.hcl": "greylist {\n  retry_window = \"2\"\n}\n"},
 			want: []string{`DIR/a.hcl:2:18: Invalid duration: retry_window = "2" has no unit; did you mean "2d"? ` +
-				`(Postgrey's --retry-window counted days) Units are s, m, h, d and w.`},
+				`(Postgrey's --retry-window counted days) Units are ms, s, m, h, d and w.`},
 		},
 		{
 			name:  "negative duration",
@@ -398,7 +435,7 @@ func TestProblems(t *testing.T) {
 			files: map[string]string{"a.hcl": "greylist {\n  max_age = \"0d\"\n}\nlimits {\n  store_timeout = \"0s\"\n}\n"},
 			want: []string{
 				`DIR/a.hcl:2:13: Invalid duration: max_age must be at least 1s, got "0d"`,
-				`DIR/a.hcl:5:19: Invalid duration: store_timeout must be at least 1s, got "0s"`,
+				`DIR/a.hcl:5:19: Invalid duration: store_timeout must be at least 1ms, got "0s"`,
 			},
 		},
 		{
@@ -417,7 +454,7 @@ func TestProblems(t *testing.T) {
 		{
 			name:  "bad lookup_by",
 			files: map[string]string{"a.hcl": "greylist {\n  lookup_by = \"network\"\n}\n"},
-			want:  []string{`DIR/a.hcl:2:15: Invalid value: lookup_by must be "subnet" or "host", got "network"`},
+			want:  []string{`DIR/a.hcl:2:15: Invalid value: lookup_by must be "subnet", "host" or "auto", got "network"`},
 		},
 		{
 			name: "negative counts and limits",
@@ -478,20 +515,13 @@ listen { inet = "::1:10023" }
 				"a.hcl": "listen {\n  inet = \"10023\"\n}\n",
 				"b.hcl": "listen {\n  inet = \"127.0.0.1:10023\"\n}\n",
 			},
-			want: []string{`DIR/b.hcl:2:10: Duplicate listen address: inet 127.0.0.1:10023 is already listed at DIR/a.hcl:2:10`},
-		},
-		{
-			name: "duplicate setting across files",
-			files: map[string]string{
-				"a.hcl": "greylist {\n  delay = \"5m\"\n}\n",
-				"b.hcl": "greylist {\n  text  = \"x\"\n  delay = \"10m\"\n}\n",
-			},
-			want: []string{`DIR/b.hcl:3:3: Duplicate argument: Argument "delay" was already set at DIR/a.hcl:2:3; a setting may be given only once across all configuration files`},
+			want: []string{`DIR/b.hcl:2:10: Duplicate listen address: inet 127.0.0.1:10023 is already listed at DIR/a.hcl:2:10; ` +
+				`listen_reset = true in this file drops the listen blocks of the files before it`},
 		},
 		{
 			name:  "duplicate setting in one file",
 			files: map[string]string{"a.hcl": "limits {\n  store_timeout = \"1s\"\n}\nlimits {\n  store_timeout = \"2s\"\n}\n"},
-			want:  []string{`DIR/a.hcl:5:3: Duplicate argument: Argument "store_timeout" was already set at DIR/a.hcl:2:3; a setting may be given only once across all configuration files`},
+			want:  []string{`DIR/a.hcl:5:3: Duplicate argument: Argument "store_timeout" was already set at DIR/a.hcl:2:3; a setting may be given only once in a file (a later file may override it)`},
 		},
 		{
 			name: "all problems are collected",
@@ -500,7 +530,7 @@ listen { inet = "::1:10023" }
 				"b.hcl": "database {\n  sync = \"no\"\n}\nwhitelist {\n  clients = [\"\"]\n}\n",
 			},
 			want: []string{
-				`DIR/a.hcl:2:11: Invalid duration: delay = "5" has no unit; did you mean "5s"? (Postgrey's --delay counted seconds) Units are s, m, h, d and w.`,
+				`DIR/a.hcl:2:11: Invalid duration: delay = "5" has no unit; did you mean "5s"? (Postgrey's --delay counted seconds) Units are ms, s, m, h, d and w.`,
 				`DIR/a.hcl:3:3: Unsupported argument: An argument named "dealy" is not expected here.`,
 				`DIR/b.hcl:2:10: Invalid value: sync must be "never", "everysecond" or "always", got "no"`,
 				`DIR/b.hcl:5:13: Invalid value: whitelist.clients must not be empty`,
@@ -509,7 +539,7 @@ listen { inet = "::1:10023" }
 		{
 			name:  "empty directory",
 			files: map[string]string{"README": "not config", ".x.hcl": "", "sub.hcl": "<dir>"},
-			want:  []string{`DIR: No configuration files: the directory has no *.hcl file; greyd reads every *.hcl file of a configuration directory`},
+			want:  []string{`DIR: No configuration files: the directory has no *.hcl file; greyd reads every *.hcl file of a configuration directory and of its conf.d subdirectory`},
 		},
 		{
 			name:  "missing path",
@@ -588,7 +618,7 @@ whitelist {
 
 		// Writing is deterministic.
 		var again bytes.Buffer
-		cfg2.WriteHCL(&again)
+		cfg.WriteHCL(&again)
 		if again.String() != out.String() {
 			t.Errorf("%d: second WriteHCL differs:\n%s\nvs\n%s", i, again.String(), out.String())
 		}
@@ -632,7 +662,7 @@ func TestProblemError(t *testing.T) {
 }
 
 func TestWriteProblems(t *testing.T) {
-	dir := writeFiles(t, map[string]string{"a.hcl": "greylist {\n\tdealy = \"5m\"\n}\nfoo {}\n"})
+	dir := writeFiles(t, map[string]string{"a.hcl": "greylist {\n\tdealy = \"5m\"\n}\nfrobnicate {}\n"})
 	cfg, ps := Load(dir)
 	var b bytes.Buffer
 	if err := WriteProblems(&b, ps, cfg); err != nil {
@@ -641,9 +671,9 @@ func TestWriteProblems(t *testing.T) {
 	want := `DIR/a.hcl:2:2: Unsupported argument: An argument named "dealy" is not expected here. Did you mean "delay"?
     2 | 	dealy = "5m"
       | 	^^^^^
-DIR/a.hcl:4:1: Unsupported block type: Blocks of type "foo" are not expected here.
-    4 | foo {}
-      | ^^^
+DIR/a.hcl:4:1: Unsupported block type: Blocks of type "frobnicate" are not expected here.
+    4 | frobnicate {}
+      | ^^^^^^^^^^
 `
 	if got := strings.ReplaceAll(b.String(), dir, "DIR"); got != want {
 		t.Errorf("WriteProblems:\n%s\nwant:\n%s", got, want)

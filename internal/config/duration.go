@@ -28,9 +28,10 @@ var durationUnits = map[byte]time.Duration{
 }
 
 // ParseDuration parses a duration made of whole numbers followed by one of
-// the units s, m, h, d (24h) and w (7d), possibly combined: "5m", "35d",
-// "1h30m", "2d12h". Unlike time.ParseDuration it accepts days and weeks and
-// rejects fractions, negative values and bare numbers.
+// the units ms, s, m, h, d (24h) and w (7d), possibly combined: "5m",
+// "35d", "1h30m", "2d12h", "300ms", "1s500ms". Unlike time.ParseDuration it
+// accepts days and weeks and rejects fractions, negative values and bare
+// numbers.
 func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, errors.New(`empty duration; write a number with a unit, like "5m"`)
@@ -39,7 +40,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: negative durations are not allowed", s)
 	}
 	if isDigits(s) {
-		return 0, fmt.Errorf("%q: %w (s, m, h, d or w)", s, errNoUnit)
+		return 0, fmt.Errorf("%q: %w (ms, s, m, h, d or w)", s, errNoUnit)
 	}
 	var total time.Duration
 	for rest := s; rest != ""; {
@@ -51,14 +52,18 @@ func ParseDuration(s string) (time.Duration, error) {
 			return 0, fmt.Errorf("%q: expected a whole number at %q; write durations like \"1h30m\"", s, rest)
 		}
 		if i == len(rest) {
-			return 0, fmt.Errorf("%q: %w after %q (s, m, h, d or w)", s, errNoUnit, rest)
+			return 0, fmt.Errorf("%q: %w after %q (ms, s, m, h, d or w)", s, errNoUnit, rest)
 		}
 		unit, ok := durationUnits[rest[i]]
+		unitLen := 1
+		if strings.HasPrefix(rest[i:], "ms") {
+			unit, unitLen = time.Millisecond, 2
+		}
 		if rest[i] == '.' || rest[i] == ',' {
 			return 0, fmt.Errorf("%q: fractions are not supported; combine units instead, like \"1h30m\"", s)
 		}
 		if !ok {
-			return 0, fmt.Errorf("%q: unknown unit %q; use s, m, h, d or w", s, unitAt(rest[i:]))
+			return 0, fmt.Errorf("%q: unknown unit %q; use ms, s, m, h, d or w", s, unitAt(rest[i:]))
 		}
 		var n int64
 		for _, c := range rest[:i] {
@@ -76,7 +81,7 @@ func ParseDuration(s string) (time.Duration, error) {
 			return 0, fmt.Errorf("%q: too large", s)
 		}
 		total += part
-		rest = rest[i+1:]
+		rest = rest[i+unitLen:]
 	}
 	return total, nil
 }
@@ -103,18 +108,18 @@ func isDigits(s string) bool {
 }
 
 // FormatDuration is the inverse of ParseDuration: whole days, hours,
-// minutes and seconds, largest first ("35d", "5m30s", "0s"). Weeks are not
-// used because "35d" reads better than "5w" in a greylisting config.
-// Sub-second remainders are dropped.
+// minutes, seconds and milliseconds, largest first ("35d", "5m30s",
+// "250ms", "0s"). Weeks are not used because "35d" reads better than "5w"
+// in a greylisting config. Sub-millisecond remainders are dropped.
 func FormatDuration(d time.Duration) string {
-	if d < time.Second {
+	if d < time.Millisecond {
 		return "0s"
 	}
 	var b strings.Builder
 	for _, u := range []struct {
 		d    time.Duration
 		name string
-	}{{Day, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+	}{{Day, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
 		if n := d / u.d; n > 0 {
 			fmt.Fprintf(&b, "%d%s", n, u.name)
 			d -= n * u.d

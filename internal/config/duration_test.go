@@ -34,7 +34,13 @@ func TestParseDuration(t *testing.T) {
 		{"1h30", 0, `missing unit after "30"`},
 		{"h", 0, `expected a whole number at "h"`},
 		{"+5m", 0, "expected a whole number"},
-		{"5ms", 0, `expected a whole number at "s"`},
+		{"5ms", 5 * time.Millisecond, ""},
+		{"300ms", 300 * time.Millisecond, ""},
+		{"1s500ms", 1500 * time.Millisecond, ""},
+		{"1m1ms", time.Minute + time.Millisecond, ""},
+		{"5mss", 0, `expected a whole number at "s"`},
+		{"5us", 0, `unknown unit "us"`},
+		{"5msm", 0, `expected a whole number at "m"`},
 		{"99999999999999999999s", 0, "too large"},
 		{"106752d", 0, "too large"},
 		{"106751d106751d", 0, "too large"},
@@ -66,7 +72,9 @@ func TestFormatDuration(t *testing.T) {
 		{330 * time.Second, "5m30s"},
 		{48 * time.Hour, "2d"},
 		{35 * 24 * time.Hour, "35d"},
-		{25*time.Hour + 1500*time.Millisecond, "1d1h1s"},
+		{25*time.Hour + 1500*time.Millisecond, "1d1h1s500ms"},
+		{250 * time.Millisecond, "250ms"},
+		{time.Minute + time.Millisecond, "1m1ms"},
 	}
 	for _, tc := range tests {
 		got := FormatDuration(tc.in)
@@ -74,14 +82,14 @@ func TestFormatDuration(t *testing.T) {
 			t.Errorf("FormatDuration(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 		back, err := ParseDuration(got)
-		if err != nil || back != tc.in.Truncate(time.Second) {
+		if err != nil || back != tc.in.Truncate(time.Millisecond) {
 			t.Errorf("ParseDuration(FormatDuration(%v)) = %v, %v", tc.in, back, err)
 		}
 	}
 }
 
 func FuzzParseDuration(f *testing.F) {
-	for _, s := range []string{"5m", "2d12h", "300", "-1s", "35x", "1w1d1h1m1s"} {
+	for _, s := range []string{"5m", "2d12h", "300", "-1s", "35x", "1w1d1h1m1s", "250ms", "1s500ms", "5mss"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

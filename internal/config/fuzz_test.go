@@ -32,6 +32,11 @@ func FuzzLoad(f *testing.F) {
 		"limits { max_connections = 1e100 }",
 		"greylist { action = upper(\"x\") }",
 		"greylist { hostname = \"\xff\" }",
+		"listen_reset = true\nlisten { inet = \"10023\" }",
+		"database {\n  redis {\n    url = \"redis://s1/0?master_set=m&addr=s2:26379\"\n  }\n}",
+		"database {\n  redis {\n    url = \"unix:///run/redis.sock?db=1\"\n  }\n}",
+		"metrics {}\ncontrol { socket = \"\" }\nlog { decisions = \"none\" }",
+		"greylist {\n  lookup_by = \"auto\"\n  pool_domains = [\".Example.COM\"]\n}\nlimits { store_timeout = \"1s500ms\" }",
 	} {
 		f.Add(s)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -13,10 +14,16 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
+// ConfDir is the subdirectory of a configuration directory whose *.hcl
+// files are read after the directory's own: local changes that package
+// upgrades never touch.
+const ConfDir = "conf.d"
+
 // Load reads the configuration at path: one file (any name), or a
-// directory whose *.hcl files are merged in lexical order. Settings not
-// given keep their defaults; a setting given twice, in one file or across
-// files, is an error. Relative paths are resolved against the config
+// directory whose *.hcl files, then whose conf.d/*.hcl files, are read in
+// lexical order. Each file is decoded on its own and overrides what the
+// files before it set, setting by setting; settings no file gives keep
+// their defaults. Relative paths are resolved against the config
 // directory (path itself, or the directory holding the file).
 //
 // Load always returns a Config, but when Problems is non-empty that Config
@@ -35,12 +42,13 @@ func Load(path string) (*Config, Problems) {
 	dir, names := filepath.Dir(path), []string{path}
 	if fi.IsDir() {
 		dir = path
-		if names, err = hclFiles(dir); err != nil {
-			return Default(dir), Problems{{File: dir, Summary: "Cannot read configuration directory", Detail: pathErr(err)}}
+		var p *Problem
+		if names, p = dirFiles(dir); p != nil {
+			return Default(dir), Problems{*p}
 		}
 		if len(names) == 0 {
 			return Default(dir), Problems{{File: dir, Summary: "No configuration files",
-				Detail: "the directory has no *.hcl file; greyd reads every *.hcl file of a configuration directory"}}
+				Detail: "the directory has no *.hcl file; greyd reads every *.hcl file of a configuration directory and of its conf.d subdirectory"}}
 		}
 	}
 
@@ -66,21 +74,48 @@ func Load(path string) (*Config, Problems) {
 		return cfg, ps
 	}
 
-	raw, diags := decode(hcl.MergeFiles(files), cfg)
-	for _, d := range diags {
-		if d.Summary == "Duplicate argument" {
-			d.Detail = hclRangeRE.ReplaceAllString(d.Detail, ":$1:$2") +
-				"; a setting may be given only once across all configuration files"
+	raw := toRaw(cfg)
+	var diags hcl.Diagnostics
+	for _, f := range files {
+		layer, ds := decodeFile(f.Body)
+		for _, d := range ds {
+			if d.Summary == "Duplicate argument" {
+				d.Detail += "; a setting may be given only once in a file (a later file may override it)"
+			}
 		}
+		diags = append(diags, ds...)
+		raw.merge(layer, errorSpots(ds))
 	}
+	raw.complete()
 	ps = append(fromDiags(diags), validate(raw, cfg)...)
+	cfg.origins = raw.origins()
 	sortProblems(ps, names)
+	sortProblems(cfg.Warnings, names)
 	return cfg, ps
 }
 
-// hclRangeRE matches the end of hcl.Range.String() ("file:3,5-10"), to
-// rewrite it as file:line:col like every other position greyd prints.
-var hclRangeRE = regexp.MustCompile(`:(\d+),(\d+)-[\d,]+$`)
+// hclRangeRE matches the end of hcl.Range.String() ("file:3,5-10",
+// "file:3,5-4,2") in HCL's messages, to rewrite it as file:line:col like
+// every other position greyd prints.
+var hclRangeRE = regexp.MustCompile(`:(\d+),(\d+)-\d+(?:,\d+)?`)
+
+// dirFiles lists the configuration files of a directory in reading order:
+// its *.hcl files, then those of its conf.d subdirectory, which may be
+// missing.
+func dirFiles(dir string) ([]string, *Problem) {
+	names, err := hclFiles(dir)
+	if err != nil {
+		return nil, &Problem{File: dir, Summary: "Cannot read configuration directory", Detail: pathErr(err)}
+	}
+	confd := filepath.Join(dir, ConfDir)
+	more, err := hclFiles(confd)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, &Problem{File: confd, Summary: "Cannot read configuration directory", Detail: pathErr(err)}
+	}
+	return append(names, more...), nil
+}
 
 // hclFiles lists the *.hcl files of dir in lexical order, skipping
 // dotfiles, editor droppings and directories.
@@ -120,17 +155,24 @@ func pathErr(err error) string {
 }
 
 // The raw* structs mirror the HCL schema. Durations and modes are strings
-// (gohcl ignores TextUnmarshaler); each value has its range so that
-// validate can point at it. They are pre-filled with the defaults, because
-// gohcl leaves absent attributes alone.
+// (gohcl ignores TextUnmarshaler). Every setting X has a range XRange,
+// which tells where its value was given: decodeFile fills both only for
+// the settings a file has, so a non-empty range means "given" (merge
+// relies on it), and after the merge it is the value's origin (validate
+// points at it, check-config prints it). Defaults have an empty range.
 
 type rawConfig struct {
-	Listen        []rawListen
-	Database      rawDatabase
-	Greylist      rawGreylist
-	AutoWhitelist rawAutoWhitelist
-	Whitelist     rawWhitelist
-	Limits        rawLimits
+	ListenReset      bool      // drop the listen blocks of earlier files
+	ListenResetRange hcl.Range // unused after the merge
+	Listen           []rawListen
+	Database         rawDatabase
+	Greylist         rawGreylist
+	AutoWhitelist    rawAutoWhitelist
+	Whitelist        rawWhitelist
+	Limits           rawLimits
+	Control          rawControl
+	Metrics          *rawMetrics // nil: no metrics block
+	Log              rawLog
 }
 
 type rawListen struct {
@@ -153,35 +195,54 @@ type rawDatabase struct {
 	PathRange hcl.Range `hcl:"path,attr_value_range"`
 	Sync      string    `hcl:"sync,optional"`
 	SyncRange hcl.Range `hcl:"sync,attr_value_range"`
+	Redis     *rawRedis `hcl:"redis,block"` // nil: no redis block
+}
+
+type rawRedis struct {
+	DefRange          hcl.Range `hcl:",def_range"`
+	URL               string    `hcl:"url,optional"`
+	URLRange          hcl.Range `hcl:"url,attr_value_range"`
+	PasswordFile      string    `hcl:"password_file,optional"`
+	PasswordFileRange hcl.Range `hcl:"password_file,attr_value_range"`
+	KeyPrefix         string    `hcl:"key_prefix,optional"`
+	KeyPrefixRange    hcl.Range `hcl:"key_prefix,attr_value_range"`
 }
 
 type rawGreylist struct {
-	Delay               string    `hcl:"delay,optional"`
-	DelayRange          hcl.Range `hcl:"delay,attr_value_range"`
-	RetryWindow         string    `hcl:"retry_window,optional"`
-	RetryWindowRange    hcl.Range `hcl:"retry_window,attr_value_range"`
-	MaxAge              string    `hcl:"max_age,optional"`
-	MaxAgeRange         hcl.Range `hcl:"max_age,attr_value_range"`
-	LookupBy            string    `hcl:"lookup_by,optional"`
-	LookupByRange       hcl.Range `hcl:"lookup_by,attr_value_range"`
-	IPv4Prefix          int       `hcl:"ipv4_prefix,optional"`
-	IPv4PrefixRange     hcl.Range `hcl:"ipv4_prefix,attr_value_range"`
-	IPv6Prefix          int       `hcl:"ipv6_prefix,optional"`
-	IPv6PrefixRange     hcl.Range `hcl:"ipv6_prefix,attr_value_range"`
-	Action              string    `hcl:"action,optional"`
-	ActionRange         hcl.Range `hcl:"action,attr_value_range"`
-	Text                string    `hcl:"text,optional"`
-	TextRange           hcl.Range `hcl:"text,attr_value_range"`
-	XGreylistHeader     bool      `hcl:"x_greylist_header,optional"`
-	HeaderText          string    `hcl:"header_text,optional"`
-	HeaderTextRange     hcl.Range `hcl:"header_text,attr_value_range"`
-	Hostname            string    `hcl:"hostname,optional"`
-	HostnameRange       hcl.Range `hcl:"hostname,attr_value_range"`
-	Privacy             bool      `hcl:"privacy,optional"`
-	OnStoreError        string    `hcl:"on_store_error,optional"`
-	OnStoreErrorRange   hcl.Range `hcl:"on_store_error,attr_value_range"`
-	StoreErrorText      string    `hcl:"store_error_text,optional"`
-	StoreErrorTextRange hcl.Range `hcl:"store_error_text,attr_value_range"`
+	Delay                string    `hcl:"delay,optional"`
+	DelayRange           hcl.Range `hcl:"delay,attr_value_range"`
+	RetryWindow          string    `hcl:"retry_window,optional"`
+	RetryWindowRange     hcl.Range `hcl:"retry_window,attr_value_range"`
+	MaxAge               string    `hcl:"max_age,optional"`
+	MaxAgeRange          hcl.Range `hcl:"max_age,attr_value_range"`
+	LookupBy             string    `hcl:"lookup_by,optional"`
+	LookupByRange        hcl.Range `hcl:"lookup_by,attr_value_range"`
+	PoolDomains          []string  `hcl:"pool_domains,optional"`
+	PoolDomainsRange     hcl.Range `hcl:"pool_domains,attr_value_range"`
+	DynamicDomains       []string  `hcl:"dynamic_domains,optional"`
+	DynamicDomainsRange  hcl.Range `hcl:"dynamic_domains,attr_value_range"`
+	IPv4Prefix           int       `hcl:"ipv4_prefix,optional"`
+	IPv4PrefixRange      hcl.Range `hcl:"ipv4_prefix,attr_value_range"`
+	IPv6Prefix           int       `hcl:"ipv6_prefix,optional"`
+	IPv6PrefixRange      hcl.Range `hcl:"ipv6_prefix,attr_value_range"`
+	Action               string    `hcl:"action,optional"`
+	ActionRange          hcl.Range `hcl:"action,attr_value_range"`
+	Text                 string    `hcl:"text,optional"`
+	TextRange            hcl.Range `hcl:"text,attr_value_range"`
+	XGreylistHeader      bool      `hcl:"x_greylist_header,optional"`
+	XGreylistHeaderRange hcl.Range `hcl:"x_greylist_header,attr_value_range"`
+	HeaderText           string    `hcl:"header_text,optional"`
+	HeaderTextRange      hcl.Range `hcl:"header_text,attr_value_range"`
+	Hostname             string    `hcl:"hostname,optional"`
+	HostnameRange        hcl.Range `hcl:"hostname,attr_value_range"`
+	Privacy              bool      `hcl:"privacy,optional"`
+	PrivacyRange         hcl.Range `hcl:"privacy,attr_value_range"`
+	OnStoreError         string    `hcl:"on_store_error,optional"`
+	OnStoreErrorRange    hcl.Range `hcl:"on_store_error,attr_value_range"`
+	StoreErrorText       string    `hcl:"store_error_text,optional"`
+	StoreErrorTextRange  hcl.Range `hcl:"store_error_text,attr_value_range"`
+	DryRun               bool      `hcl:"dry_run,optional"`
+	DryRunRange          hcl.Range `hcl:"dry_run,attr_value_range"`
 }
 
 type rawAutoWhitelist struct {
@@ -213,20 +274,35 @@ type rawLimits struct {
 	StoreTimeoutRange   hcl.Range `hcl:"store_timeout,attr_value_range"`
 }
 
-// toRaw renders c as raw values: the starting point of decode.
+type rawControl struct {
+	Socket      string    `hcl:"socket,optional"`
+	SocketRange hcl.Range `hcl:"socket,attr_value_range"`
+}
+
+type rawMetrics struct {
+	DefRange    hcl.Range
+	Listen      string    `hcl:"listen,optional"`
+	ListenRange hcl.Range `hcl:"listen,attr_value_range"`
+}
+
+type rawLog struct {
+	Decisions      string    `hcl:"decisions,optional"`
+	DecisionsRange hcl.Range `hcl:"decisions,attr_value_range"`
+}
+
+// toRaw renders c as raw values without ranges: the defaults the files
+// are merged onto.
 func toRaw(c *Config) rawConfig {
 	g, l := c.Greylist, c.Limits
-	lookup := "subnet"
-	if g.LookupByHost {
-		lookup = "host"
-	}
 	return rawConfig{
 		Database: rawDatabase{Path: c.Database.Path, Sync: c.Database.Sync},
 		Greylist: rawGreylist{
 			Delay:           FormatDuration(g.Delay),
 			RetryWindow:     FormatDuration(g.RetryWindow),
 			MaxAge:          FormatDuration(g.MaxAge),
-			LookupBy:        lookup,
+			LookupBy:        g.LookupBy,
+			PoolDomains:     slices.Clone(g.PoolDomains),
+			DynamicDomains:  slices.Clone(g.DynamicDomains),
 			IPv4Prefix:      g.IPv4Prefix,
 			IPv6Prefix:      g.IPv6Prefix,
 			Action:          g.Action,
@@ -237,11 +313,12 @@ func toRaw(c *Config) rawConfig {
 			Privacy:         g.Privacy,
 			OnStoreError:    g.OnStoreError,
 			StoreErrorText:  g.StoreErrorText,
+			DryRun:          g.DryRun,
 		},
 		AutoWhitelist: rawAutoWhitelist{Clients: c.AutoWhitelist.Clients},
 		Whitelist: rawWhitelist{
-			Clients:    append([]string(nil), c.Whitelist.Clients...),
-			Recipients: append([]string(nil), c.Whitelist.Recipients...),
+			Clients:    slices.Clone(c.Whitelist.Clients),
+			Recipients: slices.Clone(c.Whitelist.Recipients),
 		},
 		Limits: rawLimits{
 			MaxLineLength:  l.MaxLineLength,
@@ -252,46 +329,71 @@ func toRaw(c *Config) rawConfig {
 			IdleTimeout:    FormatDuration(l.IdleTimeout),
 			StoreTimeout:   FormatDuration(l.StoreTimeout),
 		},
+		Control: rawControl{Socket: c.Control.Socket},
+		Log:     rawLog{Decisions: c.Log.Decisions},
 	}
 }
 
-var topSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-	{Type: "listen"},
-	{Type: "database"},
-	{Type: "greylist"},
-	{Type: "auto_whitelist"},
-	{Type: "whitelist"},
-	{Type: "limits"},
-}}
+var topSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "listen_reset"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "listen"},
+		{Type: "database"},
+		{Type: "greylist"},
+		{Type: "auto_whitelist"},
+		{Type: "whitelist"},
+		{Type: "limits"},
+		{Type: "control"},
+		{Type: "metrics"},
+		{Type: "log"},
+	},
+}
 
-// decode fills raw values from body, starting from the defaults in cfg.
-// Each listen block is its own socket. The other blocks may appear more
-// than once (e.g. one per file): their bodies are merged so that a setting
-// given twice is reported at both places.
-func decode(body hcl.Body, cfg *Config) (rawConfig, hcl.Diagnostics) {
-	raw := toRaw(cfg)
+// decodeFile decodes the settings one file gives, and only those (see
+// rawConfig). Each listen block is its own socket. The other blocks may
+// appear more than once in a file: their bodies are merged, so that a
+// setting given twice in one file is reported at both places.
+func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
+	var raw rawConfig
 	content, diags := body.Content(topSchema)
+	if a := content.Attributes["listen_reset"]; a != nil {
+		raw.ListenResetRange = a.Expr.Range()
+		diags = append(diags, nameTypeErrors(gohcl.DecodeExpression(a.Expr, nil, &raw.ListenReset), body)...)
+	}
 	bodies := map[string][]hcl.Body{}
+	defs := map[string]hcl.Range{}
 	for _, b := range content.Blocks {
 		if b.Type == "listen" {
-			l := rawListen{DefRange: b.DefRange, SocketMode: formatMode(DefaultSocketMode)}
+			l := rawListen{DefRange: b.DefRange}
 			ds := nameTypeErrors(gohcl.DecodeBody(b.Body, nil, &l), b.Body)
 			l.decodeFailed = ds.HasErrors()
 			diags = append(diags, ds...)
 			raw.Listen = append(raw.Listen, l)
 			continue
 		}
+		if _, ok := defs[b.Type]; !ok {
+			defs[b.Type] = b.DefRange
+		}
 		bodies[b.Type] = append(bodies[b.Type], b.Body)
 	}
-	for typ, dst := range map[string]any{
-		"database":       &raw.Database,
-		"greylist":       &raw.Greylist,
-		"auto_whitelist": &raw.AutoWhitelist,
-		"whitelist":      &raw.Whitelist,
-		"limits":         &raw.Limits,
+	if _, ok := defs["metrics"]; ok {
+		raw.Metrics = &rawMetrics{DefRange: defs["metrics"]}
+	}
+	for _, blk := range []struct {
+		typ string
+		dst any
+	}{
+		{"database", &raw.Database},
+		{"greylist", &raw.Greylist},
+		{"auto_whitelist", &raw.AutoWhitelist},
+		{"whitelist", &raw.Whitelist},
+		{"limits", &raw.Limits},
+		{"control", &raw.Control},
+		{"metrics", raw.Metrics},
+		{"log", &raw.Log},
 	} {
-		if bs := bodies[typ]; len(bs) > 0 {
-			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, dst), bs...)...)
+		if bs := bodies[blk.typ]; len(bs) > 0 {
+			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)
 		}
 	}
 	return raw, diags
@@ -327,8 +429,9 @@ func nameTypeErrors(diags hcl.Diagnostics, bodies ...hcl.Body) hcl.Diagnostics {
 	return out
 }
 
-// Files lists the configuration files Load reads for path: path itself, or
-// the *.hcl files of the directory path.
+// Files lists the configuration files Load reads for path, in reading
+// order: path itself, or the *.hcl files of the directory path and of its
+// conf.d subdirectory.
 func Files(path string) ([]string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -337,7 +440,11 @@ func Files(path string) ([]string, error) {
 	if !fi.IsDir() {
 		return []string{path}, nil
 	}
-	return hclFiles(path)
+	names, p := dirFiles(path)
+	if p != nil {
+		return names, p
+	}
+	return names, nil
 }
 
 // IsEditorDropping reports names that editors and tools create next to the

@@ -92,7 +92,7 @@ func fromDiags(diags hcl.Diagnostics) Problems {
 		if d.Severity != hcl.DiagError {
 			continue
 		}
-		ps = append(ps, problemAt(d.Subject, d.Summary, d.Detail))
+		ps = append(ps, problemAt(d.Subject, d.Summary, hclRangeRE.ReplaceAllString(d.Detail, ":$1:$2")))
 	}
 	return ps
 }

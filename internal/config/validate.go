@@ -21,8 +21,9 @@ const maxUnixPath = 107
 
 // validator collects problems while converting raw values into a Config.
 type validator struct {
-	dir string
-	ps  Problems
+	dir      string
+	ps       Problems
+	warnings Problems
 }
 
 // at returns rng, or nil for a value that was not in any file (a default).
@@ -35,6 +36,10 @@ func at(rng hcl.Range) *hcl.Range {
 
 func (v *validator) errorf(rng hcl.Range, summary, format string, args ...any) {
 	v.ps = append(v.ps, problemAt(at(rng), summary, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) warnf(rng hcl.Range, summary, format string, args ...any) {
+	v.warnings = append(v.warnings, problemAt(at(rng), summary, fmt.Sprintf(format, args...)))
 }
 
 // validate checks raw and stores the result in cfg.
@@ -51,12 +56,18 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	db := &cfg.Database
 	db.Path = v.path("database.path", raw.Database.Path, raw.Database.PathRange)
 	db.Sync = v.oneOf("sync", raw.Database.Sync, raw.Database.SyncRange, SyncNever, SyncEverySecond, SyncAlways)
+	if rr := raw.Database.Redis; rr != nil {
+		db.Redis = v.redis(rr)
+	}
 
 	rg, g := raw.Greylist, &cfg.Greylist
-	g.Delay = v.duration("delay", rg.Delay, rg.DelayRange, "s", "Postgrey's --delay counted seconds", 0)
-	g.RetryWindow = v.duration("retry_window", rg.RetryWindow, rg.RetryWindowRange, "d", "Postgrey's --retry-window counted days", 0)
-	g.MaxAge = v.duration("max_age", rg.MaxAge, rg.MaxAgeRange, "d", "Postgrey's --max-age counted days", time.Second)
-	g.LookupByHost = v.oneOf("lookup_by", rg.LookupBy, rg.LookupByRange, "subnet", "host") == "host"
+	g.Delay = v.seconds("delay", rg.Delay, rg.DelayRange, "s", "Postgrey's --delay counted seconds", 0)
+	g.RetryWindow = v.seconds("retry_window", rg.RetryWindow, rg.RetryWindowRange, "d", "Postgrey's --retry-window counted days", 0)
+	g.MaxAge = v.seconds("max_age", rg.MaxAge, rg.MaxAgeRange, "d", "Postgrey's --max-age counted days", time.Second)
+	g.LookupBy = v.oneOf("lookup_by", rg.LookupBy, rg.LookupByRange, LookupBySubnet, LookupByHost, LookupByAuto)
+	g.LookupByHost = g.LookupBy == LookupByHost
+	g.PoolDomains = v.domains("pool_domains", rg.PoolDomains, rg.PoolDomainsRange)
+	g.DynamicDomains = v.domains("dynamic_domains", rg.DynamicDomains, rg.DynamicDomainsRange)
 	g.IPv4Prefix = v.intRange("ipv4_prefix", rg.IPv4Prefix, rg.IPv4PrefixRange, 0, 32)
 	g.IPv6Prefix = v.intRange("ipv6_prefix", rg.IPv6Prefix, rg.IPv6PrefixRange, 0, 128)
 	g.Action = v.action(rg.Action, rg.ActionRange)
@@ -67,6 +78,7 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	g.Privacy = rg.Privacy
 	g.OnStoreError = v.oneOf("on_store_error", rg.OnStoreError, rg.OnStoreErrorRange, OnStoreErrorDunno, OnStoreErrorDefer)
 	g.StoreErrorText = v.line("store_error_text", rg.StoreErrorText, rg.StoreErrorTextRange)
+	g.DryRun = rg.DryRun
 
 	aw := raw.AutoWhitelist
 	cfg.AutoWhitelist.Clients = v.intRange("auto_whitelist.clients", aw.Clients, aw.ClientsRange, 0, 1<<31-1)
@@ -82,14 +94,104 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	l.MaxConnections = v.intRange("max_connections", rl.MaxConnections, rl.MaxConnectionsRange, 1, 1<<31-1)
 	l.RequestTimeout = v.duration("request_timeout", rl.RequestTimeout, rl.RequestTimeoutRange, "s", "", time.Second)
 	l.IdleTimeout = v.duration("idle_timeout", rl.IdleTimeout, rl.IdleTimeoutRange, "s", "", time.Second)
-	l.StoreTimeout = v.duration("store_timeout", rl.StoreTimeout, rl.StoreTimeoutRange, "s", "", time.Second)
+	l.StoreTimeout = v.duration("store_timeout", rl.StoreTimeout, rl.StoreTimeoutRange, "s", "", time.Millisecond)
 	if l.StoreTimeout >= MaxStoreTimeout {
 		v.errorf(rl.StoreTimeoutRange, "Invalid duration",
 			"store_timeout must be shorter than Postfix's smtpd_policy_service_timeout (%ds by default), or Postfix gives up first and defers the mail itself; got %q",
 			int(MaxStoreTimeout/time.Second), rl.StoreTimeout)
 	}
 
+	if s := raw.Control.Socket; s != "" {
+		cfg.Control.Socket = v.unixPath("control.socket", s, raw.Control.SocketRange)
+	} else {
+		cfg.Control.Socket = ""
+	}
+	if rm := raw.Metrics; rm != nil {
+		addr, err := parseInet(rm.Listen)
+		if err != nil {
+			v.errorf(rm.ListenRange, "Invalid metrics listen address", "%s", err)
+		}
+		cfg.Metrics = &Metrics{Listen: addr}
+	}
+	cfg.Log.Decisions = v.oneOf("decisions", raw.Log.Decisions, raw.Log.DecisionsRange, DecisionsAll, DecisionsGreylist, DecisionsNone)
+
+	cfg.Warnings = append(cfg.Warnings, v.warnings...)
 	return v.ps
+}
+
+// redis checks a redis block: the URL, and the password file, which must
+// exist; one that others may read is a warning.
+func (v *validator) redis(rr *rawRedis) *Redis {
+	if rr.URL == "" {
+		if given(rr.URLRange) {
+			v.errorf(rr.URLRange, "Invalid redis url", `url must not be empty; want redis://host:port/db, rediss://host:port/db or unix:///path/to/redis.sock`)
+		} else {
+			v.errorf(rr.DefRange, "Incomplete redis block", `a redis block needs url = "redis://host:port/db" (or rediss://, or unix:///path/to/redis.sock)`)
+		}
+		return &Redis{KeyPrefix: rr.KeyPrefix}
+	}
+	r, err := parseRedisURL(rr.URL)
+	if err != nil {
+		v.errorf(rr.URLRange, "Invalid redis url", "%s", err)
+	}
+	r.KeyPrefix = rr.KeyPrefix
+	if strings.ContainsFunc(rr.KeyPrefix, isSpaceOrControl) || strings.ContainsAny(rr.KeyPrefix, "{}") || !utf8.ValidString(rr.KeyPrefix) {
+		v.errorf(rr.KeyPrefixRange, "Invalid value",
+			`key_prefix must not contain spaces, control characters or braces (greyd uses {...} for Redis Cluster hash tags), got %q`, rr.KeyPrefix)
+	}
+	if rr.PasswordFile != "" {
+		r.PasswordFile = v.path("password_file", rr.PasswordFile, rr.PasswordFileRange)
+		if fi, err := os.Stat(r.PasswordFile); err != nil {
+			v.errorf(rr.PasswordFileRange, "Cannot read password_file", "%s: %s", r.PasswordFile, pathErr(err))
+		} else if fi.IsDir() {
+			v.errorf(rr.PasswordFileRange, "Cannot read password_file", "%s is a directory; name the file holding the Redis password", r.PasswordFile)
+		} else if w := r.CheckPasswordFile(); w != "" {
+			v.warnf(rr.PasswordFileRange, "Password file readable by others", "%s", w)
+		}
+	}
+	return &r
+}
+
+// domains checks pool_domains and dynamic_domains: domain names of at
+// least two labels, stored in lower case without leading or trailing dots
+// (".example.com" and "example.com." mean example.com).
+func (v *validator) domains(name string, ds []string, rng hcl.Range) []string {
+	out := make([]string, 0, len(ds))
+	for _, d := range ds {
+		n := strings.TrimSuffix(strings.TrimLeft(strings.ToLower(d), "."), ".")
+		if err := checkDomain(n); err != "" {
+			v.errorf(rng, "Invalid domain", "%s: %q %s", name, d, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// checkDomain says what is wrong with a lower-case domain name, or "".
+func checkDomain(d string) string {
+	if len(d) > 253 {
+		return "is longer than 253 characters"
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return `needs at least two labels, like "example.com"`
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return "has an empty label or one longer than 63 characters"
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return "has a label that starts or ends with a hyphen"
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "is not a domain name: labels are letters, digits and hyphens (write IDNs as xn--)"
+			}
+		}
+	}
+	return ""
 }
 
 func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, bool) {
@@ -100,12 +202,7 @@ func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, boo
 			`a listen block needs unix = "/path/to/socket" or inet = "host:port" (or both)`)
 	}
 	if rl.Unix != "" {
-		l.Unix = v.path("unix", rl.Unix, rl.UnixRange)
-		if len(l.Unix) > maxUnixPath {
-			v.errorf(rl.UnixRange, "Invalid unix socket path",
-				"%q is %d bytes long, but a unix socket path can have at most %d; choose a shorter path",
-				l.Unix, len(l.Unix), maxUnixPath)
-		}
+		l.Unix = v.unixPath("unix", rl.Unix, rl.UnixRange)
 	}
 	if rl.Inet != "" {
 		addr, err := parseInet(rl.Inet)
@@ -118,6 +215,9 @@ func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, boo
 		}
 	} else if rl.Allow != nil {
 		v.errorf(rl.AllowRange, "Invalid allow", "allow only applies to inet; remove it from a listen block without inet (a unix socket is guarded by socket_mode and socket_group)")
+	}
+	if !given(rl.SocketModeRange) {
+		rl.SocketMode = formatMode(DefaultSocketMode)
 	}
 	mode, err := parseMode(rl.SocketMode)
 	if err != nil {
@@ -135,7 +235,11 @@ func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, boo
 			continue
 		}
 		if prev, dup := seen[k.key]; dup {
-			v.errorf(k.rng, "Duplicate listen address", "%s is already listed at %s", k.key, posString(prev))
+			hint := ""
+			if prev.Filename != k.rng.Filename {
+				hint = "; listen_reset = true in this file drops the listen blocks of the files before it"
+			}
+			v.errorf(k.rng, "Duplicate listen address", "%s is already listed at %s%s", k.key, posString(prev), hint)
 			continue
 		}
 		seen[k.key] = k.rng
@@ -266,13 +370,24 @@ func (v *validator) duration(name, s string, rng hcl.Range, unit, why string, at
 		if why != "" {
 			why = " (" + why + ")"
 		}
-		v.errorf(rng, "Invalid duration", `%s = %q has no unit; did you mean "%s%s"?%s Units are s, m, h, d and w.`, name, s, s, unit, why)
+		v.errorf(rng, "Invalid duration", `%s = %q has no unit; did you mean "%s%s"?%s Units are ms, s, m, h, d and w.`, name, s, s, unit, why)
 		return 0
 	case err != nil:
 		v.errorf(rng, "Invalid duration", "%s: %s", name, err)
 		return 0
 	case d < atLeast:
 		v.errorf(rng, "Invalid duration", "%s must be at least %s, got %q", name, FormatDuration(atLeast), s)
+	}
+	return d
+}
+
+// seconds is duration for the greylisting times, which Postfix's policy
+// protocol and the store count in whole seconds.
+func (v *validator) seconds(name, s string, rng hcl.Range, unit, why string, atLeast time.Duration) time.Duration {
+	n := len(v.ps)
+	d := v.duration(name, s, rng, unit, why, atLeast)
+	if len(v.ps) == n && d%time.Second != 0 {
+		v.errorf(rng, "Invalid duration", "%s must be whole seconds, got %q", name, s)
 	}
 	return d
 }
@@ -363,6 +478,17 @@ func (v *validator) path(name, p string, rng hcl.Range) string {
 		return filepath.Clean(p)
 	}
 	return filepath.Join(v.dir, p)
+}
+
+// unixPath is path for a unix socket, whose path Linux limits.
+func (v *validator) unixPath(name, p string, rng hcl.Range) string {
+	p = v.path(name, p, rng)
+	if len(p) > maxUnixPath {
+		v.errorf(rng, "Invalid unix socket path",
+			"%q is %d bytes long, but a unix socket path can have at most %d; choose a shorter path",
+			p, len(p), maxUnixPath)
+	}
+	return p
 }
 
 func (v *validator) paths(name string, ps []string, rng hcl.Range) []string {

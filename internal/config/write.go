@@ -1,96 +1,175 @@
 package config
 
 import (
+	"fmt"
 	"io"
+	"strings"
 
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 )
 
 // WriteHCL writes c as a complete HCL configuration, every setting spelled
-// out, that Load reads back into the same values (paths come out absolute).
-// It is what `greyd -print-config` shows.
+// out, that Load reads back into the same values (paths come out
+// absolute). A value that is not a built-in default ends with a comment
+// saying where it was given, relative to the configuration directory
+// (`delay = "10m" # conf.d/50-local.hcl:2`), and a warning about it, if
+// any. It is what `greyd check-config` shows.
 func (c *Config) WriteHCL(w io.Writer) error {
+	wr := &hclWriter{c: c, warnings: map[string][]string{}}
+	for _, p := range c.Warnings {
+		k := fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+		wr.warnings[k] = append(wr.warnings[k], p.Summary)
+	}
 	f := hclwrite.NewEmptyFile()
 	root := f.Body()
-	str := func(b *hclwrite.Body, name, s string) { b.SetAttributeValue(name, cty.StringVal(s)) }
-	num := func(b *hclwrite.Body, name string, n int) { b.SetAttributeValue(name, cty.NumberIntVal(int64(n))) }
-	list := func(b *hclwrite.Body, name string, ss []string) {
-		if len(ss) == 0 {
-			b.SetAttributeValue(name, cty.ListValEmpty(cty.String))
-			return
-		}
-		vals := make([]cty.Value, len(ss))
-		for i, s := range ss {
-			vals[i] = cty.StringVal(s)
-		}
-		b.SetAttributeValue(name, cty.ListVal(vals))
-	}
 
-	for _, l := range c.Listen {
-		b := root.AppendNewBlock("listen", nil).Body()
+	for i, l := range c.Listen {
+		b := wr.block(root, "listen", fmt.Sprintf("listen.%d.", i))
 		if l.Unix != "" {
-			str(b, "unix", l.Unix)
+			b.str("unix", l.Unix)
 		}
 		if l.Inet != "" {
-			str(b, "inet", l.Inet)
+			b.str("inet", l.Inet)
 			allow := make([]string, len(l.Allow))
 			for i, p := range l.Allow {
 				allow[i] = formatNet(p)
 			}
-			list(b, "allow", allow)
+			b.list("allow", allow)
 		}
-		str(b, "socket_mode", formatMode(l.SocketMode))
-		str(b, "socket_group", l.SocketGroup)
+		b.str("socket_mode", formatMode(l.SocketMode))
+		b.str("socket_group", l.SocketGroup)
 		root.AppendNewline()
 	}
 
-	b := root.AppendNewBlock("database", nil).Body()
-	str(b, "path", c.Database.Path)
-	str(b, "sync", c.Database.Sync)
+	b := wr.block(root, "database", "database.")
+	b.str("path", c.Database.Path)
+	b.str("sync", c.Database.Sync)
+	if r := c.Database.Redis; r != nil {
+		b.body.AppendNewline()
+		rb := wr.block(b.body, "redis", "database.redis.")
+		rb.str("url", r.URL)
+		rb.str("password_file", r.PasswordFile)
+		rb.str("key_prefix", r.KeyPrefix)
+	}
 	root.AppendNewline()
 
 	g := c.Greylist
-	lookup := "subnet"
-	if g.LookupByHost {
-		lookup = "host"
-	}
-	b = root.AppendNewBlock("greylist", nil).Body()
-	str(b, "delay", FormatDuration(g.Delay))
-	str(b, "retry_window", FormatDuration(g.RetryWindow))
-	str(b, "max_age", FormatDuration(g.MaxAge))
-	str(b, "lookup_by", lookup)
-	num(b, "ipv4_prefix", g.IPv4Prefix)
-	num(b, "ipv6_prefix", g.IPv6Prefix)
-	str(b, "action", g.Action)
-	str(b, "text", g.Text)
-	b.SetAttributeValue("x_greylist_header", cty.BoolVal(g.XGreylistHeader))
-	str(b, "header_text", g.HeaderText)
-	str(b, "hostname", g.Hostname)
-	b.SetAttributeValue("privacy", cty.BoolVal(g.Privacy))
-	str(b, "on_store_error", g.OnStoreError)
-	str(b, "store_error_text", g.StoreErrorText)
+	b = wr.block(root, "greylist", "greylist.")
+	b.str("delay", FormatDuration(g.Delay))
+	b.str("retry_window", FormatDuration(g.RetryWindow))
+	b.str("max_age", FormatDuration(g.MaxAge))
+	b.str("lookup_by", g.LookupBy)
+	b.list("pool_domains", g.PoolDomains)
+	b.list("dynamic_domains", g.DynamicDomains)
+	b.num("ipv4_prefix", g.IPv4Prefix)
+	b.num("ipv6_prefix", g.IPv6Prefix)
+	b.str("action", g.Action)
+	b.str("text", g.Text)
+	b.boolean("x_greylist_header", g.XGreylistHeader)
+	b.str("header_text", g.HeaderText)
+	b.str("hostname", g.Hostname)
+	b.boolean("privacy", g.Privacy)
+	b.str("on_store_error", g.OnStoreError)
+	b.str("store_error_text", g.StoreErrorText)
+	b.boolean("dry_run", g.DryRun)
 	root.AppendNewline()
 
-	b = root.AppendNewBlock("auto_whitelist", nil).Body()
-	num(b, "clients", c.AutoWhitelist.Clients)
+	b = wr.block(root, "auto_whitelist", "auto_whitelist.")
+	b.num("clients", c.AutoWhitelist.Clients)
 	root.AppendNewline()
 
-	b = root.AppendNewBlock("whitelist", nil).Body()
-	list(b, "clients", c.Whitelist.Clients)
-	list(b, "recipients", c.Whitelist.Recipients)
+	b = wr.block(root, "whitelist", "whitelist.")
+	b.list("clients", c.Whitelist.Clients)
+	b.list("recipients", c.Whitelist.Recipients)
 	root.AppendNewline()
 
 	l := c.Limits
-	b = root.AppendNewBlock("limits", nil).Body()
-	num(b, "max_line_length", l.MaxLineLength)
-	num(b, "max_attributes", l.MaxAttributes)
-	num(b, "max_request_size", l.MaxRequestSize)
-	num(b, "max_connections", l.MaxConnections)
-	str(b, "request_timeout", FormatDuration(l.RequestTimeout))
-	str(b, "idle_timeout", FormatDuration(l.IdleTimeout))
-	str(b, "store_timeout", FormatDuration(l.StoreTimeout))
+	b = wr.block(root, "limits", "limits.")
+	b.num("max_line_length", l.MaxLineLength)
+	b.num("max_attributes", l.MaxAttributes)
+	b.num("max_request_size", l.MaxRequestSize)
+	b.num("max_connections", l.MaxConnections)
+	b.str("request_timeout", FormatDuration(l.RequestTimeout))
+	b.str("idle_timeout", FormatDuration(l.IdleTimeout))
+	b.str("store_timeout", FormatDuration(l.StoreTimeout))
+	root.AppendNewline()
+
+	b = wr.block(root, "control", "control.")
+	b.str("socket", c.Control.Socket)
+	root.AppendNewline()
+
+	if c.Metrics != nil {
+		b = wr.block(root, "metrics", "metrics.")
+		b.str("listen", c.Metrics.Listen)
+		root.AppendNewline()
+	}
+
+	b = wr.block(root, "log", "log.")
+	b.str("decisions", c.Log.Decisions)
 
 	_, err := w.Write(hclwrite.Format(f.Bytes()))
 	return err
+}
+
+type hclWriter struct {
+	c        *Config
+	warnings map[string][]string // "file:line:col" → summaries
+}
+
+// blockWriter sets the attributes of one block; prefix names its settings
+// for Config.Origin.
+type blockWriter struct {
+	*hclWriter
+	body   *hclwrite.Body
+	prefix string
+}
+
+func (w *hclWriter) block(parent *hclwrite.Body, typ, prefix string) blockWriter {
+	return blockWriter{w, parent.AppendNewBlock(typ, nil).Body(), prefix}
+}
+
+func (b blockWriter) str(name, s string)          { b.set(name, cty.StringVal(s)) }
+func (b blockWriter) num(name string, n int)      { b.set(name, cty.NumberIntVal(int64(n))) }
+func (b blockWriter) boolean(name string, v bool) { b.set(name, cty.BoolVal(v)) }
+
+func (b blockWriter) list(name string, ss []string) {
+	if len(ss) == 0 {
+		b.set(name, cty.ListValEmpty(cty.String))
+		return
+	}
+	vals := make([]cty.Value, len(ss))
+	for i, s := range ss {
+		vals[i] = cty.StringVal(s)
+	}
+	b.set(name, cty.ListVal(vals))
+}
+
+// set writes name = v, followed by the value's origin and warnings.
+func (b blockWriter) set(name string, v cty.Value) {
+	toks := hclwrite.TokensForValue(v)
+	if comment := b.comment(b.prefix + name); comment != "" {
+		toks = append(toks, &hclwrite.Token{Type: hclsyntax.TokenComment, Bytes: []byte("# " + comment)})
+	}
+	b.body.SetAttributeRaw(name, toks)
+}
+
+func (b blockWriter) comment(setting string) string {
+	origin := b.c.Origin(setting)
+	if origin == "" {
+		return ""
+	}
+	r := b.c.origins[setting]
+	parts := []string{origin}
+	for _, s := range b.warnings[fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)] {
+		parts = append(parts, "warning: "+s)
+	}
+	// A comment ends at the line's end; keep it on one line.
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, strings.Join(parts, "; "))
 }

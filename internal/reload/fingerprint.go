@@ -27,12 +27,14 @@ func inputs(path string, cfgs ...*config.Config) []string {
 			files = append(files, p)
 		}
 	}
-	if fs, err := config.Files(path); err == nil {
-		for _, f := range fs {
-			add(f)
-		}
-	} else {
+	fs, err := config.Files(path)
+	for _, f := range fs {
+		add(f)
+	}
+	if err != nil {
+		// Unreadable: the error, hashed, changes when it is fixed.
 		add(path)
+		add(filepath.Join(path, config.ConfDir))
 	}
 	for _, c := range cfgs {
 		if c == nil {
@@ -46,6 +48,9 @@ func inputs(path string, cfgs ...*config.Config) []string {
 		}
 		for _, f := range c.Whitelist.Recipients {
 			add(f)
+		}
+		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
+			add(r.PasswordFile) // a new password takes effect without SIGHUP
 		}
 	}
 	return files
@@ -85,9 +90,10 @@ func changed(a, b fingerprint) []string {
 }
 
 // watchDirs returns the directories whose entries matter: the config
-// directory and every whitelist file's directory. parents are the
-// directories holding the config path itself, watched only for events on
-// that name (a swapped symlink, a directory removed and recreated).
+// directory and its conf.d (which may come and go), and the directory of
+// every whitelist file and of the Redis password file. names are the
+// config path itself, watched for events on that name only in its parent
+// directory (a swapped symlink, a directory removed and recreated).
 func watchDirs(path string, cfgs ...*config.Config) (dirs, names []string) {
 	seen := map[string]bool{}
 	add := func(list *[]string, d string) {
@@ -99,6 +105,7 @@ func watchDirs(path string, cfgs ...*config.Config) (dirs, names []string) {
 	clean := filepath.Clean(path)
 	if fi, err := os.Stat(clean); err == nil && fi.IsDir() {
 		add(&dirs, clean)
+		add(&dirs, filepath.Join(clean, config.ConfDir))
 	} else {
 		add(&dirs, filepath.Dir(clean))
 	}
@@ -108,6 +115,9 @@ func watchDirs(path string, cfgs ...*config.Config) (dirs, names []string) {
 		}
 		for _, f := range append(append([]string{}, c.Whitelist.Clients...), c.Whitelist.Recipients...) {
 			add(&dirs, filepath.Dir(f))
+		}
+		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
+			add(&dirs, filepath.Dir(r.PasswordFile))
 		}
 	}
 	names = append(names, clean)

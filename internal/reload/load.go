@@ -36,6 +36,10 @@ type Loaded struct {
 	// only drop the offending lines.
 	ConfigProblems    config.Problems
 	WhitelistProblems []whitelist.Problem
+
+	// seen is every input as it was before it was read, so that an edit
+	// racing with the load is a change for the Reloader, never lost.
+	seen fingerprint
 }
 
 // OK reports whether nothing at all was wrong.
@@ -56,8 +60,15 @@ func (l *Loaded) Problems() []error {
 // Load reads the configuration at path and the files it names. Snapshot
 // is nil when ConfigProblems is not empty.
 func Load(path string, o Options) *Loaded {
+	seen := takeFingerprint(inputs(path))
 	cfg, ps := config.Load(path)
-	l := &Loaded{Config: cfg, ConfigProblems: ps}
+	l := &Loaded{Config: cfg, ConfigProblems: ps, seen: seen}
+	// The files the configuration names, before they are read.
+	for p, h := range takeFingerprint(inputs(path, cfg)) {
+		if _, ok := seen[p]; !ok {
+			seen[p] = h
+		}
+	}
 	if len(ps) > 0 {
 		return l
 	}
@@ -88,6 +99,8 @@ func Load(path string, o Options) *Loaded {
 			DeferOnStoreError:    g.OnStoreError == config.OnStoreErrorDefer,
 			StoreErrorText:       g.StoreErrorText,
 			UseTestTime:          true,
+			DryRun:               g.DryRun,
+			LogDecisions:         greylist.ParseDecisionLog(cfg.Log.Decisions),
 		},
 		Clients:    clients,
 		Recipients: rcpts,

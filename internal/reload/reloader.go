@@ -35,7 +35,12 @@ type Reloader struct {
 // initial; apply installs a new snapshot (and the settings that go with it).
 func NewReloader(path string, o Options, initial *Loaded, log *slog.Logger, apply func(*Loaded)) *Reloader {
 	r := &Reloader{path: path, opts: o, log: log, apply: apply, current: initial.Config}
-	r.seen = takeFingerprint(inputs(path, initial.Config))
+	// As of the initial load, not now: an edit in between (the daemon
+	// opens its store and sockets first) is a change to reload.
+	r.seen = initial.seen
+	if r.seen == nil {
+		r.seen = takeFingerprint(inputs(path, initial.Config))
+	}
 	return r
 }
 
@@ -83,12 +88,15 @@ func (r *Reloader) Reload(why string) bool {
 	l := Load(r.path, r.opts)
 	r.attempted = l.Config
 	r.seen = before
-	for p, h := range takeFingerprint(inputs(r.path, l.Config)) {
+	for p, h := range l.seen {
 		if _, ok := r.seen[p]; !ok {
 			r.seen[p] = h
 		}
 	}
 	r.last.Store(time.Now().UnixNano())
+	for _, w := range l.Config.Warnings {
+		r.log.Warn(w.Error())
+	}
 	if !l.OK() || l.Snapshot == nil {
 		r.failed.Add(1)
 		r.lastOK.Store(false)
@@ -104,9 +112,17 @@ func (r *Reloader) Reload(why string) bool {
 		restart = append(restart, "listen")
 		l.Config.Listen = r.current.Listen
 	}
-	if l.Config.Database != r.current.Database {
+	if !reflect.DeepEqual(l.Config.Database, r.current.Database) {
 		restart = append(restart, "database")
 		l.Config.Database = r.current.Database
+	}
+	if l.Config.Control != r.current.Control {
+		restart = append(restart, "control")
+		l.Config.Control = r.current.Control
+	}
+	if !reflect.DeepEqual(l.Config.Metrics, r.current.Metrics) {
+		restart = append(restart, "metrics")
+		l.Config.Metrics = r.current.Metrics
 	}
 	r.apply(l)
 	r.current = l.Config
@@ -114,10 +130,18 @@ func (r *Reloader) Reload(why string) bool {
 	r.lastOK.Store(true)
 	msg := fmt.Sprintf("reload (%s): ok, %d client and %d recipient whitelist entries", why, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len())
 	if len(restart) > 0 {
-		msg += fmt.Sprintf("; changed %s settings need a restart (systemctl restart greyd) and keep their running values until then", strings.Join(restart, " and "))
+		msg += fmt.Sprintf("; changed %s settings need a restart (systemctl restart greyd) and keep their running values until then", joinAnd(restart))
 		r.log.Warn(msg)
 	} else {
 		r.log.Info(msg)
 	}
 	return true
+}
+
+// joinAnd joins words as prose: "a", "a and b", "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }

@@ -61,6 +61,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.fw != nil {
 		events, errs = w.fw.Events, w.fw.Errors
 	}
+	// An edit between the Reloader's first fingerprint and the watches
+	// above raised no event: look once now.
+	w.check("changed")
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	poll := time.NewTicker(w.Poll)
