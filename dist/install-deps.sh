@@ -15,7 +15,8 @@ for pair in go-md2man:go-md2man lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd systemd-socket-activate:systemd \
 	deb-systemd-helper:init-system-helpers adduser:adduser gcc:gcc \
 	objcopy:binutils groff:groff-base cpio:cpio setpriv:util-linux \
-	promtool:prometheus postgrey:postgrey db_dump:db5.3-util db_load:db5.3-util; do
+	promtool:prometheus postgrey:postgrey db5.3_dump:db5.3-util db5.3_load:db5.3-util \
+	redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		case " $need " in *" $pkg "*) ;; *) need="$need $pkg" ;; esac
