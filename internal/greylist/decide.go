@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"greyd/internal/identity"
 	"greyd/internal/normalize"
 	"greyd/internal/policy"
 	"greyd/internal/store"
@@ -78,6 +79,11 @@ type Decision struct {
 	FutureCorrected bool
 	// Warning explains a Skip.
 	Warning string
+	// Identity is the rule that chose the client part of the key under
+	// lookup_by "auto", and Org the organisation it chose ("" = the
+	// network).
+	Identity identity.Rule
+	Org      string
 	// Runtime: the whitelist entry that passed the request is a runtime
 	// one (greyd whitelist add), not one of the files.
 	Runtime bool
@@ -169,6 +175,20 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		in.ClientKey = snap.ClientKey(ip)
 	}
 	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
+	if snap.Identity != nil {
+		// lookup_by "auto": a verified name of an organisation keys the
+		// triplet by that organisation, so a pool that retries from
+		// another network finds its first attempt; the network's key is
+		// read too, so whatever passed under it still passes. The
+		// auto-whitelist stays per address.
+		org, rule, ok := snap.Identity.Of(ip, req.ClientName)
+		d.Identity = rule
+		if ok {
+			d.Org = org
+			in.AltKey = in.TripletKey
+			in.TripletKey = snap.OrgTripletKey(org, req.Sender, req.Recipient)
+		}
+	}
 
 	r, err := st.Step(ctx, &in)
 	if err != nil {

@@ -47,6 +47,14 @@ func (s *Snapshot) TripletKey(ip netip.Addr, sender, recipient string) string {
 	return s.appendTriplet(buf[:0], normalize.AppendClientNet(buf[:0], ip, s.LookupByHost, s.IPv4Prefix, s.IPv6Prefix), sender, recipient)
 }
 
+// OrgTripletKey returns the key of a triplet whose client part is the
+// organisation org (lookup_by "auto"). A domain never looks like a network
+// key, so the two kinds cannot collide.
+func (s *Snapshot) OrgTripletKey(org, sender, recipient string) string {
+	var buf [320]byte
+	return s.appendTriplet(buf[:0], append(buf[:0], org...), sender, recipient)
+}
+
 // appendTriplet builds the triplet key of the client part net (raw, in
 // dst's array or elsewhere), sender and recipient, in dst's space.
 func (s *Snapshot) appendTriplet(dst, net []byte, sender, recipient string) string {

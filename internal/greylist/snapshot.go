@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"greyd/internal/identity"
 	"greyd/internal/whitelist"
 )
 
@@ -38,6 +39,40 @@ type Settings struct {
 	// attribute as the request's clock (its test suite and policy-test
 	// replay tool rely on it).
 	UseTestTime bool
+	// DryRun decides and learns as usual but always answers DUNNO
+	// (greylist { dry_run = true }): a site watches what greyd would do
+	// before it defers anything. Greylisted requests are logged with
+	// " (dry run)" and counted with their real action.
+	DryRun bool
+	// LogDecisions selects which decision lines are written (log {
+	// decisions = ... }); warnings and errors are always written.
+	LogDecisions DecisionLog
+}
+
+// DecisionLog selects the decision lines the engine writes. At tens of
+// thousands of requests a second one line per request is more than
+// journald keeps (its default rate limit drops lines beyond 10,000 per
+// 30 s per service, silently): a busy site logs only what delays mail.
+type DecisionLog uint8
+
+// Decision log settings; the zero value logs every decision, as Postgrey.
+const (
+	LogAllDecisions      DecisionLog = iota // "all"
+	LogGreylistDecisions                    // "greylist": only greylisted requests
+	LogNoDecisions                          // "none"
+)
+
+// ParseDecisionLog maps the configuration's log.decisions ("all",
+// "greylist", "none"; validated by package config) to a DecisionLog;
+// anything else is "all".
+func ParseDecisionLog(s string) DecisionLog {
+	switch s {
+	case "greylist":
+		return LogGreylistDecisions
+	case "none":
+		return LogNoDecisions
+	}
+	return LogAllDecisions
 }
 
 // Default header text, as Postgrey's with our name.
@@ -52,6 +87,10 @@ type Snapshot struct {
 	// Privacy, when set, turns every stored key into a keyed hash so the
 	// database reveals no addresses.
 	Privacy *Hasher
+	// Identity, when set (lookup_by "auto"), keys verified mail servers by
+	// their organisation instead of their network; the network's key is
+	// read as well (store.StepInput.AltKey).
+	Identity *identity.Matcher
 	// Runtime holds the runtime whitelist entries (kept in the store,
 	// changed with greyd whitelist add/remove), checked after the files'.
 	// Nil: none.
