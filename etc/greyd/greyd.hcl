@@ -52,7 +52,7 @@ greylist {
   delay             = "5m"              # how long a new triplet is deferred
   retry_window      = "2d"              # a retry later than this after first sight starts over
   max_age           = "35d"             # entries not seen for this long are forgotten
-  lookup_by         = "subnet"          # "subnet": the client's network; "host": its IP; "auto": its organisation
+  lookup_by         = "auto"            # "auto": a verified mail server's organisation, else its network; "subnet": its network (Postgrey); "host": its IP
   pool_domains      = []                # lookup_by = "auto": domains whose hosts are one sender
   dynamic_domains   = []                # lookup_by = "auto": domains whose hosts are never one sender
   ipv4_prefix       = 24                # network size for lookup_by = "subnet", IPv4

@@ -42,7 +42,7 @@
 //	  delay             = "5m"
 //	  retry_window      = "2d"
 //	  max_age           = "35d"
-//	  lookup_by         = "subnet"      # or "host", "auto"
+//	  lookup_by         = "auto"        # or "subnet" (Postgrey), "host"
 //	  pool_domains      = []            # for lookup_by = "auto": domains whose hosts are one sender
 //	  dynamic_domains   = []            # for lookup_by = "auto": domains never aggregated
 //	  ipv4_prefix       = 24
@@ -277,7 +277,7 @@ func Default(dir string) *Config {
 			Delay:           5 * time.Minute,
 			RetryWindow:     2 * Day,
 			MaxAge:          35 * Day,
-			LookupBy:        LookupBySubnet,
+			LookupBy:        LookupByAuto,
 			PoolDomains:     []string{},
 			DynamicDomains:  []string{},
 			IPv4Prefix:      24,

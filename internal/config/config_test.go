@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 			Delay:           300 * time.Second,
 			RetryWindow:     48 * time.Hour,
 			MaxAge:          35 * 24 * time.Hour,
-			LookupBy:        "subnet",
+			LookupBy:        "auto",
 			PoolDomains:     []string{},
 			DynamicDomains:  []string{},
 			IPv4Prefix:      24,

@@ -232,7 +232,7 @@ log {
 	// Defaults: no redis, no metrics, the control socket, every decision.
 	d := mustLoad(t, writeFiles(t, map[string]string{"greyd.hcl": ""}))
 	if d.Database.Redis != nil || d.Metrics != nil || d.Control.Socket != DefaultControlSocket ||
-		d.Log.Decisions != DecisionsAll || d.Greylist.LookupBy != LookupBySubnet || d.Greylist.DryRun ||
+		d.Log.Decisions != DecisionsAll || d.Greylist.LookupBy != LookupByAuto || d.Greylist.DryRun ||
 		d.Limits.StoreTimeout != DefaultStoreTimeout {
 		t.Errorf("defaults: %+v", settings(d))
 	}

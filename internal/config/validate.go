@@ -1,6 +1,8 @@
 package config
 
 import (
+	"greyd/internal/identity"
+
 	"fmt"
 	"net"
 	"net/netip"
@@ -66,8 +68,8 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	g.MaxAge = v.seconds("max_age", rg.MaxAge, rg.MaxAgeRange, "d", "Postgrey's --max-age counted days", time.Second)
 	g.LookupBy = v.oneOf("lookup_by", rg.LookupBy, rg.LookupByRange, LookupBySubnet, LookupByHost, LookupByAuto)
 	g.LookupByHost = g.LookupBy == LookupByHost
-	g.PoolDomains = v.domains("pool_domains", rg.PoolDomains, rg.PoolDomainsRange)
-	g.DynamicDomains = v.domains("dynamic_domains", rg.DynamicDomains, rg.DynamicDomainsRange)
+	g.PoolDomains = v.domains("pool_domains", rg.PoolDomains, rg.PoolDomainsRange, identity.CheckPoolDomain)
+	g.DynamicDomains = v.domains("dynamic_domains", rg.DynamicDomains, rg.DynamicDomainsRange, identity.CheckDynamicDomain)
 	g.IPv4Prefix = v.intRange("ipv4_prefix", rg.IPv4Prefix, rg.IPv4PrefixRange, 0, 32)
 	g.IPv6Prefix = v.intRange("ipv6_prefix", rg.IPv6Prefix, rg.IPv6PrefixRange, 0, 128)
 	g.Action = v.action(rg.Action, rg.ActionRange)
@@ -155,12 +157,16 @@ func (v *validator) redis(rr *rawRedis) *Redis {
 // domains checks pool_domains and dynamic_domains: domain names of at
 // least two labels, stored in lower case without leading or trailing dots
 // (".example.com" and "example.com." mean example.com).
-func (v *validator) domains(name string, ds []string, rng hcl.Range) []string {
+func (v *validator) domains(name string, ds []string, rng hcl.Range, check func(string) error) []string {
 	out := make([]string, 0, len(ds))
 	for _, d := range ds {
 		n := strings.TrimSuffix(strings.TrimLeft(strings.ToLower(d), "."), ".")
 		if err := checkDomain(n); err != "" {
 			v.errorf(rng, "Invalid domain", "%s: %q %s", name, d, err)
+			continue
+		}
+		if err := check(n); err != nil {
+			v.errorf(rng, "Invalid domain", "%s: %q %v", name, d, err)
 			continue
 		}
 		out = append(out, n)

@@ -5,6 +5,8 @@
 package reload
 
 import (
+	"greyd/internal/identity"
+
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -104,6 +106,13 @@ func Load(path string, o Options) *Loaded {
 		},
 		Clients:    clients,
 		Recipients: rcpts,
+	}
+	if g.LookupBy == config.LookupByAuto {
+		// The configured lists add to the built-in ones.
+		ic := identity.Defaults()
+		ic.PoolDomains = append(ic.PoolDomains, g.PoolDomains...)
+		ic.DynamicDomains = append(ic.DynamicDomains, g.DynamicDomains...)
+		snap.Identity = identity.New(ic)
 	}
 	if g.Privacy {
 		key, err := privacyKey(KeyPath(cfg), o.CreateKey)
