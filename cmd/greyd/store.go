@@ -6,16 +6,25 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"greyd/internal/config"
 	"greyd/internal/store"
 	"greyd/internal/store/buntdb"
+	"greyd/internal/store/redis"
 )
 
-// openStore opens the database. If it cannot be opened for a reason other
-// than another greyd holding it, greyd still serves, with an in-memory
-// store: greylisting state is disposable, availability is not.
+// openStore opens the database: Redis when the configuration has a redis
+// block, else buntdb at c.Path. If buntdb cannot be opened for a reason
+// other than another greyd holding it, greyd still serves, with an
+// in-memory store: greylisting state is disposable, availability is not.
+// Redis never holds up start-up: while it cannot be reached, the store
+// fails every request at once (answered as store failures) and connects
+// in the background.
 func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
+	if c.Redis != nil {
+		return openRedis(c.Redis, log)
+	}
 	sync, err := buntdb.ParseSync(c.Sync)
 	if err != nil {
 		return nil, err
@@ -33,4 +42,30 @@ func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
 	}
 	log.Error(fmt.Sprintf("%v: SERVING WITH AN IN-MEMORY DATABASE; greylisting state will be lost at the next restart. Fix the state directory (owner, permissions, free space) and restart greyd", err))
 	return buntdb.Open(buntdb.Memory, o)
+}
+
+// openRedis opens the Redis store of r. The store's deadline is
+// redis.DefaultTimeout, limits.store_timeout's default with Redis; the
+// daemon sets the configured one (SetTimeout).
+func openRedis(r *config.Redis, log *slog.Logger) (store.Store, error) {
+	o := redis.Options{
+		Network:   r.Network,
+		Addrs:     r.Addrs,
+		DB:        r.DB,
+		TLS:       r.TLS,
+		MasterSet: r.MasterSet,
+		Username:  r.Username,
+		KeyPrefix: r.KeyPrefix,
+		Logger:    log,
+	}
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis password_file: %w", err)
+		}
+		// The file's one line; an editor's final newline is not part of
+		// the password.
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return redis.Open(o)
 }

@@ -1,0 +1,180 @@
+-- One greyd request: store.Transition (internal/store/transition.go),
+-- translated line by line, run atomically by Redis. Change both together:
+-- store/storetest runs the same cases against this script and against
+-- the Go function.
+--
+-- KEYS[1]  the schema key; KEYS[2] the triplet key; then the client
+--          (auto-whitelist) key if ARGV[8] == "1"; then the second
+--          triplet key (lookup_by "auto") if ARGV[9] == "1".
+-- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
+--          dry_run, has_client, has_alt: integers in decimal, flags 0/1.
+-- Returns  outcome, now, first, missing, waited, via_alt,
+--          newly_whitelisted, future_corrected, then the state before the
+--          step: client found, count, last; triplet found, first, last;
+--          second key found, first, last. Flags are 0/1 (a Lua false would
+--          end the reply).
+--
+-- Numbers are Lua doubles: exact for every Unix time and count greyd uses.
+
+local SCHEMA = '1'            -- schemaVersion in redis.go
+local AWL_INTERVAL = 3600     -- store.AWLInterval
+local REFRESH_INTERVAL = 60   -- store.RefreshInterval
+local GREYLISTED, FIRST_PASS, PASSED, AUTO_WHITELISTED = 1, 2, 3, 4 -- store.Outcome
+
+local dry = ARGV[7] == '1'
+
+-- The schema key is also checked at connect; checking it here too covers a
+-- Redis that restarted empty (or another greyd version that took it over)
+-- while this one kept its connection.
+local schema = redis.call('GET', KEYS[1])
+if not schema then
+  if not dry then redis.call('SET', KEYS[1], SCHEMA) end
+elseif schema ~= SCHEMA then
+  return redis.error_reply('GREYDSCHEMA ' .. KEYS[1] .. ' is "' .. schema .. '", this greyd uses schema ' .. SCHEMA)
+end
+
+local now
+if ARGV[2] == '1' then
+  now = tonumber(ARGV[1]) -- policy_test_time
+else
+  -- Redis's clock, one for every MX host sharing this Redis. (Redis 7
+  -- replicates a script's effects, not the script, so TIME before a write
+  -- is allowed; older servers need replicate_commands.)
+  if redis.replicate_commands then redis.replicate_commands() end
+  now = tonumber(redis.call('TIME')[1])
+end
+local delay, retry, maxAge, awlClients = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+
+-- read returns found, a, b of a "a,b" value; anything else is not found,
+-- as on buntdb.
+local function read(key)
+  local v = redis.call('GET', key)
+  if v then
+    local a, b = string.match(v, '^(%-?%d+),(%-?%d+)$')
+    if a then return true, tonumber(a), tonumber(b) end
+  end
+  return false, 0, 0
+end
+
+local function write(key, a, b, ttl)
+  if not dry then
+    redis.call('SET', key, string.format('%d,%d', a, b), 'EX', string.format('%d', ttl))
+  end
+end
+
+local hasClient = ARGV[8] == '1'
+local clientKey, altKey = nil, nil
+local altIndex = 3
+if hasClient then clientKey, altIndex = KEYS[3], 4 end
+if ARGV[9] == '1' then altKey = KEYS[altIndex] end
+
+-- The stored state (store.State).
+local cfound, ccount, clast = false, 0, 0
+if clientKey then cfound, ccount, clast = read(clientKey) end
+local tfound, tfirst, tlast = read(KEYS[2])
+local afound, afirst, alast = false, 0, 0
+if altKey then afound, afirst, alast = read(altKey) end
+
+-- The result (store.StepResult); the before* flags are r.Before's.
+local first, missing, waited, viaAlt, newly, future = now, 0, 0, 0, 0, 0
+local beforeC, beforeT, beforeA = cfound, tfound, afound
+
+local function flag(b) if b then return 1 end return 0 end
+local function result(outcome)
+  return {outcome, now, first, missing, waited, viaAlt, newly, future,
+    flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast}
+end
+
+-- needsWrite and tripletTTL: as in transition.go.
+local function needsWrite(found, oldFirst, oldLast, first, now, diff, lastOK)
+  if not found or oldFirst ~= first then return true end
+  if diff > 0 then return false end
+  if not lastOK then return true end
+  return now - oldLast >= REFRESH_INTERVAL or oldLast > now
+end
+
+local function tripletTTL(diff, first, now, retry, maxAge)
+  local ttl = maxAge
+  if diff > 0 then
+    local r = first + retry - now
+    if r < ttl then ttl = r end
+  end
+  if ttl < 0 then ttl = 0 end
+  return ttl + 1
+end
+
+-- Auto-whitelist, per exact client address.
+local awl = clientKey ~= nil and awlClients > 0
+if cfound and now - clast > maxAge then
+  cfound = false -- expired, whether or not Redis removed it yet
+end
+beforeC = cfound
+if awl and cfound and ccount >= awlClients then
+  if now >= clast + AWL_INTERVAL or clast > now then
+    -- Keep-alive, at most hourly, as Postgrey.
+    write(clientKey, ccount + 1, now, maxAge + 1)
+  end
+  first = now
+  return result(AUTO_WHITELISTED)
+end
+
+-- The triplet.
+local found = tfound
+if found and now - tlast > maxAge then
+  found = false
+end
+beforeT = found
+local altFound = afound -- the caller passes the second key only if it differs
+if altFound and now - alast > maxAge then
+  altFound = false
+end
+beforeA = altFound
+
+first = now
+local lastOK = false
+if found then
+  first = tfirst
+  if tlast - tfirst >= delay then
+    lastOK = true
+  elseif now - first > retry then
+    first = now -- stale unfinished entry: greylisting starts over
+  end
+  if first > now then
+    future = 1
+    first = now
+  end
+end
+
+if not lastOK and altFound and alast - afirst >= delay then
+  -- The other key has passed: so has this request. Record it under the
+  -- chosen key, as passed.
+  local f = math.min(afirst, now - delay)
+  write(KEYS[2], f, now, maxAge + 1)
+  first, viaAlt = f, 1
+  return result(PASSED)
+end
+
+local diff = delay - (now - first)
+if needsWrite(found, tfirst, tlast, first, now, diff, lastOK) then
+  write(KEYS[2], first, now, tripletTTL(diff, first, now, retry, maxAge))
+end
+
+if awl and diff <= 0 and not lastOK then
+  -- First successful pass of this triplet: count it for the client, at
+  -- most once an hour.
+  if not cfound or now >= clast + AWL_INTERVAL then
+    local n = 1
+    if cfound then n = ccount + 1 end
+    write(clientKey, n, now, maxAge + 1)
+    if n == awlClients then newly = 1 end
+  end
+end
+
+if diff > 0 then
+  missing = diff
+  return result(GREYLISTED)
+elseif not lastOK then
+  waited = now - first
+  return result(FIRST_PASS)
+end
+return result(PASSED)
