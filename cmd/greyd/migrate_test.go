@@ -22,10 +22,10 @@ import (
 func needPostgrey(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("postgrey"); err != nil {
-		t.Skip("postgrey not installed (apt install postgrey)")
+		t.Fatal("postgrey not installed (make deps installs it: apt install postgrey)")
 	}
 	if _, _, err := findDBTools(); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 }
 
@@ -281,7 +281,7 @@ func dbLoadTool(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("db_load not installed")
+	t.Fatal("db_load not installed (make deps installs db5.3-util)")
 	return ""
 }
 
