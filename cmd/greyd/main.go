@@ -32,7 +32,9 @@ import (
 var version = "dev"
 
 // Exit statuses. 2 means "fix the configuration"; the systemd unit does
-// not restart-loop on it (RestartPreventExitStatus=2).
+// not restart-loop on it (RestartPreventExitStatus=2). The admin
+// subcommands also exit 1 for "would be greylisted" (explain) and 3 when
+// the daemon cannot be reached (admin.go).
 const (
 	exitOK      = 0
 	exitFailure = 1
@@ -49,13 +51,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check-config" {
 		return checkConfig(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 {
+		if cmd, ok := adminCommands[args[0]]; ok {
+			return cmd(args[1:], stdout, stderr)
+		}
+	}
+	if len(args) > 0 && args[0] == "import-postgrey" {
+		return importPostgrey(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export-postgrey" {
+		return exportPostgrey(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("greyd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl files are read")
 	check := fs.Bool("check-config", false, "validate the configuration and whitelist files, print the effective configuration, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: greyd [-config PATH]\n       greyd check-config [-config PATH]\n       greyd -version\n\n")
+		fmt.Fprintf(stderr, "usage: greyd [-config PATH]\n       greyd check-config [-config PATH]\n       greyd -version\n"+
+			"       greyd explain|list|delete|whitelist|stats|export|import [-config PATH] ... (greyd COMMAND -h)\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -169,11 +183,17 @@ func serve(path string, stderr io.Writer) int {
 		}
 	}
 
+	var ops *operations
 	rl := reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
 		engine.SetSnapshot(n.Snapshot)
 		engine.SetStoreTimeout(n.Config.Limits.StoreTimeout)
 		srv.SetLimits(limits(n.Config))
+		ops.reloaded(n)
 	})
+	// Before anything serves or reloads: the engine's metrics observer
+	// is set here (control.go).
+	ops = startOperations(cfg, engine, db, srv, rl, log)
+	defer ops.stop()
 
 	reloadNow := func(why string) {
 		notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
@@ -224,6 +244,7 @@ func serve(path string, stderr io.Writer) int {
 			stopWatching()
 			log.Info(fmt.Sprintf("%v received: stopping", sig))
 			notify(log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
+			ops.stop()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := srv.Shutdown(ctx); err != nil {
 				log.Warn(fmt.Sprintf("connections still busy after 10s were closed: %v", err))

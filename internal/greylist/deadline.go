@@ -53,7 +53,11 @@ func (e *Engine) Late(req *policy.Request, after time.Duration) string {
 	now := e.now()
 	err := fmt.Errorf("%w (no answer within %v)", ErrStoreTimeout, after)
 	d := Decide(context.Background(), req, snap, stalledStore{err: err}, now)
-	return e.answer(req, snap, now, d)
+	reply := e.answer(req, snap, now, d)
+	if e.obs != nil {
+		e.obs.Request(after)
+	}
+	return reply
 }
 
 // lateReturned is called when a decision Late answered for returns.
@@ -72,7 +76,7 @@ func (e *Engine) decide(ctx context.Context, req *policy.Request, snap *Snapshot
 	if e.stuck.Load() > 0 {
 		return Decide(ctx, req, snap, e.stalled(), now)
 	}
-	return Decide(ctx, req, snap, e.store, now)
+	return Decide(ctx, req, snap, e.steps, now)
 }
 
 // CheckStore looks a key up under the store timeout, for the daemon's
@@ -92,13 +96,17 @@ func (e *Engine) CheckStore(ctx context.Context) error {
 	}
 	done := make(chan error, 1)
 	go func() {
-		defer e.probing.Store(false)
+		// The flag is cleared before the result is sent: a check that
+		// follows a quick one at once must not find it still set.
+		err := fmt.Errorf("panic in the store")
 		defer func() {
 			if r := recover(); r != nil {
-				done <- fmt.Errorf("panic in the store: %v", r)
+				err = fmt.Errorf("panic in the store: %v", r)
 			}
+			e.probing.Store(false)
+			done <- err
 		}()
-		done <- e.store.Healthy(context.Background())
+		err = e.store.Healthy(context.Background())
 	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()

@@ -21,13 +21,19 @@ const LevelNotice = slog.Level(2)
 // Engine answers policy requests: it implements policy.Handler.
 type Engine struct {
 	store store.Store
+	steps store.Store // store, or store timed for the Observer (observe.go)
+	obs   Observer    // nil: none
 	now   func() time.Time
 	log   *slog.Logger
 	lines *logging.Handler // log's handler, if it is one: decision lines skip slog
 	snap  atomic.Pointer[Snapshot]
 	inst  instances
+	rt    runtimeState // the runtime whitelist (runtime.go)
 
 	decisions [Failed + 1]atomic.Uint64
+	// decided counts answered requests by kind and reason, for metrics
+	// and greyd stats (DecisionCounts).
+	decided [Failed + 1][EarlyRetry + 1]atomic.Uint64
 
 	// Store failures: one error line per storeErrorEvery, and a line when
 	// the store works again.
@@ -55,7 +61,7 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{store: st, now: now, log: log}
+	e := &Engine{store: st, steps: st, now: now, log: log}
 	e.lines, _ = log.Handler().(*logging.Handler)
 	e.storeErrs.Interval = storeErrorEvery
 	e.snap.Store(snap)
@@ -63,8 +69,14 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 }
 
 // SetSnapshot makes snap the configuration for requests that start from
-// now on; requests in flight finish with the one they started with.
-func (e *Engine) SetSnapshot(snap *Snapshot) { e.snap.Store(snap) }
+// now on; requests in flight finish with the one they started with. The
+// runtime whitelist in use stays: it comes from the store, not from the
+// configuration files (snap is copied to carry it).
+func (e *Engine) SetSnapshot(snap *Snapshot) {
+	e.rt.mu.Lock()
+	defer e.rt.mu.Unlock()
+	e.snap.Store(e.withRuntime(snap))
+}
 
 // Snapshot returns the configuration in use.
 func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
@@ -77,6 +89,10 @@ func (e *Engine) Counts() (skip, pass, firstPass, greylist, failed uint64) {
 
 // ServePolicy decides req, logs the decision and returns the reply action.
 func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
+	var start time.Time
+	if e.obs != nil {
+		start = time.Now() // a duration, not the decision's clock
+	}
 	snap := e.snap.Load()
 	now := e.now()
 	d := e.decide(ctx, req, snap, now)
@@ -85,12 +101,18 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 		e.lateReturned()
 		return "DUNNO"
 	}
-	return e.answer(req, snap, now, d)
+	reply := e.answer(req, snap, now, d)
+	if e.obs != nil {
+		e.obs.Request(time.Since(start))
+	}
+	return reply
 }
 
 // answer counts and logs decision d and returns its reply action.
 func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d Decision) string {
 	e.decisions[d.Kind].Add(1)
+	k, r := d.label()
+	e.decided[k][r].Add(1)
 	if d.Kind != Failed && d.Reason >= ClientAWL && e.failing.Load() {
 		// Whitelist decisions (reasons before ClientAWL) never reach
 		// the store, so they prove nothing about it.
@@ -111,6 +133,10 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 		e.log.Warn(d.Warning + ": answering DUNNO" + describe(req))
 		return "DUNNO"
 	case Failed:
+		if snap.DryRun {
+			e.storeFailed(now, fmt.Sprintf("store failed, answering DUNNO (dry run): %v%s", d.Err, describe(req)))
+			return "DUNNO"
+		}
 		if snap.DeferOnStoreError {
 			e.storeFailed(now, fmt.Sprintf("store failed, answering DEFER_IF_PERMIT (on_store_error = \"defer\"): %v%s", d.Err, describe(req)))
 			return storeErrorReply(snap)
@@ -118,22 +144,34 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 		e.storeFailed(now, fmt.Sprintf("store failed, answering DUNNO (mail is not greylisted meanwhile): %v%s", d.Err, describe(req)))
 		return "DUNNO"
 	case Greylist:
-		e.logDecision(req, "greylist", d, 0)
+		e.logDecision(snap, req, "greylist", d, 0)
+		if snap.DryRun {
+			return "DUNNO"
+		}
 		return greylistReply(snap, req, d.Missing)
 	case FirstPass:
-		if snap.XGreylistHeader && e.inst.isNew(req.Instance) {
-			e.logDecision(req, "pass", d, d.Waited)
-			var buf [256]byte
-			b := append(buf[:0], "PREPEND "...)
-			b = appendExpanded(b, snap.HeaderText, &placeholders{header: true, waited: d.Waited, snap: snap, now: d.Now})
-			return string(b)
+		if e.obs != nil {
+			e.obs.RetryDelay(d.Waited)
 		}
-		e.logDecision(req, "pass", d, 0)
+		// In a dry run nothing was delayed, so no header claims it was.
+		if !snap.DryRun && snap.XGreylistHeader && e.inst.isNew(req.Instance) {
+			e.logDecision(snap, req, "pass", d, d.Waited)
+			return headerReply(snap, d)
+		}
+		e.logDecision(snap, req, "pass", d, 0)
 		return "DUNNO"
 	default:
-		e.logDecision(req, "pass", d, 0)
+		e.logDecision(snap, req, "pass", d, 0)
 		return "DUNNO"
 	}
+}
+
+// headerReply is the reply of a first pass: the X-Greylist header.
+func headerReply(snap *Snapshot, d Decision) string {
+	var buf [256]byte
+	b := append(buf[:0], "PREPEND "...)
+	b = appendExpanded(b, snap.HeaderText, &placeholders{header: true, waited: d.Waited, snap: snap, now: d.Now})
+	return string(b)
 }
 
 // storeFailed logs a store failure, at most once per storeErrorEvery; the
@@ -261,15 +299,29 @@ func appendExpanded(b []byte, tmpl string, p *placeholders) []byte {
 }
 
 // logDecision writes Postgrey's line:
-// "[queue_id: ]action=greylist, reason=new, client_name=..., client_address=..., sender=..., recipient=...".
-// Like Postgrey, attributes that are empty or "0" are left out.
-func (e *Engine) logDecision(req *policy.Request, action string, d Decision, delay int64) {
+// "[queue_id: ]action=greylist, reason=new, client_name=..., client_address=..., sender=..., recipient=...",
+// with " (dry run)" after a greylist line that was answered DUNNO. Like
+// Postgrey, attributes that are empty or "0" are left out. snap's
+// LogDecisions says which lines are written at all.
+func (e *Engine) logDecision(snap *Snapshot, req *policy.Request, action string, d Decision, delay int64) {
+	switch snap.LogDecisions {
+	case LogNoDecisions:
+		return
+	case LogGreylistDecisions:
+		if d.Kind != Greylist {
+			return
+		}
+	}
+	dry := snap.DryRun && d.Kind == Greylist
 	if e.lines != nil {
 		if !e.lines.Enabled(context.Background(), LevelNotice) {
 			return
 		}
 		bp := lineBufs.Get().(*[]byte)
 		b := appendDecision((*bp)[:0], req, action, d, delay)
+		if dry {
+			b = append(b, " (dry run)"...)
+		}
 		e.lines.Line(LevelNotice, b)
 		if cap(b) <= 16<<10 {
 			*bp = b
@@ -280,7 +332,11 @@ func (e *Engine) logDecision(req *policy.Request, action string, d Decision, del
 	if !e.log.Enabled(context.Background(), LevelNotice) {
 		return
 	}
-	e.log.Log(context.Background(), LevelNotice, string(appendDecision(make([]byte, 0, 256), req, action, d, delay)))
+	b := appendDecision(make([]byte, 0, 256), req, action, d, delay)
+	if dry {
+		b = append(b, " (dry run)"...)
+	}
+	e.log.Log(context.Background(), LevelNotice, string(b))
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -5,6 +5,9 @@
 // time; Engine adds what must live between requests (the snapshot in use,
 // the per-message header dedupe), the store timeout, the answer to a
 // store failure (fail open or closed) and the log line of each decision.
+// For the admin side it also keeps the runtime whitelist current
+// (runtime.go), explains a decision without writing anything (explain.go),
+// and counts and times decisions for metrics (observe.go).
 package greylist
 
 import (

@@ -32,10 +32,12 @@ var (
 	ErrLocked = store.ErrLocked
 )
 
-// Namespaces inside the one buntdb keyspace: "t:<key>" and "c:<key>".
+// Namespaces inside the one buntdb keyspace: "t:<key>", "c:<key>", and
+// "w:<kind>:<value>" for the runtime whitelist, which the index leaves out.
 const (
-	nsTriplet = 't'
-	nsClient  = 'c'
+	nsTriplet   = 't'
+	nsClient    = 'c'
+	nsWhitelist = 'w'
 )
 
 // DB is the buntdb implementation of store.Store: one append-only file, all
@@ -53,6 +55,7 @@ type DB struct {
 
 	closed      atomic.Bool
 	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
+	wlVersion   atomic.Int64 // WhitelistVersion (admin.go)
 
 	shrinkMu    sync.Mutex // one rewrite at a time; guards shrunk
 	shrunk      int64      // file size after the last rewrite
@@ -133,7 +136,7 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 		return err
 	})
 	if err == nil {
-		sh.m[k] = e
+		sh.set(k, e)
 	}
 	sh.mu.Unlock()
 	switch {

@@ -33,7 +33,33 @@ const indexShards = 64
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]entry
-	_  [64 - 32]byte // one cache line per shard: no false sharing
+	// clients counts the client entries of m (the rest are triplets), so
+	// that Counts needs no scan (admin.go). Changed only through set and
+	// del, under mu.
+	clients int
+	_       [64 - 40]byte // one cache line per shard: no false sharing
+}
+
+// set stores e under the namespaced key k; the caller holds sh.mu. Only a
+// client key costs a second probe (to count it once), and client writes
+// are rare: at most one an hour per client.
+func (sh *shard) set(k string, e entry) {
+	if k[0] == nsClient {
+		if _, ok := sh.m[k]; !ok {
+			sh.clients++
+		}
+	}
+	sh.m[k] = e
+}
+
+// del removes k; the caller holds sh.mu.
+func (sh *shard) del(k string) {
+	if k[0] == nsClient {
+		if _, ok := sh.m[k]; ok {
+			sh.clients--
+		}
+	}
+	delete(sh.m, k)
 }
 
 // entry is a decoded value and its deadline.
@@ -126,6 +152,9 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 					if h == 0 && mid != "" && k >= mid {
 						return false
 					}
+					if len(k) > 1 && k[0] == nsWhitelist && k[1] == ':' {
+						return true // the runtime whitelist is read from buntdb (admin.go)
+					}
 					a, b, ok := decodePair(v)
 					if !ok {
 						if r.bad++; r.bad == 1 {
@@ -143,7 +172,7 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 					// and the other half fills the same shards.
 					sh := x.shardOf(k)
 					sh.mu.Lock()
-					sh.m[k] = e
+					sh.set(k, e)
 					sh.mu.Unlock()
 					return true
 				}
@@ -209,7 +238,7 @@ func (d *DB) expire(keys []string) {
 		})
 		if err == nil {
 			for _, k := range del {
-				delete(sh.m, k)
+				sh.del(k)
 			}
 		}
 		sh.mu.Unlock()

@@ -83,7 +83,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	// buntdb rolled back.
 	for _, p := range [2]*pending{&cw, &tw} {
 		if p.key != "" {
-			d.idx.shardOf(p.key).m[p.key] = p.e
+			d.idx.shardOf(p.key).set(p.key, p.e)
 		}
 	}
 	return res, nil

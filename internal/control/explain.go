@@ -1,0 +1,226 @@
+package control
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"greyd/internal/greylist"
+	"greyd/internal/normalize"
+	"greyd/internal/store"
+	"greyd/internal/whitelist"
+)
+
+// explanation turns the engine's Explanation into the API's, finding the
+// whitelist entry that matched in the files (file:line) or among the
+// runtime entries.
+func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, sender, rcpt string) Explanation {
+	snap, d := x.Snapshot, x.Decision
+	out := Explanation{
+		Action:         x.Reply,
+		EnforcedAction: x.Enforced,
+		Decision:       d.Kind.Action(),
+		Reason:         d.Reason.String(),
+		DryRun:         snap.DryRun,
+		Privacy:        snap.Privacy != nil,
+		Time:           d.Now.Unix(),
+		MissingSeconds: d.Missing,
+		WaitedSeconds:  d.Waited,
+		Warning:        d.Warning,
+	}
+	switch d.Kind {
+	case greylist.Skip:
+		out.Reason = "malformed"
+	case greylist.Failed:
+		out.Reason = "store error"
+		out.StoreError = d.Err.Error()
+	}
+	out.Greylisted = !snap.DryRun && (d.Kind == greylist.Greylist || d.Kind == greylist.Failed && snap.DeferOnStoreError)
+	if d.Kind == greylist.Skip {
+		return out
+	}
+	ip, _ := normalize.ParseAddr(clientAddr)
+	files, rfiles := s.whitelistFiles()
+
+	runtime := s.opts.Engine.RuntimeEntries()
+	var rtClients, rtRcpts int
+	for _, e := range runtime {
+		if e.Kind == store.WhitelistClient {
+			rtClients++
+		} else {
+			rtRcpts++
+		}
+	}
+	out.ClientWhitelist = WhitelistCheck{Reached: true, Entries: snap.Clients.Len()}
+	out.RecipientWhitelist = WhitelistCheck{Entries: snap.Recipients.Len()}
+	out.RuntimeWhitelist = WhitelistCheck{Entries: rtClients + rtRcpts}
+	matchClient := func(c *whitelist.Clients) bool { return c.MatchName(clientName) || c.MatchAddr(ip) }
+	matchRcpt := func(r *whitelist.Recipients) bool { return r.Match(rcpt) }
+	switch {
+	case d.Reason == greylist.ClientWhitelist && !d.Runtime:
+		out.ClientWhitelist.Matched = true
+		out.ClientWhitelist.Entry, out.ClientWhitelist.File, out.ClientWhitelist.Line = findInFiles(files, func(entry string) bool {
+			c, _ := whitelist.ParseClients("", strings.NewReader(entry))
+			return matchClient(c)
+		})
+	case d.Reason == greylist.RecipientWhitelist && !d.Runtime:
+		out.RecipientWhitelist.Reached, out.RecipientWhitelist.Matched = true, true
+		out.RecipientWhitelist.Entry, out.RecipientWhitelist.File, out.RecipientWhitelist.Line = findInFiles(rfiles, func(entry string) bool {
+			r, _ := whitelist.ParseRecipients("", strings.NewReader(entry))
+			return matchRcpt(r)
+		})
+	default:
+		out.RecipientWhitelist.Reached = true
+		out.RuntimeWhitelist.Reached = true
+		if d.Runtime {
+			out.RuntimeWhitelist.Matched = true
+			for _, e := range runtime {
+				var ok bool
+				if e.Kind == store.WhitelistClient && d.Reason == greylist.ClientWhitelist {
+					c, _ := whitelist.ParseClients("", strings.NewReader(e.Value))
+					ok = matchClient(c)
+				} else if e.Kind == store.WhitelistRecipient && d.Reason == greylist.RecipientWhitelist {
+					r, _ := whitelist.ParseRecipients("", strings.NewReader(e.Value))
+					ok = matchRcpt(r)
+				}
+				if ok {
+					out.RuntimeWhitelist.Entry, out.RuntimeWhitelist.Comment, out.RuntimeWhitelist.Expires = string(e.Kind)+" "+e.Value, e.Comment, e.Expires
+					break
+				}
+			}
+		}
+	}
+
+	in, st := x.Input, x.Step
+	if x.StoreErr != nil {
+		out.StoreError = x.StoreErr.Error()
+	}
+	if in.TripletKey == "" {
+		return out
+	}
+	maxAge := int64(snap.MaxAge / time.Second)
+	out.AutoWhitelist = &AWLState{Enabled: snap.AutoWhitelistClients > 0, Threshold: int64(snap.AutoWhitelistClients), Key: in.ClientKey}
+	if b := st.Before; b.ClientFound {
+		out.AutoWhitelist.Found, out.AutoWhitelist.Count, out.AutoWhitelist.Last = true, b.Client.Count, b.Client.Last
+		out.AutoWhitelist.Expires = b.Client.Last + maxAge + 1
+	}
+	// The parts as stored: split from the key the decision built, so an
+	// organisation's key (lookup_by "auto") shows as it is.
+	t := tripletState(snap, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", st.Before.Triplet, st.Before.TripletFound)
+	if snap.Identity != nil {
+		t.Identity = x.Identity.String()
+	}
+	if in.AltKey != "" && in.AltKey != in.TripletKey {
+		t.Subnet = tripletState(snap, in.AltKey, false, st.Before.Alt, st.Before.AltFound)
+	}
+	out.Triplet = t
+	return out
+}
+
+// tripletState describes a triplet key and its stored entry; Expires is
+// the deadline the rules gave it when it was written.
+func tripletState(snap *greylist.Snapshot, key string, byHost bool, tr store.Triplet, found bool) *TripletState {
+	t := &TripletState{Key: key}
+	t.Network, t.Sender, t.Recipient, _ = splitTriplet(key, byHost)
+	if !found {
+		return t
+	}
+	t.Found, t.First, t.Last = true, tr.First, tr.Last
+	t.Passed = tr.Last-tr.First >= int64(snap.Delay/time.Second)
+	if t.Passed {
+		t.Expires = t.Last + int64(snap.MaxAge/time.Second) + 1
+	} else {
+		t.Expires = t.First + int64(snap.RetryWindow/time.Second) + 1
+	}
+	return t
+}
+
+// findInFiles returns the first entry of files for which match is true,
+// with its file and line, reading the files as they are now.
+func findInFiles(files []string, match func(entry string) bool) (entry, file string, line int) {
+	for _, path := range files {
+		found := false
+		forEachEntry(path, func(n int, e string) bool {
+			if match(e) {
+				entry, file, line, found = e, path, n, true
+				return false
+			}
+			return true
+		})
+		if found {
+			return entry, file, line
+		}
+	}
+	return "", "", 0
+}
+
+// forEachEntry calls fn with each entry of a whitelist file and its line
+// number, as package whitelist reads them: '#' starts a comment, blank
+// lines are skipped. A file that cannot be read has no entries.
+func forEachEntry(path string, fn func(line int, entry string) bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		e := sc.Text()
+		if i := strings.IndexByte(e, '#'); i >= 0 {
+			e = e[:i]
+		}
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		if !fn(n, e) {
+			return
+		}
+	}
+}
+
+// canonical is the stored form of a runtime whitelist entry: as a file
+// line would be read (comment dropped, space trimmed), lower case unless
+// it is a /regex/ (whose escapes are case-sensitive: \S is not \s).
+func canonical(value string) string {
+	if i := strings.IndexByte(value, '#'); i >= 0 {
+		value = value[:i]
+	}
+	value = strings.TrimSpace(value)
+	if len(value) >= 2 && value[0] == '/' && value[len(value)-1] == '/' {
+		return value
+	}
+	return strings.ToLower(value)
+}
+
+// checkEntry reports what is wrong with a runtime whitelist entry, as
+// the whitelist file parser would, or "".
+func checkEntry(kind store.WhitelistKind, value string) string {
+	if value == "" {
+		return "empty entry (or only a # comment)"
+	}
+	if strings.ContainsAny(value, "\r\n") {
+		return fmt.Sprintf("%q: one entry at a time, without line breaks", value)
+	}
+	var probs []whitelist.Problem
+	var n int
+	switch kind {
+	case store.WhitelistClient:
+		var c *whitelist.Clients
+		c, probs = whitelist.ParseClients("", strings.NewReader(value))
+		n = c.Len()
+	case store.WhitelistRecipient:
+		var r *whitelist.Recipients
+		r, probs = whitelist.ParseRecipients("", strings.NewReader(value))
+		n = r.Len()
+	}
+	if len(probs) > 0 {
+		return probs[0].Msg
+	}
+	if n == 0 {
+		return fmt.Sprintf("%q: not a whitelist entry", value)
+	}
+	return ""
+}

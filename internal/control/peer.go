@@ -1,0 +1,238 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Group is the group whose members may use the control socket.
+const Group = "greyd"
+
+// Listen creates the control socket at path: mode 0660, group greyd when
+// that group exists. A socket file left by a greyd that crashed is
+// replaced; one that a live process still answers on is not (two daemons
+// must not steal each other's socket), nor is a file that is no socket.
+// The directory must exist: the packaged unit creates /run/greyd
+// (RuntimeDirectory=).
+func Listen(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("control socket %s: directory %s: %w (the packaged unit creates it with RuntimeDirectory=greyd; or set control { socket = ... })", path, dir, errUnwrapPath(err))
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("control socket %s: %s is not a directory", path, dir)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way; not replacing it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another process (another greyd?) is serving on it; not replacing it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: removing the stale socket: %w", path, errUnwrapPath(err))
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	// The peer check stands behind these permissions either way; chmod
+	// after bind leaves a moment with the umask's mode, which the
+	// packaged unit's UMask=0027 already keeps from others.
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, errUnwrapPath(err))
+	}
+	if gid, ok := groupID(); ok {
+		if err := os.Chown(path, -1, int(gid)); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket %s: giving it to group %s: %w", path, Group, errUnwrapPath(err))
+		}
+	}
+	return ln, nil
+}
+
+func errUnwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// groupID looks group greyd up (each time: it may be created after greyd
+// started, and only refused connections and Listen ask).
+func groupID() (uint32, bool) {
+	g, err := user.LookupGroup(Group)
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	return uint32(id), err == nil
+}
+
+// peer is who is at the other end of a control connection.
+type peer struct {
+	known         bool
+	uid, gid, pid uint32
+}
+
+func (p peer) String() string {
+	if !p.known {
+		return "unknown peer"
+	}
+	return fmt.Sprintf("uid %d (gid %d, pid %d)", p.uid, p.gid, p.pid)
+}
+
+// peerOf reads the connection's SO_PEERCRED: the credentials of the
+// process that connected, as the kernel recorded them at connect().
+func peerOf(c net.Conn) peer {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return peer{}
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return peer{}
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return peer{}
+	}
+	return peer{known: true, uid: cred.Uid, gid: cred.Gid, pid: uint32(cred.Pid)}
+}
+
+// access decides who may use the control socket.
+type access struct {
+	self   uint32 // the daemon's user: it may open the database anyway
+	socket string
+	// Lookups, variables for tests.
+	group     func() (uint32, bool)
+	groups    func(pid uint32) []uint32
+	unmapped  func(uid uint32) bool
+	guardedFn func() bool
+}
+
+func newAccess(socket string) *access {
+	a := &access{self: uint32(os.Geteuid()), socket: socket, group: groupID, groups: procGroups, unmapped: unmappedUID}
+	a.guardedFn = a.guarded
+	return a
+}
+
+// allow reports whether p may use the API, and if not, why.
+func (a *access) allow(p peer) (bool, string) {
+	if !p.known {
+		return false, "its credentials cannot be read"
+	}
+	if p.uid == 0 || p.uid == a.self {
+		return true, ""
+	}
+	gid, ok := a.group()
+	if ok {
+		if p.gid == gid {
+			return true, ""
+		}
+		for _, g := range a.groups(p.pid) {
+			if g == gid {
+				return true, ""
+			}
+		}
+	}
+	// Under systemd's PrivateUsers=yes, every user but root and greyd
+	// looks like the overflow user "nobody", and ProtectProc=invisible
+	// hides their processes: a member of group greyd cannot be told from
+	// anyone else here. The kernel already told them apart at connect():
+	// it lets only root, user greyd and members of group greyd open a
+	// socket that is 0660 and group greyd. So an identity this namespace
+	// cannot see is let in exactly while the socket is still guarded so.
+	if ok && a.unmapped(p.uid) && a.guardedFn() {
+		return true, ""
+	}
+	if !ok {
+		return false, fmt.Sprintf("not root and not in group %s (which does not exist on this system)", Group)
+	}
+	return false, fmt.Sprintf("not root and not in group %s", Group)
+}
+
+// guarded reports whether the socket file admits only its owner and
+// group greyd.
+func (a *access) guarded() bool {
+	fi, err := os.Stat(a.socket)
+	if err != nil || fi.Mode().Perm()&0o007 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	gid, gok := a.group()
+	return ok && gok && st.Gid == gid
+}
+
+// procGroups reads the supplementary groups of pid ("Groups:" of
+// /proc/<pid>/status); SO_PEERCRED only has the primary one.
+func procGroups(pid uint32) []uint32 {
+	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/status")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "Groups:")
+		if !ok {
+			continue
+		}
+		var out []uint32
+		for _, f := range strings.Fields(rest) {
+			if g, err := strconv.ParseUint(f, 10, 32); err == nil {
+				out = append(out, uint32(g))
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// unmappedUID reports whether uid is the kernel's overflow uid while
+// greyd runs in a user namespace that does not map every user (systemd's
+// PrivateUsers=yes): then it stands for any user outside the mapping.
+func unmappedUID(uid uint32) bool {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil || strings.TrimSpace(string(b)) != strconv.FormatUint(uint64(uid), 10) {
+		return false
+	}
+	m, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(m))
+	// The initial namespace maps everything: "0 0 4294967295".
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+type peerKey struct{}
+
+// connContext remembers each connection's peer for the handlers.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, peerKey{}, peerOf(c))
+}
+
+func peerFrom(ctx context.Context) peer {
+	p, _ := ctx.Value(peerKey{}).(peer)
+	return p
+}

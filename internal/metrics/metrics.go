@@ -1,0 +1,212 @@
+// Package metrics owns greyd's Prometheus metrics (README.md lists them):
+// a registry of its own, the histograms the request path feeds through
+// greylist.Observer, and collectors that read the daemon's counters at
+// scrape time. Nothing here scans the store or takes a label from what a
+// client sent: a scrape costs the same with a million entries as with
+// none, and no address, domain or sender ever becomes a time series.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Sources are the daemon's counters, read at every scrape. Every function
+// must be cheap (no scan) and safe for concurrent use; a nil one leaves its
+// metric out.
+type Sources struct {
+	Version string
+	// Requests and Connections: the policy server's answered requests
+	// and open connections.
+	Requests    func() uint64
+	Connections func() int64
+	// Decisions calls add for every action/reason pair (all of them,
+	// zeros included, so that rates exist from the first scrape).
+	Decisions func(add func(action, reason string, n uint64))
+	// StoreErrors counts requests whose store step failed or timed out.
+	StoreErrors func() uint64
+	// Entries counts the store's entries without scanning.
+	Entries func() (triplets, clients int)
+	// Reloads counts configuration reloads by outcome; LastReloadSuccess
+	// is when the running configuration was loaded (start or reload).
+	Reloads           func() (ok, failed uint64)
+	LastReloadSuccess func() time.Time
+	// DryRun reports greylist { dry_run = true }.
+	DryRun func() bool
+}
+
+// Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
+// methods implement greylist.Observer: they do not allocate (the
+// histograms have no labels) and do not block.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requestDur prometheus.Histogram
+	stepDur    prometheus.Histogram
+	retryDelay prometheus.Histogram
+}
+
+// Bucket bounds. Requests and store steps take microseconds when all is
+// well and up to the store timeout (2 s by default) when it is not;
+// senders retry from the greylisting delay (5 min) to the retry window
+// (2 days).
+var (
+	durationBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 250e-3, 1, 2.5, 10}
+	retryBuckets    = []float64{300, 330, 360, 420, 600, 900, 1200, 1800, 3600, 7200, 14400, 28800, 86400, 172800}
+)
+
+// New returns the registry for src, with Go runtime and process metrics.
+func New(src Sources) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requestDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "greyd_request_duration_seconds",
+			Help:    "Time from a parsed policy request to its reply: decision, store step and log line.",
+			Buckets: durationBuckets,
+		}),
+		stepDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "greyd_store_operation_duration_seconds",
+			Help:    "Duration of the store step of a request (the one read-decide-write of a triplet), failed ones included.",
+			Buckets: durationBuckets,
+		}),
+		retryDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "greyd_retry_delay_seconds",
+			Help:    "Time from a triplet's first attempt to its first pass: how long senders that retry take.",
+			Buckets: retryBuckets,
+		}),
+	}
+	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&collector{src: src},
+	)
+	if src.Requests != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "greyd_requests_total",
+			Help: "Policy requests answered.",
+		}, func() float64 { return float64(src.Requests()) }))
+	}
+	if src.Connections != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "greyd_connections",
+			Help: "Open policy connections.",
+		}, func() float64 { return float64(src.Connections()) }))
+	}
+	if src.StoreErrors != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "greyd_store_errors_total",
+			Help: "Requests whose store step failed or did not finish within the store timeout (answered as on_store_error says).",
+		}, func() float64 { return float64(src.StoreErrors()) }))
+	}
+	if src.LastReloadSuccess != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "greyd_config_last_reload_success_timestamp_seconds",
+			Help: "When the running configuration was loaded (at start or by a reload), in Unix seconds.",
+		}, func() float64 { return float64(src.LastReloadSuccess().UnixNano()) / 1e9 }))
+	}
+	if src.DryRun != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "greyd_dry_run",
+			Help: "1 while greylist { dry_run = true }: decisions are made and learned but every reply is DUNNO.",
+		}, func() float64 {
+			if src.DryRun() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return m
+}
+
+var (
+	descDecisions = prometheus.NewDesc("greyd_decisions_total",
+		"Requests answered, by the log's action and reason (skip: not judged, malformed; error: the store failed). Each answered request is counted once.",
+		[]string{"action", "reason"}, nil)
+	descEntries = prometheus.NewDesc("greyd_store_entries",
+		"Entries in the store by kind (triplet, client), counted without a scan; expired ones not yet removed included.",
+		[]string{"kind"}, nil)
+	descReloads = prometheus.NewDesc("greyd_config_reloads_total",
+		"Configuration reloads by result (ok, failed: the running configuration stayed).",
+		[]string{"result"}, nil)
+	descBuild = prometheus.NewDesc("greyd_build_info",
+		"Always 1; the labels say which greyd runs.",
+		[]string{"version", "goversion"}, nil)
+)
+
+// collector reads the labelled counters from Sources at scrape time.
+type collector struct{ src Sources }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBuild
+	if c.src.Decisions != nil {
+		ch <- descDecisions
+	}
+	if c.src.Entries != nil {
+		ch <- descEntries
+	}
+	if c.src.Reloads != nil {
+		ch <- descReloads
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.src.Version, runtime.Version())
+	if c.src.Decisions != nil {
+		c.src.Decisions(func(action, reason string, n uint64) {
+			ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), action, reason)
+		})
+	}
+	if c.src.Entries != nil {
+		t, cl := c.src.Entries()
+		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(t), "triplet")
+		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(cl), "client")
+	}
+	if c.src.Reloads != nil {
+		ok, failed := c.src.Reloads()
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "ok")
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
+	}
+}
+
+// Request implements greylist.Observer.
+func (m *Metrics) Request(d time.Duration) { m.requestDur.Observe(d.Seconds()) }
+
+// StoreStep implements greylist.Observer.
+func (m *Metrics) StoreStep(d time.Duration) { m.stepDur.Observe(d.Seconds()) }
+
+// RetryDelay implements greylist.Observer.
+func (m *Metrics) RetryDelay(seconds int64) { m.retryDelay.Observe(float64(seconds)) }
+
+// StoreLatency returns how many store steps were timed and their mean
+// duration, for greyd stats.
+func (m *Metrics) StoreLatency() (n uint64, mean time.Duration) {
+	var out dto.Metric
+	if err := m.stepDur.Write(&out); err != nil || out.Histogram == nil {
+		return 0, 0
+	}
+	n = out.Histogram.GetSampleCount()
+	if n == 0 {
+		return 0, 0
+	}
+	return n, time.Duration(out.Histogram.GetSampleSum() / float64(n) * float64(time.Second))
+}
+
+// Registry returns the registry, for tests and for a caller that adds
+// its own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format (or
+// OpenMetrics, when the scraper asks for it).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		// A failing collector costs its metric, not the whole scrape.
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	})
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Admin is what the control socket needs from a backend besides Step:
+// listing, deleting and importing entries, counting them, and the runtime
+// whitelist. A backend implements it next to Store; none of it is on the
+// request path, but all of it runs while requests are served, so no
+// method may hold up Step for long (a listing of a million entries walks
+// the state in small pieces). Implementations must be safe for concurrent
+// use.
+type Admin interface {
+	// Scan calls fn with every live entry of the given kinds (nil: all)
+	// until fn returns false, in no particular order. An entry written
+	// or deleted while the scan runs may or may not be seen. fn must not
+	// call other methods of the store.
+	Scan(ctx context.Context, kinds []Kind, fn func(Entry) bool) error
+
+	// Delete removes the entries of kind with the given keys and
+	// returns how many existed.
+	Delete(ctx context.Context, kind Kind, keys []string) (int, error)
+
+	// Import stores entries, each merged with the entry already stored
+	// under its key by Merge (delay is the greylisting delay that tells a
+	// passed triplet from a pending one). Entries already past Expires
+	// are skipped and counted in neither result. imported counts entries
+	// written to a free key, merged those combined with a stored one.
+	Import(ctx context.Context, entries []Entry, delay int64) (imported, merged int, err error)
+
+	// Counts returns the number of triplet and client entries, those
+	// expired but not yet removed included. It must not scan: metrics
+	// call it at every scrape, and a scrape costs the same with a million
+	// entries as with none.
+	Counts() (triplets, clients int)
+
+	// Whitelist returns the runtime whitelist entries that have not
+	// expired, in no particular order.
+	Whitelist(ctx context.Context) ([]WhitelistEntry, error)
+	// AddWhitelist stores e, replacing an entry of the same kind and
+	// value (a new comment or expiry); it reports whether one existed.
+	AddWhitelist(ctx context.Context, e WhitelistEntry) (replaced bool, err error)
+	// RemoveWhitelist removes the entry of kind with value and reports
+	// whether there was one.
+	RemoveWhitelist(ctx context.Context, kind WhitelistKind, value string) (bool, error)
+	// WhitelistVersion changes whenever the runtime whitelist changes,
+	// from this process or from another host sharing the state, so that
+	// a daemon polling it notices edits made elsewhere. Entries expiring
+	// need not change it: readers drop expired entries themselves.
+	WhitelistVersion(ctx context.Context) (int64, error)
+}
+
+// Kind is the kind of a stored entry.
+type Kind string
+
+// Kinds of entries.
+const (
+	KindTriplet Kind = "triplet" // A = first seen, B = last seen
+	KindClient  Kind = "client"  // A = count, B = last
+)
+
+// ParseKind parses "triplet" or "client".
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindTriplet, KindClient:
+		return k, nil
+	}
+	return "", errors.New(`kind must be "triplet" or "client"`)
+}
+
+// Entry is one stored entry with its deadline: the unit of list, export
+// and import. Key is the key as the decision built it (hashed under
+// privacy); times are Unix seconds.
+type Entry struct {
+	Kind Kind
+	Key  string
+	// A and B are the two numbers of the entry: first and last seen for
+	// a triplet, count and last for a client.
+	A, B int64
+	// Expires is when the backend forgets the entry; 0: never.
+	Expires int64
+}
+
+// Triplet returns e's value as a triplet.
+func (e Entry) Triplet() Triplet { return Triplet{First: e.A, Last: e.B} }
+
+// Client returns e's value as an auto-whitelist entry.
+func (e Entry) Client() Client { return Client{Count: e.A, Last: e.B} }
+
+// Merge combines two entries of the same kind and key, old stored and
+// imported new, so that an import never makes a sender wait again:
+//   - triplets: a passed one (last - first >= delay) wins over a pending
+//     one; of two passed or two pending ones, the result has the earliest
+//     first-seen and the latest last-seen time (issue 13's rule; two
+//     pending entries merged this way may become passed, which is right:
+//     the sender was first seen that long ago);
+//   - clients: the higher count and the latest last time.
+//
+// The result expires at the later deadline of the two (0, never, wins):
+// the lookup rules enforce max_age and the retry window by themselves, so
+// keeping an entry a little longer than needed costs nothing, and
+// forgetting it early would cost a sender a delay. Pure, for every
+// backend.
+func Merge(old, new Entry, delay int64) Entry {
+	out := old
+	switch old.Kind {
+	case KindTriplet:
+		op, np := old.B-old.A >= delay, new.B-new.A >= delay
+		switch {
+		case np && !op:
+			out.A, out.B = new.A, new.B
+		case op && !np:
+		default:
+			out.A, out.B = min(old.A, new.A), max(old.B, new.B)
+		}
+	case KindClient:
+		out.A, out.B = max(old.A, new.A), max(old.B, new.B)
+	}
+	if old.Expires == 0 || new.Expires == 0 {
+		out.Expires = 0
+	} else {
+		out.Expires = max(old.Expires, new.Expires)
+	}
+	return out
+}
+
+// WhitelistKind names a runtime whitelist: of clients or of recipients.
+type WhitelistKind string
+
+// Runtime whitelists.
+const (
+	WhitelistClient    WhitelistKind = "client"
+	WhitelistRecipient WhitelistKind = "recipient"
+)
+
+// ParseWhitelistKind parses "client" or "recipient".
+func ParseWhitelistKind(s string) (WhitelistKind, error) {
+	switch l := WhitelistKind(s); l {
+	case WhitelistClient, WhitelistRecipient:
+		return l, nil
+	}
+	return "", errors.New(`whitelist must be "client" or "recipient"`)
+}
+
+// WhitelistEntry is one runtime whitelist entry (greyd whitelist add).
+// Value is a line as a Postgrey whitelist file would hold it; times are
+// Unix seconds.
+type WhitelistEntry struct {
+	Kind    WhitelistKind
+	Value   string
+	Comment string
+	Added   int64
+	Expires int64 // 0: never
+}
+
+// Live reports whether e has not expired at now.
+func (e WhitelistEntry) Live(now int64) bool { return e.Expires == 0 || e.Expires > now }
