@@ -6,7 +6,7 @@ GO         ?= go
 GOFLAGS_B  := -trimpath -ldflags "-X main.version=$(VERSION)"
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test fuzz vet activation e2e package check-packages bench bench-scale deps check clean
+.PHONY: all build run test fuzz vet activation e2e package check-packages systemd-test bench bench-scale deps check clean
 
 all: build
 
@@ -47,6 +47,12 @@ package:
 check-packages: package
 	./dist/check-packages.sh
 
+# The packaged units under systemd as PID 1: the .deb in a Debian 12
+# container (systemd-nspawn), Postfix, the journal, crashes, the watchdog,
+# an upgrade and removal (needs root; test/systemd/README.md).
+systemd-test: package
+	./test/systemd/run.sh
+
 bench:
 	./bench/run.sh
 
@@ -57,7 +63,7 @@ deps:
 	./dist/install-deps.sh
 
 # Everything CI runs.
-check: deps vet test activation fuzz e2e check-packages
+check: deps vet test activation fuzz e2e check-packages systemd-test
 
 clean:
 	rm -rf build

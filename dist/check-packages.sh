@@ -103,6 +103,7 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/changelog.Debian.gz" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/changelog.gz" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
+	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
 	"-rw-r--r-- root/root ./usr/share/lintian/overrides/greyd"
 ! grep -q '/var/lib/greyd' "$tmp/deb.list" || fail "the .deb must not ship /var/lib/greyd (postinst makes it)"
 ! grep -q '/etc/greyd/conf\.d/.' "$tmp/deb.list" || fail "the .deb ships files in /etc/greyd/conf.d, which is the admin's"
@@ -158,6 +159,7 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /usr/share/licenses/greyd/copyright" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/CHANGELOG.md" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
+	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
 	"drwxr-x--- greyd:greyd /var/lib/greyd"
 ! grep -q '/etc/greyd/conf\.d/.' "$tmp/rpm.list" || fail "the .rpm ships files in /etc/greyd/conf.d, which is the admin's"
 ok "rpm files, modes and owners; /etc/greyd/conf.d empty"

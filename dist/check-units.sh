@@ -46,6 +46,9 @@ verify "greyd.socket greyd.service"
 mkdir -p "$root/etc/systemd/system/greyd.socket.d"
 cp dist/greyd.socket.d/inet.conf "$root/etc/systemd/system/greyd.socket.d/"
 verify "with the inet drop-in greyd.socket.d/inet.conf"
+mkdir -p "$root/etc/systemd/system/greyd.service.d"
+cp dist/greyd.service.d/tcp.conf "$root/etc/systemd/system/greyd.service.d/"
+verify "with the TCP drop-in greyd.service.d/tcp.conf (Redis over TCP, metrics)"
 
 out=$(systemd-analyze security --offline=yes systemd/greyd.service 2>&1) ||
 	{ printf '%s\n' "$out" >&2; fail "systemd-analyze security"; }

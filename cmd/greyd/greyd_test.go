@@ -63,6 +63,10 @@ func testConfig(t *testing.T, dir, extra string) (sock, inet string) {
 	sock = filepath.Join(dir, "greyd.sock")
 	inet = freePort(t)
 	repo, _ := filepath.Abs("../../etc/greyd")
+	if !strings.Contains(extra, "control {") {
+		// Not the default /run/greyd/control.sock: each daemon its own.
+		extra = fmt.Sprintf("control {\n  socket = %q\n}\n%s", filepath.Join(dir, "control.sock"), extra)
+	}
 	cfg := fmt.Sprintf(`
 listen {
   unix = %q

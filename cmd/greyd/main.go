@@ -26,6 +26,8 @@ import (
 	"greyd/internal/logging"
 	"greyd/internal/policy"
 	"greyd/internal/reload"
+	"greyd/internal/store"
+	"greyd/internal/store/redis"
 )
 
 // version is set at build time: -ldflags "-X main.version=$(cat VERSION)".
@@ -64,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("greyd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl files are read")
+	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl and conf.d/*.hcl files are read (later files override earlier ones)")
 	check := fs.Bool("check-config", false, "validate the configuration and whitelist files, print the effective configuration, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -98,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("greyd check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl files are read")
+	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl and conf.d/*.hcl files are read (later files override earlier ones)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -114,6 +116,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greyd check-config: %d problem(s) in %s\n", len(l.Problems()), *path)
 		return exitConfig
 	}
+	for _, w := range l.Config.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+	}
 	if err := l.Config.WriteHCL(stdout); err != nil {
 		fmt.Fprintf(stderr, "greyd check-config: %v\n", err)
 		return exitFailure
@@ -124,6 +129,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(path string, stderr io.Writer) int {
+	// First of all: a SIGHUP or SIGTERM that arrives while greyd starts
+	// (systemctl reload right after start, a test) must not kill it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+
 	// Decision lines wait up to 100 ms to be written in batches; warnings
 	// and errors go out at once.
 	lh := logging.New(stderr, logging.Options{Journal: logging.Detect(), FlushAfter: 100 * time.Millisecond})
@@ -140,6 +150,9 @@ func serve(path string, stderr io.Writer) int {
 		log.Error(fmt.Sprintf("configuration %s has %d problem(s); not starting (greyd check-config -config %s lists them)", path, len(l.ConfigProblems), path))
 		return exitConfig
 	}
+	for _, w := range l.Config.Warnings {
+		log.Warn(w.Error())
+	}
 	for _, p := range l.WhitelistProblems {
 		log.Warn(p.Error() + " (line ignored)")
 	}
@@ -148,17 +161,11 @@ func serve(path string, stderr io.Writer) int {
 		log.Warn("running as root: greyd needs no privileges; run it as its own user (the packaged systemd unit uses user greyd)")
 	}
 
-	db, err := openStore(cfg.Database, log)
-	if err != nil {
-		log.Error(err.Error())
-		return exitFailure
-	}
-	defer db.Close()
-
-	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
-	engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
-	srv := policy.NewServer(engine, limits(cfg), log)
-
+	// Listen before the database loads (a million triplets take seconds):
+	// clients that connect meanwhile wait in the listen queue and are
+	// answered once it is ready, instead of being refused (Postfix would
+	// answer 451 4.3.5 for them). A stale socket file left by a crash is
+	// replaced at once.
 	ls, ignored, err := listen.Activated()
 	if err != nil {
 		log.Error(err.Error())
@@ -169,7 +176,7 @@ func serve(path string, stderr io.Writer) int {
 	}
 	if len(ls) > 0 {
 		if len(cfg.Listen) > 0 {
-			log.Info("sockets passed by systemd: the listen blocks of the configuration only supply the allow lists of TCP sockets")
+			log.Debug("sockets passed by systemd: the listen blocks of the configuration only supply the allow lists of TCP sockets")
 		}
 		ls = listen.Guard(ls, cfg.Listen, log)
 	} else {
@@ -182,11 +189,28 @@ func serve(path string, stderr io.Writer) int {
 			return exitFailure
 		}
 	}
+	notify(log, "STATUS=loading the database; connections wait")
+
+	db, err := openStore(cfg.Database, log)
+	if err != nil {
+		log.Error(err.Error())
+		if errors.Is(err, redis.ErrSchema) {
+			return exitConfig // another greyd's data: restarting cannot fix it
+		}
+		return exitFailure
+	}
+	defer db.Close()
+	setStoreTimeout(db, cfg.Limits.StoreTimeout)
+
+	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
+	engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
+	srv := policy.NewServer(engine, limits(cfg), log)
 
 	var ops *operations
 	rl := reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
 		engine.SetSnapshot(n.Snapshot)
 		engine.SetStoreTimeout(n.Config.Limits.StoreTimeout)
+		setStoreTimeout(db, n.Config.Limits.StoreTimeout)
 		srv.SetLimits(limits(n.Config))
 		ops.reloaded(n)
 	})
@@ -198,7 +222,7 @@ func serve(path string, stderr io.Writer) int {
 	reloadNow := func(why string) {
 		notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
 		rl.Reload(why)
-		notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+		notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
 	}
 	ctx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
@@ -212,15 +236,13 @@ func serve(path string, stderr io.Writer) int {
 		}(ln)
 	}
 	log.Info(fmt.Sprintf("greyd %s started: listening on %s; database %s; %d client and %d recipient whitelist entries",
-		version, names(ls), cfg.Database.Path, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
-	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl))
+		version, names(ls), describeStore(cfg.Database), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
+	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
 	// Loading a big database leaves as much garbage as it keeps (read
 	// buffers, the file's strings); give it back to the system now rather
 	// than carry it in the resident size until the heap grows into it.
 	go debug.FreeOSMemory()
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	var watchdog <-chan time.Time
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
 		t := time.NewTicker(iv / 2)
@@ -268,7 +290,7 @@ func serve(path string, stderr io.Writer) int {
 				log.Error(fmt.Sprintf("watchdog: database does not answer: %v", err))
 			}
 		case <-statusTick.C:
-			notify(log, status(srv, rl))
+			notify(log, status(srv, rl, db))
 		}
 	}
 }
@@ -293,7 +315,7 @@ func names(ls []net.Listener) string {
 	return strings.Join(s, ", ")
 }
 
-func status(srv *policy.Server, rl *reload.Reloader) string {
+func status(srv *policy.Server, rl *reload.Reloader, db store.Store) string {
 	st := srv.Stats()
 	s := fmt.Sprintf("STATUS=%d requests answered, %d connections", st.Requests, st.Connections)
 	if r := rl.Stats(); !r.Last.IsZero() {
@@ -302,6 +324,9 @@ func status(srv *policy.Server, rl *reload.Reloader) string {
 			outcome = "FAILED, running the previous configuration"
 		}
 		s += fmt.Sprintf("; last reload %s %s", r.Last.Format("2006-01-02 15:04:05"), outcome)
+	}
+	if st, ok := db.(interface{ Status() string }); ok {
+		s += "; " + st.Status()
 	}
 	return s
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"greyd/internal/config"
 	"greyd/internal/store"
@@ -68,4 +69,21 @@ func openRedis(r *config.Redis, log *slog.Logger) (store.Store, error) {
 		o.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	return redis.Open(o)
+}
+
+// setStoreTimeout gives a store that has its own per-request deadline
+// (Redis) the configured limits.store_timeout.
+func setStoreTimeout(db store.Store, d time.Duration) {
+	if ts, ok := db.(interface{ SetTimeout(time.Duration) }); ok {
+		ts.SetTimeout(d)
+	}
+}
+
+// describeStore names the database for the start-up line: the buntdb file,
+// or the Redis URL (it never holds a password: that is in password_file).
+func describeStore(c config.Database) string {
+	if c.Redis != nil {
+		return "redis " + c.Redis.URL
+	}
+	return c.Path
 }

@@ -57,13 +57,26 @@ func Listen(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, errUnwrapPath(err))
 	}
-	if gid, ok := groupID(); ok {
+	// Under the packaged unit (group greyd) the socket is the group's
+	// already, and chown is forbidden there (SystemCallFilter=~@privileged
+	// includes @chown): only change what needs changing.
+	if gid, ok := groupID(); ok && !hasGroup(path, gid) {
 		if err := os.Chown(path, -1, int(gid)); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("control socket %s: giving it to group %s: %w", path, Group, errUnwrapPath(err))
 		}
 	}
 	return ln, nil
+}
+
+// hasGroup reports whether path's group is gid.
+func hasGroup(path string, gid uint32) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Gid == gid
 }
 
 func errUnwrapPath(err error) error {
