@@ -515,12 +515,40 @@ func secs(s float64) time.Duration {
 }
 
 func exportCmd(args []string, stdout, stderr io.Writer) int {
-	a := newAdminFlags("export", "export [-config PATH] > FILE", stderr)
+	a := newAdminFlags("export", "export [-config PATH] [-format ndjson|postgrey-dump] [-options-file FILE] [-clients FILE] > FILE", stderr)
+	format := a.fs.String("format", "ndjson", "what to write: ndjson (greyd's own, for greyd import) or postgrey-dump (db_dump -p text of postgrey.db for db_load: the way back to Postgrey)")
+	optsFile := a.fs.String("options-file", "", "postgrey-dump: the options Postgrey will run with (`file` such as /etc/default/postgrey): key the entries as it will")
+	clients := a.fs.String("clients", "", "postgrey-dump: also write the auto-whitelist, for postgrey_clients.db, to `file`")
 	if st := a.parse(args); st >= 0 {
 		return st
 	}
 	if a.fs.NArg() > 0 {
 		return a.usage(stderr, "unexpected argument %q (the export goes to standard output)", a.fs.Arg(0))
+	}
+	switch *format {
+	case "ndjson":
+		if *optsFile != "" || *clients != "" {
+			return a.usage(stderr, "-options-file and -clients belong to -format postgrey-dump")
+		}
+	case "postgrey-dump":
+		// Turning greyd's keys into Postgrey's needs greyd's prefixes
+		// and expiry rules: the configuration is read even when
+		// -socket names the socket.
+		cfg, probs := config.Load(*a.config)
+		if len(probs) > 0 {
+			for _, p := range probs {
+				fmt.Fprintln(stderr, p.Error())
+			}
+			fmt.Fprintf(stderr, "%s: %d problem(s) in %s\n", a.fs.Name(), len(probs), *a.config)
+			return exitConfig
+		}
+		c, st := a.client(stderr)
+		if c == nil {
+			return st
+		}
+		return exportPostgreyDump(c, cfg, *optsFile, *clients, stdout, stderr)
+	default:
+		return a.usage(stderr, "-format %q: want ndjson or postgrey-dump", *format)
 	}
 	c, st := a.client(stderr)
 	if c == nil {

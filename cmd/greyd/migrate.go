@@ -1,27 +1,38 @@
 package main
 
-// greyd import-postgrey and greyd export-postgrey: the way from Postgrey's
-// BerkeleyDB files to greyd's database, and back. The format work is in
-// internal/postgrey; this file finds the BerkeleyDB tools, runs them on a
-// copy of Postgrey's directory, and opens greyd's database.
+// greyd import-postgrey, greyd export-postgrey and greyd export -format
+// postgrey-dump: the way from Postgrey's BerkeleyDB files to greyd's
+// database, and back. The format work is in internal/postgrey; this file
+// finds the BerkeleyDB tools, runs them on a copy of Postgrey's
+// directory, and either hands the entries to the running greyd through
+// its control socket or, with greyd stopped, opens greyd's database
+// itself.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	bunt "github.com/tidwall/buntdb"
 
 	"greyd/internal/config"
+	"greyd/internal/control"
+	"greyd/internal/greylist"
+	"greyd/internal/normalize"
 	"greyd/internal/postgrey"
 	"greyd/internal/reload"
 	"greyd/internal/store"
@@ -88,9 +99,6 @@ func importPostgrey(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	cfg, snap := l.Config, l.Snapshot
-	if cfg.Database.Redis != nil {
-		return fail("the database is Redis: the import writes greyd's own buntdb file only (the control socket, which would carry it to any backend, does not exist yet)")
-	}
 
 	var name string
 	var text []byte
@@ -134,16 +142,232 @@ func importPostgrey(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 
+	ctx := context.Background()
+	redis := cfg.Database.Redis != nil
+	var c *control.Client
+	if cfg.Control.Socket != "" {
+		c = control.NewClient(cfg.Control.Socket)
+	}
+	// Is greyd running? Asked first through the control socket: with
+	// buntdb only one process may open the file, and on Redis only the
+	// daemon holds the connection, so a running greyd takes the entries
+	// itself. The same question checks that it keys them as this
+	// configuration does.
+	var probeErr error
+	live := false
+	if c != nil {
+		probeErr = checkDaemonKeys(ctx, c, snap)
+		live = !control.IsUnreachable(probeErr)
+		if live && !redis && !dbLocked(cfg.Database.Path) {
+			// A greyd answers, but not the one that uses this
+			// database (two configurations naming one socket): this
+			// one is stopped, and its file is written directly.
+			fmt.Fprintf(stderr, "greyd import-postgrey: warning: a greyd answers at %s, but nothing holds %s: that greyd uses another database; importing into %s directly\n",
+				c.Socket, cfg.Database.Path, cfg.Database.Path)
+			live, probeErr = false, nil
+		}
+	}
+
 	if *dryRun {
 		printStats(stdout, im.Stats, true)
 		fmt.Fprintln(stdout, "dry run: nothing written; entries greyd already has are merged at the real import")
+		switch {
+		case live && probeErr != nil:
+			fmt.Fprintf(stderr, "greyd import-postgrey: warning: the real import will fail: %v\n", probeErr)
+		case live:
+			fmt.Fprintf(stdout, "greyd is running: the import will go through its control socket %s\n", c.Socket)
+		case redis:
+			fmt.Fprintln(stdout, "the database is Redis: start greyd before the real import, which goes through its control socket")
+		}
 		return exitOK
 	}
-	if err := writeImport(cfg, im, now); err != nil {
+
+	switch {
+	case live && probeErr != nil:
+		return fail("%v", probeErr)
+	case live:
+		res, err := sendImport(ctx, c, im, snap, now)
+		if err != nil {
+			return failed(stderr, "greyd import-postgrey", err)
+		}
+		for _, e := range res.Errors {
+			fmt.Fprintf(stderr, "greyd import-postgrey: greyd refused %s\n", e)
+		}
+		fmt.Fprintf(stdout, "greyd is running: entries sent through its control socket %s\n", c.Socket)
+		printStats(stdout, combineStats(im.Stats, res), false)
+		if res.Skipped > 0 {
+			return exitFailure
+		}
+		return exitOK
+	case redis && c == nil:
+		fmt.Fprintf(stderr, "greyd import-postgrey: the database is Redis, which only the running greyd writes, through its control socket; it is off in %s (control { socket = \"\" }): set it, restart greyd and import again\n", *path)
+		return exitConfig
+	case redis:
+		fmt.Fprintf(stderr, "greyd import-postgrey: the database is Redis, which only the running greyd writes, through its control socket: %v. Start greyd (systemctl start greyd) and import again; nothing was written\n", probeErr)
+		return exitUnreachable
+	}
+	err := writeImport(cfg, im, now)
+	if errors.Is(err, store.ErrLocked) {
+		// The daemon holds the file, yet its control socket does not
+		// answer: off, refused to this user, or greyd is starting.
+		if c == nil {
+			return fail("greyd is running (%v) and its control socket is off (control { socket = \"\" }): stop greyd first (systemctl stop greyd), run the import, then start greyd; or set the socket and restart greyd", err)
+		}
+		fmt.Fprintf(stderr, "greyd import-postgrey: greyd is running (%v) but its control socket does not answer: %v. Import again once it does, or stop greyd first (systemctl stop greyd); nothing was written\n", err, probeErr)
+		return exitUnreachable
+	}
+	if err != nil {
 		return fail("%v", err)
 	}
 	printStats(stdout, im.Stats, false)
 	return exitOK
+}
+
+// dbLocked reports whether a process holds greyd's database lock (the
+// daemon's flock on PATH.lock), that is whether a greyd uses the database
+// at path. When it cannot tell (the lock file is not readable for this
+// user) it says yes: the control socket is then the only way anyway.
+func dbLocked(path string) bool {
+	f, err := os.Open(path + ".lock")
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// probeAddrs are the clients of the requests probeKeys asks the daemon to
+// explain, one per address family: documentation addresses, which no
+// whitelist should hold.
+var probeAddrs = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+
+const probeSender, probeRecipient = "greyd-import-probe@example.invalid", "probe@example.invalid"
+
+// probeKeys asks the running greyd, through explain (which writes
+// nothing), for the triplet and auto-whitelist keys of the probe
+// requests. A family whose probe a whitelist decides has no keys: it is
+// left out.
+func probeKeys(ctx context.Context, c *control.Client, fn func(ip netip.Addr, x *control.Explanation) error) error {
+	for _, ip := range probeAddrs {
+		x, err := c.Explain(ctx, ip.String(), "unknown", probeSender, probeRecipient)
+		if err != nil {
+			return err
+		}
+		if x.Triplet == nil {
+			continue
+		}
+		if err := fn(ip, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDaemonKeys returns nil if the daemon behind c keys triplets and
+// clients exactly as snap does (prefixes, lookup_by, privacy and its
+// key), an error for which control.IsUnreachable is true if it does not
+// run, and another error if it keys otherwise: entries keyed by another
+// configuration would be stored under keys no request ever looks up.
+func checkDaemonKeys(ctx context.Context, c *control.Client, snap *greylist.Snapshot) error {
+	return probeKeys(ctx, c, func(ip netip.Addr, x *control.Explanation) error {
+		want := snap.TripletKey(ip, probeSender, probeRecipient)
+		got := x.Triplet.Key
+		if got != want && x.Triplet.Subnet != nil && x.Triplet.Subnet.Key == want {
+			got = want // lookup_by "auto": the subnet key is read alongside
+		}
+		if got != want {
+			return fmt.Errorf("the greyd behind %s keys triplets otherwise than this configuration (%s key %q, here %q): "+
+				"lookup_by, ipv4_prefix, ipv6_prefix, privacy or the privacy key differ. Run the import with the daemon's configuration (-config), "+
+				"or reload greyd (systemctl reload greyd) if its configuration changed; nothing was written", c.Socket, ip, got, want)
+		}
+		if a := x.AutoWhitelist; a != nil && a.Enabled && a.Key != "" && snap.AutoWhitelistClients > 0 {
+			if want := snap.ClientKey(ip); a.Key != want {
+				return fmt.Errorf("the greyd behind %s keys auto-whitelist clients otherwise than this configuration (%s key %q, here %q): privacy or the privacy key differ; nothing was written", c.Socket, ip, a.Key, want)
+			}
+		}
+		return nil
+	})
+}
+
+// sendImport sends the converted entries to the running greyd as the
+// NDJSON records of its import endpoint, streamed: greyd's own keys,
+// absolute times, and the deadline greyd's own write would give them.
+// The daemon merges each with what it holds (store.Merge), on any
+// backend.
+func sendImport(ctx context.Context, c *control.Client, im *postgrey.Importer, snap *greylist.Snapshot, now int64) (*control.ImportResult, error) {
+	delay, retry, maxAge := int64(snap.Delay/time.Second), int64(snap.RetryWindow/time.Second), int64(snap.MaxAge/time.Second)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		err := func() error {
+			for _, k := range postgrey.Keys(im.Triplets) {
+				t := im.Triplets[k]
+				r := control.Record{Kind: "triplet", First: t.First, Last: t.Last, Expires: now + postgrey.TripletTTL(t, now, delay, retry, maxAge)}
+				setKey(&r, k)
+				if err := enc.Encode(&r); err != nil {
+					return err
+				}
+			}
+			for _, k := range postgrey.Keys(im.Clients) {
+				cl := im.Clients[k]
+				r := control.Record{Kind: "client", Count: cl.Count, Last: cl.Last, Expires: now + postgrey.ClientTTL(cl, now, maxAge)}
+				setKey(&r, k)
+				if err := enc.Encode(&r); err != nil {
+					return err
+				}
+			}
+			return bw.Flush()
+		}()
+		pw.CloseWithError(err)
+	}()
+	res, err := c.Import(ctx, pr)
+	// The daemon may answer before it read everything (an error): the
+	// writer must not stay blocked on the pipe.
+	pr.Close()
+	<-done
+	return res, err
+}
+
+// setKey puts k into r: as it is, or in base64 when it is not valid
+// UTF-8 (a sender is whatever bytes the client sent; JSON strings
+// would replace them).
+func setKey(r *control.Record, k string) {
+	if utf8.ValidString(k) {
+		r.Key = k
+	} else {
+		r.KeyBase64 = base64.StdEncoding.EncodeToString([]byte(k))
+	}
+}
+
+// combineStats adds the daemon's answer to the converter's counts: what
+// the converter imported is what it sent; of that the daemon stored some
+// under free keys, merged some with what it held, and found some
+// expired by the time they arrived.
+func combineStats(s postgrey.Stats, res *control.ImportResult) postgrey.Stats {
+	reasons := make(map[string]int, len(s.SkipReasons)+1)
+	for r, n := range s.SkipReasons {
+		reasons[r] = n
+	}
+	s.SkipReasons = reasons
+	s.Imported = res.Imported
+	s.Merged += res.Merged
+	s.Expired += res.Expired
+	if res.Skipped > 0 {
+		s.Skipped += res.Skipped
+		s.SkipReasons["refused by greyd (reasons above)"] += res.Skipped
+	}
+	return s
 }
 
 // writeImport stores the entries in greyd's database, merged with what it
@@ -157,12 +381,9 @@ func writeImport(cfg *config.Config, im *postgrey.Importer, now int64) error {
 		return err
 	}
 	db, err := buntdb.Open(cfg.Database.Path, buntdb.Options{Sync: sync})
-	if errors.Is(err, store.ErrLocked) {
-		// The daemon holds the database; an import through its control
-		// socket is not possible yet.
-		return fmt.Errorf("greyd is running (%v): stop greyd first (systemctl stop greyd), run the import, then start greyd", err)
-	}
 	if err != nil {
+		// store.ErrLocked among them: the daemon holds the file, and
+		// the caller says what to do.
 		return err
 	}
 	ctx := context.Background()
@@ -346,18 +567,9 @@ func exportPostgrey(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greyd export-postgrey: "+format+"\n", a...)
 		return exitFailure
 	}
-	to := postgrey.KeyConfig{IPv4Prefix: 24, IPv6Prefix: 64}
-	if *optsFile != "" {
-		f, err := os.Open(*optsFile)
-		if err != nil {
-			return fail("%v", err)
-		}
-		o, err := postgrey.ParseOptionsFile(f)
-		f.Close()
-		if err != nil {
-			return fail("%s: %v", *optsFile, err)
-		}
-		to = postgrey.KeyConfig{LookupByHost: o.LookupByHost, IPv4Prefix: o.IPv4Prefix, IPv6Prefix: o.IPv6Prefix}
+	to, err := postgreyKeys(*optsFile)
+	if err != nil {
+		return fail("%v", err)
 	}
 	cfg, ps := config.Load(*path)
 	if len(ps) > 0 {
@@ -370,32 +582,195 @@ func exportPostgrey(args []string, stdout, stderr io.Writer) int {
 		return fail("%v", postgrey.ErrHashedKeys)
 	}
 	if cfg.Database.Redis != nil {
-		return fail("the database is Redis: export-postgrey reads greyd's buntdb file only")
+		return fail("the database is Redis: export-postgrey reads greyd's buntdb file only; with greyd running, greyd export -format postgrey-dump reads any backend")
 	}
+	e := newExporter(cfg, to)
+	if err := readGreydDB(cfg.Database.Path, e); err != nil {
+		return fail("%v", err)
+	}
+	if err := writeDumps(e, fs.Arg(0), *clients, stdout); err != nil {
+		return fail("%v", err)
+	}
+	printExportStats(stderr, "greyd export-postgrey", e.Stats)
+	return exitOK
+}
+
+// postgreyKeys returns how the Postgrey that will read an export keys
+// its entries: its options file, or Postgrey's defaults.
+func postgreyKeys(optsFile string) (postgrey.KeyConfig, error) {
+	if optsFile == "" {
+		return postgrey.KeyConfig{IPv4Prefix: 24, IPv6Prefix: 64}, nil
+	}
+	f, err := os.Open(optsFile)
+	if err != nil {
+		return postgrey.KeyConfig{}, err
+	}
+	o, err := postgrey.ParseOptionsFile(f)
+	f.Close()
+	if err != nil {
+		return postgrey.KeyConfig{}, fmt.Errorf("%s: %w", optsFile, err)
+	}
+	return postgrey.KeyConfig{LookupByHost: o.LookupByHost, IPv4Prefix: o.IPv4Prefix, IPv6Prefix: o.IPv6Prefix}, nil
+}
+
+// newExporter returns an exporter from greyd's keys under cfg to
+// Postgrey's keys to, judging expiry now by greyd's rules.
+func newExporter(cfg *config.Config, to postgrey.KeyConfig) *postgrey.Exporter {
 	g := cfg.Greylist
-	e := &postgrey.Exporter{
+	return &postgrey.Exporter{
 		From:  postgrey.KeyConfig{LookupByHost: g.LookupByHost, IPv4Prefix: g.IPv4Prefix, IPv6Prefix: g.IPv6Prefix},
 		To:    to,
 		Delay: int64(g.Delay / time.Second), RetryWindow: int64(g.RetryWindow / time.Second), MaxAge: int64(g.MaxAge / time.Second),
 		Now: time.Now().Unix(),
 	}
-	if err := readGreydDB(cfg.Database.Path, e); err != nil {
-		return fail("%v", err)
+}
+
+// writeDumps writes the postgrey.db dump to triplets ('-' = stdout) and,
+// if clients is set, the postgrey_clients.db dump to clients.
+func writeDumps(e *postgrey.Exporter, triplets, clients string, stdout io.Writer) error {
+	if err := writeDumpFile(triplets, e.Triplets(), stdout); err != nil {
+		return err
 	}
-	if err := writeDumpFile(fs.Arg(0), e.Triplets(), stdout); err != nil {
-		return fail("%v", err)
+	if clients != "" {
+		return writeDumpFile(clients, e.Clients(), stdout)
 	}
-	if *clients != "" {
-		if err := writeDumpFile(*clients, e.Clients(), stdout); err != nil {
-			return fail("%v", err)
-		}
-	}
-	s := e.Stats
-	fmt.Fprintf(stderr, "greyd export-postgrey: read %d, exported %d, merged %d, expired %d, skipped %d\n", s.Read, s.Imported, s.Merged, s.Expired, s.Skipped)
+	return nil
+}
+
+func printExportStats(w io.Writer, name string, s postgrey.Stats) {
+	fmt.Fprintf(w, "%s: read %d, exported %d, merged %d, expired %d, skipped %d\n", name, s.Read, s.Imported, s.Merged, s.Expired, s.Skipped)
 	for _, r := range s.Reasons() {
-		fmt.Fprintf(stderr, "  skipped %d %s\n", s.SkipReasons[r], r)
+		fmt.Fprintf(w, "  skipped %d %s\n", s.SkipReasons[r], r)
+	}
+}
+
+// exportPostgreyDump is `greyd export -format postgrey-dump`: the running
+// greyd's export stream, read over the control socket (so it works on
+// any backend, with greyd serving), written as db_dump -p text of
+// postgrey.db to stdout and, with clients set, of postgrey_clients.db to
+// that file. cfg is greyd's configuration: the keys' prefixes and the
+// rules that say which entries have expired. It returns the exit status.
+func exportPostgreyDump(c *control.Client, cfg *config.Config, optsFile, clients string, stdout, stderr io.Writer) int {
+	const name = "greyd export"
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
+		return exitFailure
+	}
+	to, err := postgreyKeys(optsFile)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if cfg.Greylist.Privacy {
+		return fail("%v", postgrey.ErrHashedKeys)
+	}
+	ctx := context.Background()
+	// The keys are parsed with this configuration's prefixes: check the
+	// daemon's are the same (explain writes nothing), or a subnet key
+	// would be read as a host's and the other way round.
+	g := cfg.Greylist
+	err = probeKeys(ctx, c, func(ip netip.Addr, x *control.Explanation) error {
+		if x.Privacy {
+			return postgrey.ErrHashedKeys
+		}
+		want := string(normalize.AppendClientNet(nil, ip, g.LookupByHost, g.IPv4Prefix, g.IPv6Prefix))
+		got := x.Triplet.Network
+		if got != want && x.Triplet.Subnet != nil && x.Triplet.Subnet.Network == want {
+			got = want
+		}
+		if got != want {
+			return fmt.Errorf("the greyd behind %s keys %s by %q, this configuration by %q: lookup_by, ipv4_prefix or ipv6_prefix differ. Export with the daemon's configuration (-config), or reload greyd (systemctl reload greyd) if its configuration changed", c.Socket, ip, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return failed(stderr, name, err)
+	}
+	e := newExporter(cfg, to)
+	whitelist := 0
+	lines := &lineWriter{fn: func(line []byte) error {
+		var r control.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("reading the export: %w", err)
+		}
+		if r.KeyBase64 != "" {
+			k, err := base64.StdEncoding.DecodeString(r.KeyBase64)
+			if err != nil {
+				return fmt.Errorf("reading the export: key_base64: %w", err)
+			}
+			r.Key = string(k)
+		}
+		switch r.Kind {
+		case "header":
+			if r.Privacy {
+				return postgrey.ErrHashedKeys
+			}
+		case "triplet":
+			return e.AddTriplet(r.Key, store.Triplet{First: r.First, Last: r.Last})
+		case "client":
+			// An unparseable client key is counted and left out, as
+			// export-postgrey does.
+			if err := e.AddClient(r.Key, store.Client{Count: r.Count, Last: r.Last}); errors.Is(err, postgrey.ErrHashedKeys) {
+				return err
+			}
+		case "whitelist":
+			whitelist++
+		}
+		return nil
+	}}
+	err = c.Export(ctx, lines)
+	if err == nil {
+		err = lines.close()
+	}
+	if err != nil {
+		return failed(stderr, name, err)
+	}
+	// Postgrey's dump is sorted by key and loaded by db_load only when
+	// complete, so it is written once the stream has ended: an export
+	// that failed in the middle writes nothing.
+	if err := writeDumps(e, "-", clients, stdout); err != nil {
+		return fail("%v", err)
+	}
+	printExportStats(stderr, name, e.Stats)
+	if whitelist > 0 {
+		fmt.Fprintf(stderr, "%s: %d runtime whitelist entries are not in the dump (Postgrey has no such store): greyd whitelist list shows them; copy them into Postgrey's whitelist_clients.local or whitelist_recipients.local\n", name, whitelist)
 	}
 	return exitOK
+}
+
+// lineWriter calls fn with each complete line written to it, without the
+// newline: control.Client.Export writes its stream line by line (a line
+// longer than its buffer in pieces).
+type lineWriter struct {
+	buf []byte
+	fn  func([]byte) error
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	start := 0
+	for {
+		i := bytes.IndexByte(l.buf[start:], '\n')
+		if i < 0 {
+			break
+		}
+		if line := bytes.TrimSpace(l.buf[start : start+i]); len(line) > 0 {
+			if err := l.fn(line); err != nil {
+				return 0, err
+			}
+		}
+		start += i + 1
+	}
+	l.buf = l.buf[:copy(l.buf, l.buf[start:])]
+	return len(p), nil
+}
+
+// close hands fn a last line that had no newline.
+func (l *lineWriter) close() error {
+	if line := bytes.TrimSpace(l.buf); len(line) > 0 {
+		l.buf = l.buf[:0]
+		return l.fn(line)
+	}
+	return nil
 }
 
 // readGreydDB reads every entry of greyd's database into e. It holds the
@@ -408,7 +783,7 @@ func readGreydDB(path string, e *postgrey.Exporter) error {
 	}
 	db, err := buntdb.Open(path, buntdb.Options{})
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("greyd is running (%v): stop greyd first", err)
+		return fmt.Errorf("greyd is running (%v): stop greyd first, or export through it: greyd export -format postgrey-dump", err)
 	}
 	if err != nil {
 		return err

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"greyd/internal/control"
+	"greyd/internal/store/redis/redistest"
 )
 
 // These tests run the real Postgrey 1.37 (Debian package postgrey) and the
@@ -136,111 +139,114 @@ func rcpt2(addr, name, sender, recipient string, when int64) []string {
 	return r
 }
 
+// ctlConfig is testConfig with the control socket in dir. Never the
+// default /run/greyd/control.sock: another greyd on this machine may
+// answer there, and the import would go to it.
+func ctlConfig(t *testing.T, dir, extra string) (sock, ctl string) {
+	t.Helper()
+	ctl = filepath.Join(dir, "control.sock")
+	sock, _ = testConfig(t, dir, fmt.Sprintf("control {\n  socket = %q\n}\n%s", ctl, extra))
+	return sock, ctl
+}
+
+// pgSeed is a Postgrey database written by the real Postgrey in one key
+// mode, shared by the imports with greyd stopped and running (the import
+// never changes it).
+type pgSeed struct {
+	mode   string   // "subnet" or "host"
+	dbdir  string   // Postgrey's --dbdir
+	pgOpts []string // Postgrey's options of the mode
+	extra  string   // greyd.hcl settings of the mode
+	now    int64
+}
+
+func seedMode(t *testing.T, mode string) *pgSeed {
+	t.Helper()
+	dir := t.TempDir()
+	m := &pgSeed{mode: mode, dbdir: filepath.Join(dir, "postgrey"), now: time.Now().Unix()}
+	if mode == "host" {
+		m.pgOpts = []string{"--lookup-by-host"}
+		m.extra = "greylist {\n  lookup_by = \"host\"\n}\n"
+	}
+	pg := startPostgrey(t, dir, m.dbdir, m.pgOpts...)
+	pc := dial(t, "unix", pg.sock)
+	seedPostgrey(t, pc, m.now)
+	pc.c.Close()
+	stopPostgrey(t, pg)
+	return m
+}
+
+// other picks the client of a check: another host of the network when
+// Postgrey and greyd key by subnet, the same host when by host.
+func (m *pgSeed) other(subnet, host string) string {
+	if m.mode == "subnet" {
+		return subnet
+	}
+	return host
+}
+
 func TestImportPostgreyDatabase(t *testing.T) {
 	needPostgrey(t)
 	for _, mode := range []string{"subnet", "host"} {
-		t.Run(mode, func(t *testing.T) { testImportPostgrey(t, mode) })
+		t.Run(mode, func(t *testing.T) {
+			m := seedMode(t, mode)
+			t.Run("stopped", func(t *testing.T) { testImportStopped(t, m) })
+			t.Run("running", func(t *testing.T) { testImportRunning(t, m) })
+		})
 	}
 }
 
-func testImportPostgrey(t *testing.T, mode string) {
-	dir := t.TempDir()
-	pgdir := filepath.Join(dir, "postgrey")
-	var pgOpts []string
-	extra := ""
-	if mode == "host" {
-		pgOpts = []string{"--lookup-by-host"}
-		extra = "greylist {\n  lookup_by = \"host\"\n}\n"
+// checkImportCounts checks the counts an import printed for the seeded
+// database: 19 records, of which the ::ffff: client's shared /64 is
+// skipped by subnet; merged entries were in greyd already.
+func checkImportCounts(t *testing.T, m *pgSeed, out, errOut string, code, merged int) {
+	t.Helper()
+	imported, skipped := 19, 0
+	if m.mode == "subnet" {
+		imported, skipped = 18, 1
 	}
-	now := time.Now().Unix()
-	pg := startPostgrey(t, dir, pgdir, pgOpts...)
-	pc := dial(t, "unix", pg.sock)
-	seedPostgrey(t, pc, now)
-	pc.c.Close()
-	stopPostgrey(t, pg)
-
-	sock, _ := testConfig(t, dir, extra)
-	cfg := filepath.Join(dir, "greyd.hcl")
-	// -dry-run writes nothing.
-	out, errOut, code := runGreyd(t, "import-postgrey", "-config", cfg, "-dry-run", "-dbdir", pgdir)
-	if code != 0 || !strings.Contains(out, "read 19 (15 triplets, 4 auto-whitelist clients)") {
-		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "state", "greyd.db")); err == nil {
-		t.Errorf("dry run created the database")
-	}
-	// Postgrey's own files are left as they were.
-	before, _ := os.ReadDir(pgdir)
-	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dbdir", pgdir)
-	t.Logf("import (%s):\n%s%s", mode, out, errOut)
-	wantSkipped := "skipped 1\n" // the ::ffff: client's shared /64
-	if mode == "host" {
-		wantSkipped = "skipped 0\n" // by host, Postgrey kept the mapped address
-	}
-	for _, want := range []string{"read 19 ", "imported 19\n", "merged 0\n", "expired 0\n", "unparseable 0\n"} {
-		if mode == "subnet" && want == "imported 19\n" {
-			want = "imported 18\n"
-		}
+	for _, want := range []string{"read 19 (15 triplets, 4 auto-whitelist clients)\n", fmt.Sprintf("imported %d\n", imported-merged),
+		fmt.Sprintf("merged %d\n", merged), "expired 0\n", fmt.Sprintf("skipped %d\n", skipped), "unparseable 0\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("import output lacks %q:\n%s%s", want, out, errOut)
 		}
 	}
-	if code != 0 || !strings.Contains(out, wantSkipped) {
-		t.Fatalf("import: exit %d, want 0 and %q\n%s%s", code, wantSkipped, out, errOut)
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
 	}
-	after, _ := os.ReadDir(pgdir)
-	if len(before) != len(after) {
-		t.Errorf("Postgrey's directory changed: %v -> %v", before, after)
-	}
+}
 
-	d := startDaemon(t, dir)
-	c := dial(t, "unix", sock)
-	other := func(subnet, host string) string {
-		if mode == "subnet" {
-			return subnet
-		}
-		return host
-	}
-	tests := []struct {
+// checkImported asks greyd what Postgrey would have answered.
+func checkImported(t *testing.T, m *pgSeed, c *client) {
+	t.Helper()
+	now := m.now
+	for _, tc := range []struct {
 		name      string
 		req       []string
 		wantStart string
 	}{
 		// Pending: first-seen kept, so the retry passes with the full delay.
-		{"pending IPv4", rcptReq(other("198.51.100.8", "198.51.100.7"), "alice+other@foo.example", "bob@example.org", now+250), "PREPEND X-Greylist: delayed 350 seconds"},
-		{"pending IPv6", rcptReq(other("2001:db8:1:2::99", "2001:db8:1:2::5"), "dave@v6.example", "BOB@example.org", now+250), "PREPEND X-Greylist: delayed 450 seconds"},
+		{"pending IPv4", rcptReq(m.other("198.51.100.8", "198.51.100.7"), "alice+other@foo.example", "bob@example.org", now+250), "PREPEND X-Greylist: delayed 350 seconds"},
+		{"pending IPv6", rcptReq(m.other("2001:db8:1:2::99", "2001:db8:1:2::5"), "dave@v6.example", "BOB@example.org", now+250), "PREPEND X-Greylist: delayed 450 seconds"},
 		// Passed: at once, VERP numbers or not.
-		{"passed IPv4", rcptReq(other("203.0.113.77", "203.0.113.5"), "bounce-456@lists.example", "carol@example.org", now), "DUNNO"},
-		{"passed IPv6", rcptReq(other("2001:db8:3:4::77", "2001:db8:3:4::5"), "erin@v6.example", "carol@example.org", now), "DUNNO"},
+		{"passed IPv4", rcptReq(m.other("203.0.113.77", "203.0.113.5"), "bounce-456@lists.example", "carol@example.org", now), "DUNNO"},
+		{"passed IPv6", rcptReq(m.other("2001:db8:3:4::77", "2001:db8:3:4::5"), "erin@v6.example", "carol@example.org", now), "DUNNO"},
 		// Auto-whitelisted clients: a new triplet passes at once.
 		{"AWL IPv4", rcptReq("192.0.2.10", "new@new.example", "someone@example.org", now), "DUNNO"},
 		{"AWL IPv6", rcptReq("2001:db8:9::10", "new@new.example", "someone@example.org", now), "DUNNO"},
 		// And what Postgrey never saw is greylisted.
 		{"new", rcptReq("198.51.100.99", "new@new.example", "someone@example.org", now), greylisted},
-	}
-	for _, tc := range tests {
+	} {
 		if got := c.ask(tc.req...); !strings.HasPrefix(got, tc.wantStart) {
 			t.Errorf("%s: sent %q\ngot %q, want %q...", tc.name, tc.req, got, tc.wantStart)
 		}
 	}
+}
 
-	// With greyd running the database is locked: the import says so.
-	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dbdir", pgdir)
-	if code == 0 || !strings.Contains(errOut, "stop greyd first") {
-		t.Errorf("import while greyd runs: exit %d\n%s%s", code, out, errOut)
-	}
-	if err := d.stop(); err != nil {
-		t.Fatal(err)
-	}
-
-	// The way back: export, db_load, and Postgrey answers as greyd did.
-	optsFile := filepath.Join(dir, "default-postgrey")
-	os.WriteFile(optsFile, []byte(fmt.Sprintf("POSTGREY_OPTS=\"--inet=10023 %s\"\n", strings.Join(pgOpts, " "))), 0o644)
-	trip, clients := filepath.Join(dir, "postgrey.dump"), filepath.Join(dir, "clients.dump")
-	out, errOut, code = runGreyd(t, "export-postgrey", "-config", cfg, "-options-file", optsFile, "-clients", clients, trip)
-	if code != 0 {
-		t.Fatalf("export: exit %d\n%s%s", code, out, errOut)
-	}
+// checkRollback loads the dumps greyd exported into a new Postgrey
+// database and checks that the real Postgrey answers as greyd did.
+func checkRollback(t *testing.T, m *pgSeed, dir, trip, clients string) {
+	t.Helper()
 	back := filepath.Join(dir, "back")
 	os.MkdirAll(back, 0o700)
 	load := dbLoadTool(t)
@@ -249,30 +255,160 @@ func testImportPostgrey(t *testing.T, mode string) {
 			t.Fatalf("db_load -f %s: %v\n%s", f, err, b)
 		}
 	}
-	os.Remove(filepath.Join(dir, "postgrey.sock"))
-	pg = startPostgrey(t, dir, back, pgOpts...)
-	pc = dial(t, "unix", pg.sock)
-	rollback := []struct {
+	pg := startPostgrey(t, dir, back, m.pgOpts...)
+	pc := dial(t, "unix", pg.sock)
+	now := m.now
+	for _, tc := range []struct {
 		name      string
 		req       []string
 		wantStart string
 	}{
 		// greyd passed these: Postgrey passes them too, without a header.
-		{"passed IPv4", rcptReq(other("198.51.100.8", "198.51.100.7"), "alice@foo.example", "bob@example.org", now+600), "DUNNO"},
-		{"passed IPv6", rcptReq(other("2001:db8:3:4::77", "2001:db8:3:4::5"), "erin@v6.example", "carol@example.org", now+600), "DUNNO"},
+		{"passed IPv4", rcptReq(m.other("198.51.100.8", "198.51.100.7"), "alice@foo.example", "bob@example.org", now+600), "DUNNO"},
+		{"passed IPv6", rcptReq(m.other("2001:db8:3:4::77", "2001:db8:3:4::5"), "erin@v6.example", "carol@example.org", now+600), "DUNNO"},
 		{"AWL IPv4", rcptReq("192.0.2.10", "other@new.example", "x@example.org", now+600), "DUNNO"},
 		{"AWL IPv6", rcptReq("2001:db8:9::10", "other@new.example", "x@example.org", now+600), "DUNNO"},
 		// greyd's pending entry keeps its first-seen time.
 		{"pending", rcptReq("198.51.100.99", "new@new.example", "someone@example.org", now+400), "PREPEND X-Greylist: delayed 400 seconds"},
 		{"new", rcptReq("198.51.100.99", "never@seen.example", "someone@example.org", now+600), "DEFER_IF_PERMIT"},
-	}
-	for _, tc := range rollback {
+	} {
 		if got := pc.ask(tc.req...); !strings.HasPrefix(got, tc.wantStart) {
 			t.Errorf("Postgrey after the rollback, %s: sent %q\ngot %q, want %q...", tc.name, tc.req, got, tc.wantStart)
 		}
 	}
 	pc.c.Close()
 	stopPostgrey(t, pg)
+}
+
+// optionsFile writes the /etc/default/postgrey that the rollback's
+// Postgrey runs with.
+func optionsFile(t *testing.T, m *pgSeed, dir string) string {
+	f := filepath.Join(dir, "default-postgrey")
+	if err := os.WriteFile(f, []byte(fmt.Sprintf("POSTGREY_OPTS=\"--inet=10023 %s\"\n", strings.Join(m.pgOpts, " "))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// testImportStopped: greyd stopped, the import opens its database.
+func testImportStopped(t *testing.T, m *pgSeed) {
+	dir := t.TempDir()
+	sock, ctl := ctlConfig(t, dir, m.extra)
+	cfg := filepath.Join(dir, "greyd.hcl")
+	// -dry-run writes nothing.
+	out, errOut, code := runGreyd(t, "import-postgrey", "-config", cfg, "-dry-run", "-dbdir", m.dbdir)
+	if code != 0 || !strings.Contains(out, "read 19 (15 triplets, 4 auto-whitelist clients)") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "greyd.db")); err == nil {
+		t.Errorf("dry run created the database")
+	}
+	// Postgrey's own files are left as they were.
+	before, _ := os.ReadDir(m.dbdir)
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dbdir", m.dbdir)
+	t.Logf("import (%s, greyd stopped):\n%s%s", m.mode, out, errOut)
+	checkImportCounts(t, m, out, errOut, code, 0)
+	if strings.Contains(out, "control socket") {
+		t.Errorf("greyd is stopped, yet the import went through a control socket:\n%s", out)
+	}
+	after, _ := os.ReadDir(m.dbdir)
+	if len(before) != len(after) {
+		t.Errorf("Postgrey's directory changed: %v -> %v", before, after)
+	}
+
+	d := startDaemon(t, dir)
+	d.waitLog("control socket " + ctl)
+	checkImported(t, m, dial(t, "unix", sock))
+
+	// greyd holds the database lock but its control socket cannot
+	// carry the import: off, or not answering at the configured path.
+	text, _ := os.ReadFile(cfg)
+	for _, tc := range []struct {
+		socket, want string
+		code         int
+	}{
+		{"", "stop greyd first", exitFailure},
+		{filepath.Join(dir, "elsewhere.sock"), "elsewhere.sock", exitUnreachable},
+	} {
+		other := filepath.Join(dir, "other.hcl")
+		os.WriteFile(other, []byte(strings.Replace(string(text), fmt.Sprintf("socket = %q", ctl), fmt.Sprintf("socket = %q", tc.socket), 1)), 0o644)
+		out, errOut, code = runGreyd(t, "import-postgrey", "-config", other, "-dbdir", m.dbdir)
+		if code != tc.code || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "greyd is running") {
+			t.Errorf("import with greyd running and control socket %q: exit %d, want %d and %q\n%s%s", tc.socket, code, tc.code, tc.want, out, errOut)
+		}
+	}
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The way back with greyd stopped: export-postgrey reads its file.
+	trip, clients := filepath.Join(dir, "postgrey.dump"), filepath.Join(dir, "clients.dump")
+	out, errOut, code = runGreyd(t, "export-postgrey", "-config", cfg, "-options-file", optionsFile(t, m, dir), "-clients", clients, trip)
+	if code != 0 {
+		t.Fatalf("export-postgrey: exit %d\n%s%s", code, out, errOut)
+	}
+	checkRollback(t, m, dir, trip, clients)
+}
+
+// testImportRunning: greyd started before the import, answering after it
+// without a restart; the way back from the running greyd.
+func testImportRunning(t *testing.T, m *pgSeed) {
+	dir := t.TempDir()
+	sock, ctl := ctlConfig(t, dir, m.extra)
+	cfg := filepath.Join(dir, "greyd.hcl")
+	d := startDaemon(t, dir)
+	d.waitLog("control socket " + ctl)
+	c := dial(t, "unix", sock)
+	// greyd has a pending entry for a triplet that Postgrey passed: the
+	// daemon merges them, and the passed one wins.
+	if got := c.ask(rcptReq("203.0.113.5", "bounce-123@lists.example", "carol@example.org", m.now-10)...); got != greylisted {
+		t.Fatalf("before the import: got %q, want greylisted", got)
+	}
+	entries := func() int {
+		out, errOut, code := runGreyd(t, "list", "-config", cfg, "-json")
+		if code != 0 {
+			t.Fatalf("greyd list: exit %d\n%s%s", code, out, errOut)
+		}
+		return strings.Count(out, "\n")
+	}
+	held := entries()
+
+	out, errOut, code := runGreyd(t, "import-postgrey", "-config", cfg, "-dry-run", "-dbdir", m.dbdir)
+	if code != 0 || !strings.Contains(out, "read 19 (15 triplets, 4 auto-whitelist clients)") || !strings.Contains(out, "greyd is running: the import will go through its control socket "+ctl) {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := entries(); n != held {
+		t.Errorf("the dry run wrote: greyd holds %d entries, had %d", n, held)
+	}
+
+	start := time.Now()
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dbdir", m.dbdir)
+	t.Logf("import (%s, greyd running) took %v:\n%s%s", m.mode, time.Since(start).Round(time.Millisecond), out, errOut)
+	checkImportCounts(t, m, out, errOut, code, 1)
+	if !strings.Contains(out, "greyd is running: entries sent through its control socket "+ctl) {
+		t.Errorf("import output does not say it went through the control socket:\n%s", out)
+	}
+	// The same daemon, the same connection.
+	checkImported(t, m, c)
+	select {
+	case err := <-d.done:
+		t.Fatalf("greyd exited during the import: %v\n%s", err, d.logs)
+	default:
+	}
+	d.waitLog("control: imported")
+
+	// The way back from the running greyd: its export stream as
+	// postgrey.db and postgrey_clients.db dumps.
+	trip, clients := filepath.Join(dir, "postgrey.dump"), filepath.Join(dir, "clients.dump")
+	out, errOut, code = runGreyd(t, "export", "-config", cfg, "-format", "postgrey-dump", "-options-file", optionsFile(t, m, dir), "-clients", clients)
+	if code != 0 || !strings.HasPrefix(out, "VERSION=3\n") {
+		t.Fatalf("export -format postgrey-dump: exit %d\n%s", code, errOut)
+	}
+	t.Logf("export -format postgrey-dump: %s", errOut)
+	if err := os.WriteFile(trip, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkRollback(t, m, dir, trip, clients)
 }
 
 func dbLoadTool(t *testing.T) string {
@@ -289,7 +425,7 @@ func dbLoadTool(t *testing.T) string {
 // 1.36 key formats, with malformed lines.
 func TestImportPostgreyOldFormats(t *testing.T) {
 	dir := t.TempDir()
-	sock, _ := testConfig(t, dir, "")
+	sock, _ := ctlConfig(t, dir, "")
 	now := time.Now().Unix()
 	dump := fmt.Sprintf(`VERSION=3
 format=print
@@ -317,10 +453,33 @@ DATA=END
 `, now-5000, now-4000, now-100)
 	f := filepath.Join(dir, "old.dump")
 	os.WriteFile(f, []byte(dump), 0o644)
-	out, errOut, code := runGreyd(t, "import-postgrey", "-config", filepath.Join(dir, "greyd.hcl"), "-dump", f)
+
+	// A greyd answers on the configured control socket, but it uses
+	// another database (two configurations naming one socket): the
+	// import must not go to it, and writes this database directly.
+	otherDir := t.TempDir()
+	_, otherCtl := ctlConfig(t, otherDir, "")
+	other := startDaemon(t, otherDir)
+	other.waitLog("control socket " + otherCtl)
+	cfg := filepath.Join(dir, "greyd.hcl")
+	text, _ := os.ReadFile(cfg)
+	ctl := filepath.Join(dir, "control.sock")
+	os.WriteFile(cfg, []byte(strings.Replace(string(text), fmt.Sprintf("socket = %q", ctl), fmt.Sprintf("socket = %q", otherCtl), 1)), 0o644)
+
+	out, errOut, code := runGreyd(t, "import-postgrey", "-config", cfg, "-dump", f)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
+	if !strings.Contains(errOut, "a greyd answers at "+otherCtl) || strings.Contains(out, "control socket") {
+		t.Errorf("import next to another greyd: it should say so and write the file\n%s%s", out, errOut)
+	}
+	if o, e, code := runGreyd(t, "list", "-config", filepath.Join(otherDir, "greyd.hcl"), "-json"); code != 0 || o != "" {
+		t.Errorf("the other greyd got entries (exit %d):\n%s%s", code, o, e)
+	}
+	if err := other.stop(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, text, 0o644)
 	for _, want := range []string{f + ":12: data line without its leading space", f + ":14: key \"192.0.2.0/x@y.example/z@example.org\": value \"not-a-value\""} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
@@ -346,11 +505,21 @@ DATA=END
 			t.Errorf("sent %q\ngot %q, want %q...", tc.req, got, tc.wantStart)
 		}
 	}
+
+	// A configuration that keys otherwise than the running greyd (here
+	// an edit not reloaded): the import would store entries no request
+	// looks up, so it refuses before sending anything.
+	edited := filepath.Join(dir, "edited.hcl")
+	os.WriteFile(edited, append(text, "greylist {\n  ipv4_prefix = 16\n}\n"...), 0o644)
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", edited, "-dump", f)
+	if code != exitFailure || !strings.Contains(errOut, "keys triplets otherwise than this configuration") || !strings.Contains(errOut, "nothing was written") {
+		t.Errorf("import keyed otherwise than the running greyd: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 func TestImportPostgreyPrivacyAndOptions(t *testing.T) {
 	dir := t.TempDir()
-	testConfig(t, dir, "")
+	ctlConfig(t, dir, "")
 	f := filepath.Join(dir, "privacy.dump")
 	os.WriteFile(f, []byte("VERSION=3\nformat=print\nHEADER=END\n 0123456789abcdef0123456789abcdef01234567\n 1,2\nDATA=END\n"), 0o644)
 	out, errOut, code := runGreyd(t, "import-postgrey", "-config", filepath.Join(dir, "greyd.hcl"), "-dump", f)
@@ -373,5 +542,90 @@ func TestImportPostgreyPrivacyAndOptions(t *testing.T) {
 	os.WriteFile(frag, []byte(out), 0o644)
 	if o, e, code := runGreyd(t, "check-config", "-config", frag); code != 0 {
 		t.Errorf("check-config of the translated options: exit %d\n%s%s\n%s", code, o, e, out)
+	}
+}
+
+// TestImportPostgreyRedis: on Redis only the running greyd writes the
+// database, so the import goes through its control socket; with greyd
+// stopped it says so. And the way back reads Redis through greyd too.
+func TestImportPostgreyRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "control.sock")
+	sock := redisConfig(t, dir, srv, fmt.Sprintf("control {\n  socket = %q\n}\n", ctl))
+	cfg := filepath.Join(dir, "greyd.hcl")
+	now := time.Now().Unix()
+	// Postgrey 1.37 keys: a pending IPv4 triplet, a passed IPv6 one, an
+	// auto-whitelisted client.
+	dump := fmt.Sprintf("VERSION=3\nformat=print\ntype=btree\nHEADER=END\n"+
+		" 198.51.100.0/alice@foo.example/bob@example.org\n %[1]d,%[1]d\n"+
+		" 2001:db8:3:4:0:0:0:0/erin@v6.example/carol@example.org\n %[2]d,%[3]d\n"+
+		"DATA=END\nVERSION=3\nformat=print\ntype=btree\nHEADER=END\n"+
+		" 192.0.2.33\n 5,%[3]d\nDATA=END\n", now-100, now-4000, now-3000)
+	f := filepath.Join(dir, "pg.dump")
+	os.WriteFile(f, []byte(dump), 0o644)
+
+	out, errOut, code := runGreyd(t, "import-postgrey", "-config", cfg, "-dump", f)
+	if code != exitUnreachable || !strings.Contains(errOut, ctl) || !strings.Contains(errOut, "Redis") {
+		t.Errorf("import on Redis with greyd stopped: exit %d, want %d naming %s\n%s%s", code, exitUnreachable, ctl, out, errOut)
+	}
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dry-run", "-dump", f)
+	if code != 0 || !strings.Contains(out, "imported 3 (dry run)") || !strings.Contains(out, "start greyd before the real import") {
+		t.Errorf("dry run on Redis with greyd stopped: exit %d\n%s%s", code, out, errOut)
+	}
+
+	d := startDaemon(t, dir)
+	d.waitLog("control socket " + ctl)
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dump", f)
+	if code == exitFailure && strings.Contains(errOut, control.ErrNoAdmin.Error()) {
+		// The CLI did its part (found greyd, checked its keys, sent the
+		// records); the daemon's Redis store cannot import yet.
+		if keys := srv.Must("DBSIZE"); keys != "0" {
+			t.Errorf("the refused import left %s keys in Redis", keys)
+		}
+		t.Skipf("the Redis backend does not implement store.Admin yet, so greyd on Redis refuses imports and exports: %s", strings.TrimSpace(errOut))
+	}
+	if code != 0 || !strings.Contains(out, "read 3 ") || !strings.Contains(out, "imported 3\n") || !strings.Contains(out, "merged 0\n") {
+		t.Fatalf("import on Redis with greyd running: exit %d\n%s%s", code, out, errOut)
+	}
+	if keys := srv.Must("DBSIZE"); keys == "0" {
+		t.Errorf("Redis holds no keys after the import")
+	}
+	c := dial(t, "unix", sock)
+	for _, tc := range []struct {
+		req       []string
+		wantStart string
+	}{
+		{rcptReq("198.51.100.7", "alice@foo.example", "bob@example.org", now+200), "PREPEND X-Greylist: delayed 300 seconds"},
+		{rcptReq("2001:db8:3:4::77", "erin@v6.example", "carol@example.org", now), "DUNNO"},
+		{rcptReq("192.0.2.33", "a@b.example", "c@example.org", now), "DUNNO"},
+	} {
+		if got := c.ask(tc.req...); !strings.HasPrefix(got, tc.wantStart) {
+			t.Errorf("sent %q\ngot %q, want %q...", tc.req, got, tc.wantStart)
+		}
+	}
+	// The same entries again: greyd has them all, so all merge.
+	out, errOut, code = runGreyd(t, "import-postgrey", "-config", cfg, "-dump", f)
+	if code != 0 || !strings.Contains(out, "imported 0\n") || !strings.Contains(out, "merged 3\n") {
+		t.Errorf("second import: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The way back: the postgrey.db dump has the triplets as greyd holds
+	// them now (the pending one passed at now+200).
+	clients := filepath.Join(dir, "clients.dump")
+	out, errOut, code = runGreyd(t, "export", "-config", cfg, "-format", "postgrey-dump", "-clients", clients)
+	if code != 0 {
+		t.Fatalf("export -format postgrey-dump: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		fmt.Sprintf(" 198.51.100.0/alice@foo.example/bob@example.org\n %d,%d\n", now-100, now+200),
+		fmt.Sprintf(" 2001:db8:3:4:0:0:0:0/erin@v6.example/carol@example.org\n %d,", now-4000),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("postgrey.db dump lacks %q:\n%s", want, out)
+		}
+	}
+	if b, _ := os.ReadFile(clients); !strings.Contains(string(b), " 192.0.2.33\n ") {
+		t.Errorf("postgrey_clients.db dump lacks 192.0.2.33:\n%s", b)
 	}
 }
