@@ -1,31 +1,37 @@
 #!/usr/bin/env bash
 # bench/run.sh — throughput and latency of greyd against Postgrey and against
 # the null policy server (greyd-bench -serve-null, the ceiling), over unix
-# sockets in a temporary directory. Prints one table. Everything it starts is
-# stopped on exit; nothing listens on TCP and nothing leaves this machine.
+# sockets in a temporary directory. greyd is measured twice: on its own
+# buntdb file ("greyd") and on a Redis ("redis": a redis-server this script
+# starts on a unix socket, without persistence, on the same CPUs). Prints one
+# table, and the Redis commands the "redis" cells caused per request.
+# Everything it starts is stopped on exit; nothing listens on TCP and
+# nothing leaves this machine.
 #
-# Usage: bench/run.sh            (as root on Debian if Postgrey is not installed)
+# Usage: bench/run.sh            (as root on Debian if Postgrey or
+#                                 redis-server is not installed)
 #
 # Environment (all optional):
 #   BENCH_DURATION   measured time per cell (greyd-bench -d)     default 10s
 #   BENCH_CONNS      connection counts                           default "1 8 64"
 #   BENCH_WORKLOADS  workloads                                   default "mixed new repeat whitelisted"
-#   BENCH_SERVERS    servers to measure                          default "null greyd postgrey"
+#   BENCH_SERVERS    servers to measure                          default "null greyd redis postgrey"
+#                    (redis = greyd on Redis; "null greyd postgrey" leaves Redis out)
 #   BENCH_FLAGS      extra greyd-bench flags, e.g. "-pipeline 4" default none
 #   GREYD            prebuilt greyd binary                       default: go build ./cmd/greyd
-#   GREYD_SYNC       greyd database sync (never|everysecond|always) default: greyd's default
+#   GREYD_SYNC       greyd's buntdb sync (never|everysecond|always) default: greyd's default
 #                    ("always" is the durability Postgrey has: one fdatasync per request)
 #   TMPDIR           where the sockets and databases live; TMPDIR=/dev/shm takes the
 #                    disk (fsync latency) out of the picture
 #   BENCH_KEEP=1     keep the temporary directory (logs, JSON results)
 #
-# Default: 4 workloads x 3 connection counts x 3 servers x 10 s ≈ 6-7 minutes.
+# Default: 4 workloads x 3 connection counts x 4 servers x 10 s ≈ 9 minutes.
 set -euo pipefail
 
 DURATION=${BENCH_DURATION:-10s}
 CONNS=${BENCH_CONNS:-"1 8 64"}
 WORKLOADS=${BENCH_WORKLOADS:-"mixed new repeat whitelisted"}
-SERVERS=${BENCH_SERVERS:-"null greyd postgrey"}
+SERVERS=${BENCH_SERVERS:-"null greyd redis postgrey"}
 FLAGS=${BENCH_FLAGS:-}
 DELAY=300 # seconds; Postgrey's default, and greyd's "5m"
 
@@ -35,6 +41,9 @@ WL_RECIPIENTS=$ROOT/etc/greyd/whitelist_recipients
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/greyd-bench.XXXXXX")
 BIN=$TMP/bin
 PIDS=()
+REDIS_PID=                 # the redis-server behind the "redis" server
+REDIS_DIR=$TMP/redis-server
+REDIS_SOCK=$REDIS_DIR/redis.sock
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -87,6 +96,24 @@ install_postgrey() {
 	systemctl disable postgrey >/dev/null 2>&1 || update-rc.d postgrey disable >/dev/null 2>&1 || true
 }
 
+# --- redis-server from Debian ---------------------------------------------------
+install_redis() {
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+		log "redis-server is not installed and this is not root on Debian: skipping greyd on Redis"
+		return 1
+	fi
+	log "installing redis-server from Debian"
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >"$TMP/apt-redis.log" 2>&1; then
+		apt-get update -qq >>"$TMP/apt-redis.log" 2>&1 || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >>"$TMP/apt-redis.log" 2>&1 ||
+			{ log "apt-get install redis-server failed:"; tail -5 "$TMP/apt-redis.log" >&2; return 1; }
+	fi
+	# The package enables (and under systemd starts) its own server on
+	# 127.0.0.1:6379. We run a private one on a unix socket: stop that one.
+	systemctl disable --now redis-server >/dev/null 2>&1 || update-rc.d redis-server disable >/dev/null 2>&1 || true
+}
+
 # --- build ---------------------------------------------------------------------
 mkdir -p "$BIN"
 (cd "$ROOT" && go build -o "$BIN/greyd-bench" ./cmd/greyd-bench)
@@ -130,30 +157,80 @@ start_null() {
 	started null
 }
 
-start_greyd() {
+# greyd_config NAME DATABASE_BLOCK: write $TMP/NAME.hcl, greyd's configuration
+# as server NAME (policy socket $TMP/NAME.sock), and check it.
+greyd_config() {
+	local name=$1 db=$2
 	[ -x "$BIN/greyd" ] || return 1
-	cat >"$TMP/greyd.hcl" <<EOF
+	cat >"$TMP/$name.hcl" <<EOF
 listen {
-  unix         = "$TMP/greyd.sock"
+  unix         = "$TMP/$name.sock"
   socket_group = ""
 }
-database {
-  path = "$TMP/greyd.db"
-  ${GREYD_SYNC:+sync = \"$GREYD_SYNC\"}
-}
+$db
 greylist { delay = "${DELAY}s" }
 whitelist {
   clients    = ["$WL_CLIENTS"]
   recipients = ["$WL_RECIPIENTS"]
 }
+control { socket = "" } # two greyds here; and nothing under /run
 EOF
-	if ! "$BIN/greyd" check-config -config "$TMP/greyd.hcl" >"$TMP/greyd.effective.hcl" 2>"$TMP/greyd.log"; then
-		log "greyd rejects the bench configuration:"
-		cat "$TMP/greyd.log" >&2
+	if ! "$BIN/greyd" check-config -config "$TMP/$name.hcl" >"$TMP/$name.effective.hcl" 2>"$TMP/$name.log"; then
+		log "greyd rejects the bench configuration of $name:"
+		cat "$TMP/$name.log" >&2
 		return 1
 	fi
+}
+
+start_greyd() {
+	greyd_config greyd "database {
+  path = \"$TMP/greyd.db\"
+  ${GREYD_SYNC:+sync = \"$GREYD_SYNC\"}
+}" || return 1
 	"$BIN/greyd" -config "$TMP/greyd.hcl" 2>"$TMP/greyd.log" &
 	started greyd
+}
+
+# redis_cli ARG...: redis-cli on the private redis-server, without the \r.
+redis_cli() { redis-cli -s "$REDIS_SOCK" "$@" | tr -d '\r'; }
+
+# greyd on Redis: a redis-server of its own on a unix socket in $TMP, without
+# persistence, sharing the CPUs with everything else.
+start_redis() {
+	[ -x "$BIN/greyd" ] || return 1
+	install_redis || return 1
+	mkdir -p "$REDIS_DIR"
+	[ ${#REDIS_SOCK} -le 107 ] || { log "$REDIS_SOCK: too long for a unix socket; set TMPDIR"; return 1; }
+	# --pdeathsig: the server dies with this script even if it is SIGKILLed.
+	setpriv --pdeathsig KILL redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
+		--save "" --appendonly no --daemonize no --dir "$REDIS_DIR" \
+		--logfile "$REDIS_DIR/redis.log" >"$REDIS_DIR/stdout.log" 2>&1 &
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
+	for _ in $(seq 100); do
+		[ "$(redis_cli PING 2>/dev/null)" = PONG ] && break
+		if ! kill -0 "$REDIS_PID" 2>/dev/null; then
+			log "redis-server exited during startup:"
+			tail -5 "$REDIS_DIR/redis.log" "$REDIS_DIR/stdout.log" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	[ "$(redis_cli PING 2>/dev/null)" = PONG ] || { log "redis-server does not answer PING after 10 s"; return 1; }
+	greyd_config redis "database {
+  redis { url = \"unix://$REDIS_SOCK\" }
+}" || return 1
+	"$BIN/greyd" -config "$TMP/redis.hcl" 2>"$TMP/redis.log" &
+	started redis || return 1
+	# greyd answers (DUNNO) before it reaches Redis: wait for the connection.
+	for _ in $(seq 100); do
+		grep -q 'redis: connected to' "$TMP/redis.log" && return 0
+		sleep 0.1
+	done
+	log "greyd did not connect to Redis within 10 s:"
+	tail -5 "$TMP/redis.log" >&2
+	unset "SOCK[redis]"
+	return 1
 }
 
 start_postgrey() {
@@ -168,8 +245,8 @@ start_postgrey() {
 
 for s in $SERVERS; do
 	case $s in
-	null | greyd | postgrey) "start_$s" || log "$s: not measured" ;;
-	*) log "unknown server $s (want null, greyd, postgrey)"; exit 2 ;;
+	null | greyd | redis | postgrey) "start_$s" || log "$s: not measured" ;;
+	*) log "unknown server $s (want null, greyd, redis, postgrey)"; exit 2 ;;
 	esac
 done
 [ ${#SOCK[@]} -gt 0 ] || { log "no server to measure"; exit 1; }
@@ -187,12 +264,21 @@ cells=0
 for _ in $WORKLOADS; do for _ in $CONNS; do cells=$((cells + ${#SOCK[@]})); done; done
 log "$cells cells of $DURATION each; servers: ${!SOCK[*]}; load average $LOAD0"
 
+# Redis commands per request: INFO commandstats and greyd's decision lines
+# (one per request answered) before and after all the cells.
+decisions() { grep -c 'action=' "$TMP/redis.log" || true; }
+if [ -n "${SOCK[redis]:-}" ]; then
+	sleep 0.3 # greyd writes decision lines at most 100 ms late
+	redis_cli INFO commandstats >"$REDIS_DIR/commandstats.before" || true
+	DECISIONS0=$(decisions)
+fi
+
 declare -A RPS=() P99=() NOTE=()
 seed=0
 for w in $WORKLOADS; do
 	for c in $CONNS; do
 		seed=$((seed + 1)) # one seed per row: same requests for every server, fresh triplets per row
-		for s in null greyd postgrey; do
+		for s in null greyd redis postgrey; do
 			[ -n "${SOCK[$s]:-}" ] || continue
 			out=$TMP/$w-$c-$s.json
 			# shellcheck disable=SC2086 # FLAGS is a word list
@@ -216,6 +302,12 @@ for w in $WORKLOADS; do
 	done
 done
 
+if [ -n "${SOCK[redis]:-}" ]; then
+	redis_cli INFO commandstats >"$REDIS_DIR/commandstats.after" || true
+	sleep 0.3
+	DECISIONS1=$(decisions)
+fi
+
 # --- report ----------------------------------------------------------------------
 echo
 echo "$(date -u '+%F %T') UTC, $DURATION per cell, unix sockets, $(nproc) CPUs shared by client and servers"
@@ -227,6 +319,9 @@ fi
 if [ -n "${PID[greyd]:-}" ]; then
 	echo "greyd: $("$BIN/greyd" -version 2>/dev/null | head -1), delay ${DELAY}s, database$(grep -E '^\s*sync\s*=' "$TMP/greyd.effective.hcl" | tr -s ' ' | head -1)"
 fi
+if [ -n "${PID[redis]:-}" ]; then
+	echo "redis: the same greyd on $(redis-server --version | cut -d' ' -f1-3) (unix socket, --save \"\" --appendonly no)"
+fi
 awk -v order="$WORKLOADS" -v conns="$CONNS" '
 function fmtus(x) {
 	if (x == "") return "-"
@@ -237,20 +332,61 @@ function fmtus(x) {
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
 { rps[$1] = $2; p99[$1] = $3; note[$1] = $4 }
 END {
-	printf "%-12s %5s | %10s %8s | %10s %8s | %10s %8s | %10s %14s\n", "workload", "conns",
-		"null r/s", "p99", "greyd r/s", "p99", "postgrey r/s", "p99", "greyd/null", "greyd/postgrey"
+	printf "%-12s %5s | %10s %8s | %10s %8s | %10s %8s | %12s %8s | %10s %14s | %10s %14s\n", "workload", "conns",
+		"null r/s", "p99", "greyd r/s", "p99", "redis r/s", "p99", "postgrey r/s", "p99",
+		"greyd/null", "greyd/postgrey", "redis/null", "redis/postgrey"
 	n = split(order, ws, " "); m = split(conns, cs, " ")
 	for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
 		k = ws[i] "/" cs[j]
 		line = sprintf("%-12s %5s", ws[i], cs[j])
-		split("null greyd postgrey", ss, " ")
-		for (s = 1; s <= 3; s++) {
+		split("null greyd redis postgrey", ss, " ")
+		for (s = 1; s <= 4; s++) {
 			key = k "/" ss[s]
 			r = (key in rps) ? sprintf("%.0f%s", rps[key], note[key]) : "n/a"
-			line = line sprintf(" | %10s %8s", r, (key in p99) ? fmtus(p99[key]) : "-")
+			line = line sprintf(" | %" (s == 4 ? 12 : 10) "s %8s", r, (key in p99) ? fmtus(p99[key]) : "-")
 		}
 		line = line sprintf(" | %10s %14s", ratio(rps[k "/greyd"], rps[k "/null"]), ratio(rps[k "/greyd"], rps[k "/postgrey"]))
+		line = line sprintf(" | %10s %14s", ratio(rps[k "/redis"], rps[k "/null"]), ratio(rps[k "/redis"], rps[k "/postgrey"]))
 		print line
 	}
 	print "(! = some requests failed or timed out; see BENCH_KEEP=1 logs)"
 }' < <(for k in "${!RPS[@]}"; do printf '%s %s %s %s\n' "$k" "${RPS[$k]}" "${P99[$k]:-}" "${NOTE[$k]:-}"; done)
+
+# Redis commands of the "redis" cells: INFO commandstats after minus before.
+# EVALSHA and EVAL are what greyd sends (EVAL after a NOSCRIPT, once per
+# connection to a fresh Redis); GET, SET, TIME... run inside the script.
+if [ -n "${DECISIONS1:-}" ]; then
+	wl=$(sed -n '/action=/p' "$TMP/redis.log" | tail -n "+$((DECISIONS0 + 1))" |
+		grep -cE 'action=pass, reason=(client|recipient) whitelist' || true)
+	failed=$(grep -c 'store failed' "$TMP/redis.log" || true)
+	echo
+	echo "Redis INFO commandstats over the redis cells (after - before):"
+	awk -F'[:,=]' -v answered=$((DECISIONS1 - DECISIONS0)) -v wl="$wl" -v failed="$failed" '
+	/^cmdstat_/ {
+		name = substr($1, 9)
+		for (i = 2; i < NF; i += 2) f[$i] = $(i + 1)
+		if (FILENAME ~ /before$/) { c0[name] = f["calls"]; u0[name] = f["usec"]; x0[name] = f["failed_calls"] }
+		else { c1[name] = f["calls"]; u1[name] = f["usec"]; x1[name] = f["failed_calls"]; names[name] = 1 }
+	}
+	END {
+		label["evalsha"] = "  (greyd: one per request)"
+		label["eval"] = "  (greyd: after NOSCRIPT, once per connection)"
+		label["ping"] = label["hello"] = label["select"] = label["client|setinfo"] = "  (greyd: connection upkeep)"
+		label["info"] = "  (this script)"
+		n = split("evalsha eval", order, " ")
+		for (nm in names) if (nm != "evalsha" && nm != "eval") order[++n] = nm
+		for (i = 1; i <= n; i++) {
+			nm = order[i]
+			d = c1[nm] - c0[nm]
+			if (d <= 0) continue
+			printf "  %-8s calls=%d usec_per_call=%.2f failed_calls=%d%s\n", nm, d, (u1[nm] - u0[nm]) / d, x1[nm] - x0[nm],
+				label[nm] != "" ? label[nm] : "  (run by the script)"
+		}
+		calls = (c1["evalsha"] - c0["evalsha"]) + (c1["eval"] - c0["eval"])
+		store = answered - wl
+		printf "requests answered by greyd on Redis: %d (%d whitelisted, which need no Redis; %d through the store)\n", answered, wl, store
+		printf "Redis calls (EVALSHA + EVAL): %d = %.3f per request answered, %s per request through the store\n",
+			calls, answered ? calls / answered : 0, store ? sprintf("%.3f", calls / store) : "-"
+		if (failed) printf "(%d \"store failed\" lines in greyd'"'"'s log: failed requests are not in these counts)\n", failed
+	}' "$REDIS_DIR/commandstats.before" "$REDIS_DIR/commandstats.after"
+fi

@@ -2,10 +2,12 @@
 # End-to-end test: a real Postfix (Debian's package, chrooted smtpd), the
 # real greyd on /var/spool/postfix/greyd/socket, and a real SMTP client
 # (swaks) on loopback. Each scenario is asserted on what the client sees,
-# on Postfix's log and on the delivered mailbox. See README.md here.
+# on Postfix's log and on the delivered mailbox; the last one runs greyd on
+# a redis-server of its own. See README.md here.
 #
 #   make e2e                  # builds build/greyd, then runs this
-#   test/e2e/run.sh           # as root on Debian 12; installs postfix, swaks
+#   test/e2e/run.sh           # as root on Debian 12; installs postfix, swaks,
+#                             # redis-server
 #
 # Environment: GREYD (binary, default build/greyd), E2E_SMTP_PORT (2525),
 # E2E_STRICT_RELOAD=0 (scenario 7 falls back to SIGHUP, and says so, when
@@ -30,6 +32,8 @@ DELAY=5 # greylist.delay in greyd.hcl
 USER_NAME=e2e
 MAILBOX=/var/mail/$USER_NAME
 RUN=$(date +%Y%m%d%H%M%S)
+REDIS_DIR=$WORK/redis     # scenario 8's redis-server: socket, log
+REDIS_SOCK=$REDIS_DIR/redis.sock
 
 # The README lines the suite uses (checked against README.md and main.cf).
 POLICY_LINE='    check_policy_service unix:greyd/socket'
@@ -40,13 +44,16 @@ FAILOPEN_LINE='    check_policy_service { unix:greyd/socket, default_action=DUNN
 HOSTS_LINES='127.0.0.2 client.sender-e2e.test
 127.0.0.3 mx.addr-e2e.test
 127.0.0.4 mx.trusted-e2e.test
-127.0.0.5 mx.late-e2e.test'
+127.0.0.5 mx.late-e2e.test
+127.0.0.6 mx.redis-e2e.test'
 CLIENT=127.0.0.2   # greylisted
 WL_ADDR=127.0.0.3  # whitelisted by address (whitelist_clients.local)
 WL_NAME=127.0.0.4  # whitelisted by name: trusted-e2e.test
 LATE=127.0.0.5     # whitelisted by scenario 7, while greyd runs
+RCLIENT=127.0.0.6  # a new client, greylisted by greyd on Redis (scenario 8)
 
 GREYD_PID=
+REDIS_PID=
 PASSED=0
 FAILED=0
 STARTED_AT=$SECONDS
@@ -67,6 +74,10 @@ die() {
 dump() {
 	echo "==================== greyd log ($WORK/greyd.log)"
 	cat "$WORK/greyd.log" 2>/dev/null || echo "(none)"
+	if [ -e "$REDIS_DIR/redis.log" ]; then
+		echo "==================== redis-server log ($REDIS_DIR/redis.log)"
+		cat "$REDIS_DIR/redis.log"
+	fi
 	echo "==================== Postfix log ($WORK/postfix.log)"
 	cat "$WORK/postfix.log" 2>/dev/null || echo "(none)"
 	echo "==================== mailbox ($MAILBOX)"
@@ -79,6 +90,7 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	stop_greyd quiet
+	stop_redis
 	if [ -n "$postfix_ours" ]; then
 		postfix -c "$PFDIR" stop >/dev/null 2>&1
 		wait_postfix_stopped
@@ -125,7 +137,7 @@ undo() {
 
 install_packages() {
 	local missing="" p
-	for p in postfix swaks; do
+	for p in postfix swaks redis-server; do
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
@@ -133,7 +145,8 @@ install_packages() {
 	printf '%s\n' 'postfix postfix/main_mailer_type select Local only' \
 		"postfix postfix/mailname string $(hostname)" | debconf-set-selections
 	# Without systemd, the package would start Debian's own Postfix
-	# instance on the queue directory this test uses: forbid that.
+	# instance on the queue directory this test uses (and redis-server its
+	# own server on port 6379): forbid that.
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
@@ -154,7 +167,7 @@ install_packages() {
 # The pid of a running Postfix master on Debian's queue directory, if any.
 master_pid() {
 	local pid
-	pid=$(tr -dc 0-9 <"$SPOOL/pid/master.pid" 2>/dev/null) || return 1
+	pid=$(tr -dc 0-9 2>/dev/null <"$SPOOL/pid/master.pid") || return 1
 	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -242,7 +255,12 @@ setup_greyd() {
 		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
-	rm -rf "$GDIR" "$WORK/state" "$WORK/greyd.log"
+	pid=$(cat "$WORK/redis.pid" 2>/dev/null) || true
+	if [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$REDIS_SOCK"; then
+		say "stopping the redis-server a previous run left (pid $pid)"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$GDIR" "$WORK/state" "$WORK/greyd.log" "$REDIS_DIR" "$WORK/redis.pid"
 	mkdir -p "$GDIR"
 	cp "$HERE/greyd.hcl" "$GDIR/greyd.hcl"
 	cp "$ROOT/etc/greyd/whitelist_clients" "$ROOT/etc/greyd/whitelist_recipients" "$GDIR/"
@@ -310,6 +328,42 @@ stop_greyd() {
 	wait "$pid" 2>/dev/null || st=$?
 	return "$st"
 }
+
+# ------------------------------------------------------------------ redis
+
+# start_redis: a redis-server of this run's own, on a unix socket in $WORK,
+# without persistence; it dies with this script even on SIGKILL.
+start_redis() {
+	mkdir -p "$REDIS_DIR"
+	setpriv --pdeathsig KILL redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
+		--save "" --appendonly no --daemonize no --dir "$REDIS_DIR" \
+		--logfile "$REDIS_DIR/redis.log" >"$REDIS_DIR/stdout.log" 2>&1 &
+	REDIS_PID=$!
+	echo "$REDIS_PID" >"$WORK/redis.pid"
+	local i
+	for i in $(seq 100); do
+		[ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
+		kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start: $(cat "$REDIS_DIR/stdout.log")"
+		sleep 0.1
+	done
+	die "redis-server does not answer on $REDIS_SOCK after 10s"
+}
+
+stop_redis() {
+	[ -n "$REDIS_PID" ] || return 0
+	local pid=$REDIS_PID i
+	REDIS_PID=
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+# rcli ARG...: redis-cli on this run's redis-server.
+rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
 
 # ------------------------------------------------------------- assertions
 
@@ -634,6 +688,39 @@ scenario_7() { # whitelist edit applies to the next session, no restart
 	NOTE="NEEDED SIGHUP: greyd did not reload by itself within 10s"
 }
 
+scenario_8() { # greyd on Redis: 450 for a new client, the retry passes with the header
+	local s8="s8-$RUN@sender-e2e.test" t st=0 keys key v
+	# What README's "Several MX hosts" says: a redis block in database,
+	# here in a conf.d drop-in (read after greyd.hcl).
+	stop_greyd || st=$?
+	[ "$st" -eq 0 ] || flunk "greyd exited with status $st on SIGTERM" || return 1
+	start_redis
+	mkdir -p "$GDIR/conf.d"
+	printf 'database {\n  redis { url = "unix://%s" }\n}\n' "$REDIS_SOCK" >"$GDIR/conf.d/redis.hcl"
+	start_greyd
+	greyd_logged "redis: connected to unix:$REDIS_SOCK" || return 1
+
+	smtp s8-first "$RCLIENT" "$s8" e2e+s8@e2e.test
+	t=$SECONDS
+	reject450 s8-first e2e+s8@e2e.test || return 1
+	not_saw s8-first '^250 2\.0\.0' || return 1
+	noqueue "$s8" e2e+s8@e2e.test 1 || return 1
+	greyd_logged "action=greylist, reason=new, client_name=mx\.redis-e2e\.test, client_address=127\.0\.0\.6, sender=$s8, recipient=e2e\+s8@e2e\.test" || return 1
+	# The triplet is in Redis (this Redis is new: nothing else is).
+	keys=$(rcli --scan) || flunk "redis-cli --scan failed" || return 1
+	key=$(printf '%s\n' "$keys" | grep -F 'e2e+s8@e2e.test') ||
+		flunk "Redis holds no key for the triplet (keys: ${keys//$'\n'/ })" || return 1
+
+	wait_until $((t + DELAY + 1))
+	smtp s8-retry "$RCLIENT" "$s8" e2e+s8@e2e.test
+	accepted s8-retry e2e+s8@e2e.test || return 1
+	delivered s8-retry 1 || return 1
+	one_greylist_header s8-retry || return 1
+	greyd_logged "action=pass, reason=triplet found, delay=[0-9]+, client_name=mx\.redis-e2e\.test, .*sender=$s8" || return 1
+	v=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+	NOTE="Redis $v, key $key; $(headers s8-retry | head -n1)"
+}
+
 # ------------------------------------------------------------------- main
 
 [ "$(id -u)" -eq 0 ] || die "run as root (installs Postfix, runs it on $SPOOL)"
@@ -653,3 +740,4 @@ scenario 4 "whitelisted client address, client name and recipient (postmaster@):
 scenario 5 "greyd restarted between attempt and retry: retry accepted"
 scenario 6 "greyd stopped: 451 by default, accepted with default_action=DUNNO"
 scenario 7 "edit of whitelist_clients.local: next session whitelisted without restart"
+scenario 8 "greyd on Redis (conf.d redis block, redis-server on a unix socket): 450 for a new client, retry after the delay delivered with one X-Greylist header"
