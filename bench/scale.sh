@@ -2,7 +2,8 @@
 # bench/scale.sh — greyd with a big database, measured through the protocol:
 # mixed-workload throughput on an empty database, then after filling it with
 # SCALE_TRIPLETS new triplets, then again after a restart; the restart time
-# (until the first answer), resident memory and the database file size.
+# (until the first answer; after a clean stop and after kill -9), resident
+# memory and the database file size.
 # Over a unix socket in a temporary directory; everything it starts is
 # stopped on exit.
 #
@@ -66,7 +67,7 @@ start() {
 	for _ in $(seq 600); do
 		kill -0 "$PID" 2>/dev/null || { log "greyd exited:"; tail -5 "$TMP/greyd.log" >&2; exit 1; }
 		if [ -S "$TMP/greyd.sock" ] &&
-			"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -n 1 -c 1 -w whitelisted -timeout 2s -json >/dev/null 2>&1; then
+			"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -n 1 -c 1 -w whitelisted -timeout 30s -json >/dev/null 2>&1; then
 			t1=$(date +%s.%N)
 			STARTED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 			return 0
@@ -124,12 +125,19 @@ rss1=$(rss)
 measure restarted
 rss2=$(rss)
 hwm2=$(hwm)
+
+log "killing greyd (SIGKILL) and starting it on the same database"
+kill -KILL "$PID"
+wait "$PID" 2>/dev/null || true
+PID=
+start
+start2=$STARTED
 stop
 
 echo
 echo "$(date -u '+%F %T') UTC, $(nproc) CPUs shared by client and server, $DURATION per cell, mixed workload"
 echo "fill: $N new triplets in $((f1 - f0)) s (${fill_rps%.*} req/s); database file $db_mb MB"
-echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s"
+echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s, after kill -9 ${start2} s"
 echo "resident memory: empty ${rss0} MB; filled ${rss_filled} MB (peak ${hwm_filled}); after restart ${rss1} MB, after load ${rss2} MB (peak ${hwm2})"
 printf '%5s | %12s %9s | %12s %9s %7s | %12s %9s %7s\n' conns "empty r/s" p99 "filled r/s" p99 ratio "restart r/s" p99 ratio
 for c in $CONNS; do

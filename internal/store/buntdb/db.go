@@ -53,12 +53,13 @@ type DB struct {
 	path string   // "" for Memory
 	lock *os.File // nil for Memory
 
+	commits     committer // group commit of Step's writes (commit.go)
 	closed      atomic.Bool
 	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
 	wlVersion   atomic.Int64 // WhitelistVersion (admin.go)
 
 	shrinkMu    sync.Mutex // one rewrite at a time; guards shrunk
-	shrunk      int64      // file size after the last rewrite
+	shrunk      int64      // file size after the last rewrite; at Open, the live data's
 	shrinkMin   int64
 	shrinkEvery time.Duration
 	stop, done  chan struct{} // autoShrink; nil for Memory
@@ -174,7 +175,8 @@ func (d *DB) Len() (triplets, clients int, err error) {
 // Shrink rewrites the file with only the live entries (buntdb's Shrink,
 // which blocks writers only briefly at the end). It runs automatically
 // when the file is over 32 MiB and has doubled since the last rewrite
-// (or, the first time, at the first check after Open), as buntdb would.
+// (or, the first time, is twice the size of the live data Open loaded:
+// buntdb would rewrite any file over 32 MiB at the first check).
 //
 // buntdb writes the new file as path+".tmp" with mode 0666 less umask and
 // renames it over the database, fsyncing neither. Shrink therefore creates
@@ -221,8 +223,9 @@ func (d *DB) Shrink() error {
 	return nil
 }
 
-// autoShrink replaces buntdb's auto-shrink (see configure). The first
-// check shrinks a file over the minimum size, as buntdb would on open.
+// autoShrink replaces buntdb's auto-shrink (see configure). Open sets
+// shrunk to the live data's size, so the first rewrite waits until the
+// file has grown to twice that.
 func (d *DB) autoShrink() {
 	defer close(d.done)
 	t := time.NewTicker(d.shrinkEvery)

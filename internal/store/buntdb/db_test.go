@@ -645,3 +645,58 @@ func TestCloseWhileBusy(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestAutoShrinkLiveFile reopens a file that is all live data with a
+// minimum size below it: the first checks leave it alone (a rewrite would
+// not make it smaller), and it is rewritten once overwrites have grown it
+// past twice the live data.
+func TestAutoShrinkLiveFile(t *testing.T) {
+	path := dbPath(t)
+	d := openT(t, path, Options{})
+	ctx := context.Background()
+	for i := range 300 {
+		if err := d.PutTriplet(ctx, fmt.Sprintf("k%d", i), Triplet{First: 1, Last: 2}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := fi.Size()
+
+	oldMin, oldEvery := autoShrinkMinSize, autoShrinkEvery
+	autoShrinkMinSize, autoShrinkEvery = 4096, 10*time.Millisecond
+	d = openT(t, path, Options{})
+	autoShrinkMinSize, autoShrinkEvery = oldMin, oldEvery
+	time.Sleep(200 * time.Millisecond) // twenty checks
+	if fi, err := os.Stat(path); err != nil || fi.Size() != live {
+		t.Fatalf("file of live data rewritten at the first checks: %d bytes, was %d (%v)", fi.Size(), live, err)
+	}
+	// Three rounds of overwrites: the file is then 4x the live data.
+	for i := range 900 {
+		if err := d.PutTriplet(ctx, fmt.Sprintf("k%d", i%300), Triplet{First: 1, Last: int64(i)}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second) // buntdb's Shrink waits 250 ms first
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Unshrunk, the file is 4x live. A rewrite that starts at 2x
+		// copies what was written after it began: at most 2x more.
+		if fi.Size() < live*7/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file still %d bytes (live data %d) after 10 s", fi.Size(), live)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkIndex(t, d)
+}

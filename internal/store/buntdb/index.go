@@ -111,13 +111,19 @@ func (x *index) getLocked(key []byte, now int64) (entry, bool) {
 
 // load fills the index from buntdb, at Open. Malformed values are left
 // out (they read as missing, and the next put overwrites them); it
-// returns how many there were and one example key.
+// returns how many there were, one example key, and the size of the file
+// buntdb would write for what it holds (the auto-shrink's baseline).
 //
 // buntdb has no iterator that yields deadlines, so each key's TTL is
 // looked up again: that doubles the cost of the walk, so the key space is
 // split in two halves walked in parallel (buntdb's readers share its
 // lock, and its trees allow concurrent readers).
-func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
+//
+// It runs before expire is installed (startIndex): the walk holds
+// buntdb's read lock while it takes shard locks, and expire holds a shard
+// lock while it waits for buntdb's write lock, so the two together could
+// deadlock.
+func (x *index) load(db *bunt.DB) (bad int, example string, live int64, err error) {
 	now := time.Now()
 	var mid string
 	err = db.View(func(tx *bunt.Tx) error {
@@ -135,11 +141,12 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 		})
 	})
 	if err != nil {
-		return 0, "", err
+		return 0, "", 0, err
 	}
 	type half struct {
 		bad     int
 		example string
+		live    int64
 		err     error
 	}
 	var halves [2]half
@@ -152,6 +159,11 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 					if h == 0 && mid != "" && k >= mid {
 						return false
 					}
+					ttl, err := tx.TTL(k)
+					if err != nil {
+						return true // expired since the walk began
+					}
+					r.live += recordSize(k, v, ttl >= 0)
 					if len(k) > 1 && k[0] == nsWhitelist && k[1] == ':' {
 						return true // the runtime whitelist is read from buntdb (admin.go)
 					}
@@ -163,13 +175,10 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 						return true
 					}
 					e := entry{a: a, b: b}
-					if ttl, err := tx.TTL(k); err != nil {
-						return true // expired since the walk began
-					} else if ttl >= 0 {
+					if ttl >= 0 {
 						e.expires = now.Add(ttl).UnixNano()
 					}
-					// Locked: expire may already run (see startIndex),
-					// and the other half fills the same shards.
+					// Locked: the other half fills the same shards.
 					sh := x.shardOf(k)
 					sh.mu.Lock()
 					sh.set(k, e)
@@ -189,14 +198,53 @@ func (x *index) load(db *bunt.DB) (bad int, example string, err error) {
 	wg.Wait()
 	for _, r := range halves {
 		if r.err != nil {
-			return 0, "", r.err
+			return 0, "", 0, r.err
 		}
 		bad += r.bad
+		live += r.live
 		if example == "" {
 			example = r.example
 		}
 	}
-	return bad, example, nil
+	return bad, example, live, nil
+}
+
+// recordSize is the size of the record buntdb writes for an entry when it
+// rewrites the file: a RESP array of "set", the key, the value and, with
+// a deadline, "ae" and ten digits of Unix seconds.
+func recordSize(k, v string, expires bool) int64 {
+	bulk := func(n int) int64 {
+		d := 1
+		for m := n; m >= 10; m /= 10 {
+			d++
+		}
+		return int64(1 + d + 2 + n + 2)
+	}
+	if expires {
+		return 4 + bulk(3) + bulk(len(k)) + bulk(len(v)) + bulk(2) + bulk(10)
+	}
+	return 4 + bulk(3) + bulk(len(k)) + bulk(len(v))
+}
+
+// sweep hands every index entry past its deadline to expire. startIndex
+// runs it once expire is installed: until then buntdb's own sweep deleted
+// expired entries without telling the index, which still has them (past
+// their deadline, since the index's deadline is never later than
+// buntdb's).
+func (d *DB) sweep() {
+	now := time.Now().UnixNano()
+	var keys []string
+	for i := range d.idx.shards {
+		sh := &d.idx.shards[i]
+		sh.mu.RLock()
+		for k, e := range sh.m {
+			if e.expires != 0 && e.expires <= now {
+				keys = append(keys, k)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	d.expire(keys)
 }
 
 // expire is buntdb's OnExpired: keys are entries its expiry index found
@@ -260,32 +308,33 @@ func (d *DB) expireFailed(err error, n int) {
 	d.log.Warn("deleting expired database entries failed; retrying every second", "entries", n, "err", err)
 }
 
-// startIndex builds the index and hands buntdb's expiry to it. Expiry is
-// handed over first: from then on buntdb deletes nothing by itself, so
-// every entry the load sees stays until expire removes it from both.
-func (d *DB) startIndex() error {
+// startIndex builds the index and hands buntdb's expiry to it. The index
+// is filled first (see load for why), then expiry is handed over, then
+// what buntdb's own sweep deleted meanwhile leaves the index too: from
+// then on buntdb deletes nothing by itself, and every entry leaves both
+// together. It returns load's estimate of the live data's file size.
+func (d *DB) startIndex() (live int64, err error) {
 	var n int
 	if err := d.db.View(func(tx *bunt.Tx) (err error) { n, err = tx.Len(); return err }); err != nil {
-		return err
+		return 0, err
 	}
-	// Made before expire can run: it locks the shards, nothing else may
-	// replace their maps afterwards.
 	d.idx = newIndex(n)
-	var c bunt.Config
-	if err := d.db.ReadConfig(&c); err != nil {
-		return err
-	}
-	c.OnExpired = d.expire
-	if err := d.db.SetConfig(c); err != nil {
-		return err
-	}
-	bad, example, err := d.idx.load(d.db)
+	bad, example, live, err := d.idx.load(d.db)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if bad > 0 {
 		d.log.Warn("ignoring malformed database values; those entries read as new and are overwritten at their next use",
 			"path", d.path, "count", bad, "example_key", example)
 	}
-	return nil
+	var c bunt.Config
+	if err := d.db.ReadConfig(&c); err != nil {
+		return 0, err
+	}
+	c.OnExpired = d.expire
+	if err := d.db.SetConfig(c); err != nil {
+		return 0, err
+	}
+	d.sweep()
+	return live, nil
 }

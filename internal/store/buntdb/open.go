@@ -19,9 +19,9 @@ import (
 // use it to run against the real store without touching the disk.
 const Memory = ":memory:"
 
-// Auto-shrink thresholds, buntdb's defaults: rewrite the file when it is
-// over 32 MiB and has doubled since the last rewrite. Variables so that
-// tests can lower them before Open.
+// Auto-shrink thresholds: rewrite the file when it is over 32 MiB and
+// twice the size of the last rewrite, or at first twice the live data
+// that Open found. Variables so that tests can lower them before Open.
 var (
 	autoShrinkMinSize int64 = 32 << 20
 	autoShrinkEvery         = 5 * time.Second
@@ -53,7 +53,7 @@ func Open(path string, opts Options) (*DB, error) {
 		if d.db, err = bunt.Open(Memory); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
-		if err := d.startIndex(); err != nil {
+		if _, err := d.startIndex(); err != nil {
 			_ = d.db.Close()
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
@@ -64,9 +64,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if d.lock, err = lockFile(path); err != nil {
 		return nil, err
 	}
+	var live int64
 	if d.db, err = openFile(path, opts); err == nil {
 		if err = configure(d.db, policy); err == nil {
-			err = d.startIndex()
+			live, err = d.startIndex()
 		}
 		if err != nil {
 			err = fmt.Errorf("open database %q: %w", path, err)
@@ -80,6 +81,11 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	// The file is rewritten once it is twice what a rewrite would leave,
+	// not at the first check: right after a restart the rewrite would
+	// cost a second of CPU and a file's worth of memory for a file that
+	// is mostly live data.
+	d.shrunk = live
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
 	go d.autoShrink()
 	return d, nil

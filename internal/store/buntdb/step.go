@@ -20,6 +20,8 @@ import (
 // or triplet at the same moment are decided one after the other. A step
 // that writes nothing (a passed triplet refreshed within the minute, an
 // early retry, an auto-whitelisted client within the hour) takes no lock.
+// The write itself may share one buntdb transaction with other steps'
+// (group commit, commit.go); the step returns only once it is written.
 //
 // One host has one clock: in.Now is used whether or not in.FixedNow.
 func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, error) {
@@ -61,17 +63,9 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	if w.Triplet {
 		tw = prepare(nsTriplet, in.TripletKey, w.TripletVal.First, w.TripletVal.Last, w.TripletTTL)
 	}
-	err := d.db.Update(func(tx *bunt.Tx) error {
-		for _, p := range [2]*pending{&cw, &tw} {
-			if p.key == "" {
-				continue
-			}
-			if _, _, err := tx.Set(p.key, p.val, &bunt.SetOptions{Expires: true, TTL: p.ttl}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	// Written together with the steps of other connections that wait
+	// meanwhile (commit.go); the shard locks stay held until it is done.
+	err := d.commit([2]pending{cw, tw})
 	switch {
 	case err == nil:
 	case errors.Is(err, bunt.ErrDatabaseClosed):
