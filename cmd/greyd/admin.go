@@ -495,6 +495,9 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	line("store", "%s (check took %v); %d steps, mean %v; %d failed", health,
 		secs(s.Store.CheckSeconds), s.Store.Steps, secs(s.Store.StepMeanSeconds), s.Store.Errors)
+	if s.Store.Status != "" {
+		line("backend", "%s", s.Store.Status)
+	}
 	switch {
 	case s.Reload.Last == 0:
 		line("reload", "none since start (%d ok, %d failed)", s.Reload.OK, s.Reload.Failed)

@@ -115,6 +115,7 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 					return d
 				},
 				StoreLatency: o.metrics.StoreLatency,
+				StoreStatus:  storeStatus(db),
 				Version:      version,
 				Started:      started,
 			})
@@ -209,4 +210,12 @@ func (o *operations) stopNow() {
 	}
 	o.cancel()
 	o.wg.Wait()
+}
+
+// storeStatus returns the connection state of a store that has one (Redis).
+func storeStatus(db store.Store) func() string {
+	if st, ok := db.(interface{ Status() string }); ok {
+		return st.Status
+	}
+	return nil
 }

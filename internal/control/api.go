@@ -232,6 +232,9 @@ type EntryCounts struct {
 type StoreStats struct {
 	Healthy bool   `json:"healthy"`
 	Error   string `json:"error,omitempty"`
+	// Status is a networked store's connection state ("redis: connected
+	// to ..."), empty for buntdb.
+	Status string `json:"status,omitempty"`
 	// CheckSeconds is how long the health check (a lookup) took now.
 	CheckSeconds float64 `json:"check_seconds"`
 	// Steps and StepMeanSeconds describe the store steps of requests

@@ -225,17 +225,31 @@ func procGroups(pid uint32) []uint32 {
 // greyd runs in a user namespace that does not map every user (systemd's
 // PrivateUsers=yes): then it stands for any user outside the mapping.
 func unmappedUID(uid uint32) bool {
-	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
-	if err != nil || strings.TrimSpace(string(b)) != strconv.FormatUint(uint64(uid), 10) {
-		return false
-	}
+	// /proc/sys/kernel/overflowuid would say which uid that is, but the
+	// packaged unit's ProcSubset=pid hides /proc/sys: the map of our own
+	// user namespace says the same. A uid inside none of its ranges can
+	// only be the overflow uid the kernel shows for an unmapped peer; the
+	// initial namespace maps every uid, so there nothing is unmapped.
 	m, err := os.ReadFile("/proc/self/uid_map")
 	if err != nil {
 		return false
 	}
-	f := strings.Fields(string(m))
-	// The initial namespace maps everything: "0 0 4294967295".
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+	lines := strings.Split(strings.TrimSpace(string(m)), "\n")
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			return false // unreadable: do not guess
+		}
+		first, err1 := strconv.ParseUint(f[0], 10, 32)
+		count, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if uint64(uid) >= first && uint64(uid) < first+count {
+			return false
+		}
+	}
+	return len(lines) > 0
 }
 
 type peerKey struct{}

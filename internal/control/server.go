@@ -35,8 +35,12 @@ type Options struct {
 	// StoreLatency returns the number of store steps timed and their
 	// mean duration; nil: unknown.
 	StoreLatency func() (uint64, time.Duration)
-	Version      string
-	Started      time.Time
+	// StoreStatus, if set, says how a networked store's connection is
+	// doing ("redis: UNREACHABLE since ..."): CheckStore only asks
+	// greyd's own side, which stays healthy while Redis is down.
+	StoreStatus func() string
+	Version     string
+	Started     time.Time
 }
 
 // DaemonStats are the counters of the daemon outside the engine.
@@ -506,6 +510,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	out.Store.Healthy = err == nil
 	if err != nil {
 		out.Store.Error = err.Error()
+	}
+	if s.opts.StoreStatus != nil {
+		out.Store.Status = s.opts.StoreStatus()
 	}
 	if s.opts.StoreLatency != nil {
 		n, mean := s.opts.StoreLatency()

@@ -3,7 +3,8 @@
 # systemd as PID 1 (systemd-nspawn -b, loopback only), greyd's .deb from
 # build/pkg/ installed in it as an admin would, Postfix configured as
 # README.md says, and every promise of the packaged units asserted on what
-# an admin sees: SMTP replies, the mailbox, systemctl, the journal, files.
+# an admin sees: SMTP replies, the mailbox, systemctl, the journal, files,
+# greyd's admin commands, Redis (Debian's redis-server) and the metrics.
 # See README.md here for the steps and what each one checks.
 #
 #   make systemd-test          # make package, then this
@@ -44,6 +45,7 @@ NO_GREYD='^451 4\.3\.5 <story@story\.test>: Recipient address rejected: Server c
 WORK=
 NSPAWN=
 PID1=
+PID1_START=
 MOUNTED=
 CURSOR=
 NSTEP=0
@@ -84,37 +86,113 @@ stopped() {
 	[ -z "$st" ] || [ "$st" = Z ]
 }
 
+# start_time PID: when the process started (clock ticks since boot), to
+# tell it from a later process that got the same pid.
+start_time() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
+
+# find_pid1: sets PID1 (and PID1_START) to the container's PID 1, nspawn's
+# child whose pid is 1 in its own namespace, if it has one yet.
+find_pid1() {
+	local p
+	# shellcheck disable=SC2013 # the file holds pids separated by spaces
+	for p in $(cat /proc/"$NSPAWN"/task/*/children 2>/dev/null); do
+		awk '/^NSpid:/ { one = (NF > 2 && $NF == 1) } END { exit !one }' "/proc/$p/status" 2>/dev/null || continue
+		PID1=$p
+		PID1_START=$(start_time "$p")
+		[ -n "$PID1_START" ] || PID1=
+		return 0
+	done
+	return 0
+}
+
+# init_alive: the container's PID 1 still runs: the same process (pid and
+# start time), whether or not systemd-nspawn does. If nspawn dies, its
+# container lives on without it, reparented to the host's init.
+init_alive() { [ -n "$PID1" ] && ! stopped "$PID1" && [ "$(start_time "$PID1")" = "$PID1_START" ]; }
+nspawn_alive() { [ -n "$NSPAWN" ] && ! stopped "$NSPAWN"; }
+container_gone() { ! nspawn_alive && ! init_alive; }
+
+# record_pids: the work directory's pids file, for reap_stale_runs of a
+# later run should this one be killed before its cleanup.
+record_pids() { echo "$$ ${NSPAWN:--} ${PID1:--} ${PID1_START:--}" >"$WORK/pids"; }
+
 # halt_container: powers the container off (SIGRTMIN+4 to its systemd is
 # "systemctl poweroff"; sent again every 2 s, since a PID 1 that has not set
 # up its handlers yet ignores it); after 30 s asks nspawn to stop it, after
-# 10 s more kills nspawn and the container's PID 1 (which ends every
-# process of its PID namespace).
+# 10 s more kills the container's PID 1 (which ends every process of its
+# PID namespace) and nspawn. Each by its pid, and the container's PID 1 also
+# when nspawn is gone already.
 halt_container() {
 	local i
-	[ -n "$NSPAWN" ] || return 0
+	[ -n "$NSPAWN$PID1" ] || return 0
+	[ -n "$PID1" ] || ! nspawn_alive || find_pid1
 	for i in $(seq 150); do
-		stopped "$NSPAWN" && break
-		if [ -n "$PID1" ] && [ $((i % 10)) -eq 1 ]; then
+		container_gone && break
+		if [ $((i % 10)) -eq 1 ] && init_alive; then
 			kill -s RTMIN+4 "$PID1" 2>/dev/null
 		fi
 		sleep 0.2
 	done
-	if ! stopped "$NSPAWN"; then
+	if ! container_gone && nspawn_alive; then
 		say "the container did not power off within 30s: stopping systemd-nspawn (pid $NSPAWN)"
 		kill -TERM "$NSPAWN" 2>/dev/null
 		for _ in $(seq 50); do
-			stopped "$NSPAWN" && break
+			container_gone && break
 			sleep 0.2
 		done
 	fi
-	if ! stopped "$NSPAWN"; then
-		say "killing systemd-nspawn (pid $NSPAWN) and the container's PID 1 ($PID1)"
-		[ -n "$PID1" ] && kill -KILL "$PID1" 2>/dev/null
-		kill -KILL "$NSPAWN" 2>/dev/null
+	if ! container_gone; then
+		if init_alive; then
+			say "killing the container's PID 1 (pid $PID1)"
+			kill -KILL "$PID1" 2>/dev/null
+		fi
+		if nspawn_alive; then
+			say "killing systemd-nspawn (pid $NSPAWN)"
+			kill -KILL "$NSPAWN" 2>/dev/null
+		fi
+		for _ in $(seq 50); do
+			container_gone && break
+			sleep 0.2
+		done
+		container_gone || say "still running 10s after SIGKILL: the container's PID 1 (pid ${PID1:-unknown}) or systemd-nspawn (pid ${NSPAWN:-none})"
 	fi
-	wait "$NSPAWN" 2>/dev/null || true
+	[ -z "$NSPAWN" ] || wait "$NSPAWN" 2>/dev/null || true
 	NSPAWN=
 	PID1=
+	PID1_START=
+	[ -z "$WORK" ] || record_pids
+}
+
+# reap_stale_runs: containers and mounts of earlier runs that were killed
+# before their cleanup (SIGKILL, a CI timeout): each work directory has the
+# pids of its script, nspawn and the container's PID 1 (with its start
+# time); a directory whose script is gone is cleaned up here.
+reap_stale_runs() {
+	local d script nsp p1 p1start
+	for d in "$CACHE"/greyd-systemd-run.*; do
+		[ -f "$d/pids" ] || continue
+		read -r script nsp p1 p1start <"$d/pids" || continue
+		if [ "$script" != - ] && ! stopped "$script" && grep -qs 'run\.sh' "/proc/$script/cmdline"; then
+			continue # a run in progress
+		fi
+		say "    cleaning up after a run that was killed: $d"
+		if [ "$p1" != - ] && ! stopped "$p1" && [ "$(start_time "$p1")" = "$p1start" ]; then
+			say "    killing its container's PID 1 (pid $p1)"
+			kill -KILL "$p1" 2>/dev/null
+		fi
+		if [ "$nsp" != - ] && ! stopped "$nsp" && grep -qx systemd-nspawn "/proc/$nsp/comm" 2>/dev/null; then
+			kill -KILL "$nsp" 2>/dev/null
+		fi
+		for _ in $(seq 50); do
+			{ [ "$p1" = - ] || stopped "$p1"; } && break
+			sleep 0.2
+		done
+		if grep -qF " $d/root " /proc/mounts; then
+			umount "$d/root" 2>/dev/null || umount -l "$d/root" || say "    cannot unmount $d/root"
+		fi
+		rm -rf --one-file-system "$d"
+	done
+	return 0
 }
 
 unmount_root() {
@@ -127,7 +205,7 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap - EXIT INT TERM
-	if [ "$rc" -ne 0 ] && [ -z "$SIGNAL" ] && [ -n "$PID1" ] && ! stopped "$PID1"; then
+	if [ "$rc" -ne 0 ] && [ -z "$SIGNAL" ] && init_alive; then
 		diagnose >&2
 	fi
 	halt_container
@@ -257,12 +335,13 @@ records() {
 	inside journalctl -q --no-pager -u greyd.service -o json ${CURSOR:+"--after-cursor=$CURSOR"}
 }
 
-# logged PRIORITY ERE: within 5 s of the mark, greyd itself (identifier
-# greyd, facility mail) logged a line matching ERE from its start, at
-# PRIORITY (journald's PRIORITY field, from greyd's "<N>" prefix).
+# logged PRIORITY ERE [SECONDS]: since the mark, within SECONDS (5),
+# greyd itself (identifier greyd, facility mail) logged a line matching ERE
+# from its start, at PRIORITY (journald's PRIORITY field, from greyd's "<N>"
+# prefix).
 logged() {
-	local prio=$1 re=$2 m
-	for _ in $(seq 25); do
+	local prio=$1 re=$2 wait=${3:-5} m
+	for _ in $(seq $((wait * 5))); do
 		m=$(records | grep -E "\"MESSAGE\":\"$re" | grep -F '"SYSLOG_IDENTIFIER":"greyd"') || true
 		if [ -n "$m" ]; then
 			printf '%s\n' "$m" | grep -qF '"SYSLOG_FACILITY":"2"' ||
@@ -272,7 +351,7 @@ logged() {
 		fi
 		sleep 0.2
 	done
-	fail "journal: journalctl -u greyd has no line /$re/ of greyd (priority $prio) within 5s"
+	fail "journal: journalctl -u greyd has no line /$re/ of greyd (priority $prio) within ${wait}s"
 }
 
 # clean_start PID: since the mark, greyd's main process PID logged no
@@ -291,6 +370,70 @@ sd_logged() {
 		sleep 0.2
 	done
 	fail "journal: systemd logged no /$1/ about greyd.service within 10s"
+}
+
+# ---------------------------------------- admin commands, Redis, metrics
+
+CTL=/run/greyd/control.sock
+
+# cli NAME STATUS CMD...: CMD (one of greyd's admin commands) in the
+# container exits with STATUS; its output (stdout and stderr) is kept as
+# NAME.
+cli() {
+	local name=$1 want=$2 rc=0
+	shift 2
+	inside "$@" >"$WORK/cli/$name.txt" 2>&1 || rc=$?
+	if [ "$rc" != "$want" ]; then
+		sed 's/^/systemd-test:     | /' "$WORK/cli/$name.txt" >&2
+		fail "$* exited with $rc, want $want (output above)"
+	fi
+}
+
+# says NAME ERE: a line of the output of cli NAME matches ERE.
+says() {
+	grep -qE "$2" "$WORK/cli/$1.txt" && return 0
+	sed 's/^/systemd-test:     | /' "$WORK/cli/$1.txt" >&2
+	fail "the output of \"$1\" (above) has no line /$2/"
+}
+
+# control_up: greyd answers on its control socket (greyd stats as root).
+control_up() { inside -t 10 greyd stats >/dev/null 2>&1; }
+
+redis_up() { [ "$(inside -t 10 redis-cli ping 2>/dev/null)" = PONG ]; }
+
+# redis_key PART...: the one key of the container's Redis that contains
+# every PART (fixed strings), or fails.
+redis_key() {
+	local keys k part
+	keys=$(inside -t 10 redis-cli --scan --pattern '*') || fail "redis-cli --scan failed"
+	k=$(printf '%s\n' "$keys")
+	for part in "$@"; do
+		k=$(printf '%s\n' "$k" | grep -F -- "$part") || true
+	done
+	[ "$(printf '%s' "$k" | grep -c .)" -eq 1 ] ||
+		fail "Redis: want one key with $*, have: $(printf '%s\n' "$keys" | tr '\n' ' ')"
+	printf '%s\n' "$k"
+}
+
+# scrape NAME: GET http://127.0.0.1:9386/metrics in the container, with
+# bash's /dev/tcp (minbase has neither curl nor wget); the body is kept as
+# NAME.
+scrape() {
+	inside -t 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9386 &&
+		printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:9386\r\n\r\n" >&3 && cat <&3' 2>&1 |
+		tr -d '\r' >"$WORK/$1.http" || true
+	head -n1 "$WORK/$1.http" | grep -qE '^HTTP/1\.[01] 200 ' ||
+		fail "GET http://127.0.0.1:9386/metrics: \"$(head -n1 "$WORK/$1.http")\", want 200"
+	sed '1,/^$/d' "$WORK/$1.http" >"$WORK/$1.prom"
+}
+
+# metric NAME SERIES: the value of SERIES (name{labels} as the text format
+# writes it) in scrape NAME.
+metric() {
+	local l
+	l=$(awk -v s="$2 " 'index($0, s) == 1 { print; exit }' "$WORK/$1.prom")
+	[ -n "$l" ] || fail "GET /metrics: no $2 (metrics kept as $1.prom)"
+	printf '%s\n' "${l##* }"
 }
 
 # ------------------------------------------------------------------- SMTP
@@ -400,6 +543,9 @@ build_root() {
 		fstrim.timer logrotate.timer man-db.timer; do
 		[ -e "$dir/lib/systemd/system/$t" ] && ln -sf /dev/null "$dir/etc/systemd/system/$t"
 	done
+	# redis-server's package enables it; the story starts it when it needs it.
+	systemctl --root="$dir" --quiet disable redis-server.service ||
+		fail "systemctl --root disable redis-server.service"
 	return 0
 }
 
@@ -459,23 +605,20 @@ build_upgrade() {
 
 # boot: boots the root at $WORK/root; sets NSPAWN and PID1.
 boot() {
-	local p t0=$SECONDS st="" end
+	local t0=$SECONDS st="" end
 	SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet --register=no --keep-unit \
 		--private-network --machine="greyd-test-$$" -D "$WORK/root" -b --console=pipe \
 		</dev/null >>"$WORK/console.log" 2>&1 &
 	NSPAWN=$!
-	# The container's PID 1: nspawn's child whose pid is 1 in its namespace.
+	record_pids
 	for _ in $(seq 100); do
-		# shellcheck disable=SC2013 # the file holds pids separated by spaces
-		for p in $(cat /proc/"$NSPAWN"/task/*/children 2>/dev/null); do
-			awk '/^NSpid:/ { one = ($NF == 1) } END { exit !one }' "/proc/$p/status" 2>/dev/null || continue
-			PID1=$p
-			break 2
-		done
+		find_pid1
+		[ -z "$PID1" ] || break
 		stopped "$NSPAWN" && { tail -n 20 "$WORK/console.log" >&2; fail "systemd-nspawn exited (console above)"; }
 		sleep 0.1
 	done
 	[ -n "$PID1" ] || fail "no container PID 1 under systemd-nspawn (pid $NSPAWN) within 10s"
+	record_pids
 	# Before it execs systemd, its root is not the container's yet.
 	wait_until "the container's PID 1 ($PID1) did not become systemd within 10s" 10 \
 		grep -qx systemd "/proc/$PID1/comm"
@@ -495,23 +638,27 @@ boot() {
 	ok "systemd $(inside systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p') is PID 1 (host pid $PID1), system running after $((SECONDS - t0))s"
 }
 
-# power_off: systemctl poweroff, and nspawn must exit within 30 s.
+# power_off: systemctl poweroff; the container's PID 1 and nspawn must be
+# gone within 30 s.
 power_off() {
 	inside -t 10 systemctl poweroff >/dev/null 2>&1 || true
 	for _ in $(seq 150); do
-		stopped "$NSPAWN" && break
+		container_gone && break
 		sleep 0.2
 	done
-	stopped "$NSPAWN" || fail "the container did not power off within 30s"
+	init_alive && fail "the container's PID 1 (pid $PID1) still runs 30s after systemctl poweroff"
+	nspawn_alive && fail "systemd-nspawn (pid $NSPAWN) still runs 30s after systemctl poweroff"
 	wait "$NSPAWN" 2>/dev/null || true
 	NSPAWN=
 	PID1=
+	PID1_START=
+	record_pids
 }
 
 # snapshot: what the package may touch, for comparing before and after.
 snapshot() {
 	insh 'find /etc /usr /var/lib -xdev \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/ucf \
-		-o -path /var/lib/systemd/timers -o -path /var/lib/postfix -o -path /var/lib/rsyslog \) -prune \
+		-o -path /var/lib/systemd/timers -o -path /var/lib/postfix -o -path /var/lib/rsyslog -o -path /var/lib/redis \) -prune \
 		-o -printf "%p %M %u:%g\n"; find /var/spool/postfix -maxdepth 1 -printf "%p %M %u:%g\n"' |
 		grep -Ev '^/etc/(passwd|group|shadow|gshadow|subuid|subgid)-? |^/etc/\.pwd\.lock ' | sort
 }
@@ -532,10 +679,12 @@ V1=$(dpkg-deb -f "$DEB1" Version)
 ok "$(basename "$DEB1") (greyd $V1); host: $(systemd-nspawn --version | head -n1), $(mmdebstrap --version)"
 
 step "Debian 12 root (mmdebstrap --variant=minbase $SUITE), cached under $CACHE"
+reap_stale_runs
 cached_root
 
 WORK=$(mktemp -d "$CACHE/greyd-systemd-run.XXXXXX")
-mkdir "$WORK/smtp" "$WORK/pkgs" "$WORK/upper" "$WORK/ovl" "$WORK/root"
+record_pids
+mkdir "$WORK/smtp" "$WORK/cli" "$WORK/pkgs" "$WORK/upper" "$WORK/ovl" "$WORK/root"
 cp "$DEB1" "$WORK/pkgs/"
 
 step "a second package, greyd $V1 + 1, for the upgrade (dist/package.sh on a copy of the tree)"
@@ -586,6 +735,11 @@ is_state greyd.service inactive || fail "greyd.service is $(state greyd.service)
 expect_mode /var/lib/greyd "directory greyd:greyd 750"
 expect_absent /run/greyd
 ok "greyd.socket enabled, active; $SOCK root:postfix 0660; greyd.service enabled, inactive; no greyd process"
+expect_mode /etc/greyd/conf.d "directory root:root 755"
+[ -z "$(inside ls -A /etc/greyd/conf.d)" ] || fail "the package put files into /etc/greyd/conf.d: $(inside ls -A /etc/greyd/conf.d | xargs)"
+[ "$(inside dpkg-query -S /etc/greyd/conf.d)" = "greyd: /etc/greyd/conf.d" ] ||
+	fail "dpkg-query -S /etc/greyd/conf.d: $(inside dpkg-query -S /etc/greyd/conf.d 2>&1), want greyd's"
+ok "/etc/greyd/conf.d: empty, root:root 0755, the package's"
 
 step "first mail from a new client: 450, greyd started by its socket, as user greyd, sandboxed"
 T1=$SECONDS
@@ -632,13 +786,63 @@ expect_rcpt m2 "$GREYLISTED"
 logged 5 "action=greylist, reason=early-retry \\([0-9]+s missing\\), client_name=unknown, client_address=127\\.0\\.1\\.2, sender=s1-$RUN@sender\\.test"
 ok "early-retry, at notice (5)"
 
-step "an admin edits /etc/greyd/greyd.hcl (delay 5m -> 3s): applied by itself, no systemctl reload"
+step "greyd's admin commands on its control socket, as root: explain, list, stats, a runtime whitelist entry"
+expect_mode "$CTL" "socket greyd:greyd 660"
+cli explain 1 greyd explain 127.0.1.2 unknown "s1-$RUN@sender.test" story@story.test
+says explain '^triplet +[^ ]+ / s1-[^ ]*@sender\.test / story@story\.test'
+says explain '^decision +greylist, reason=early-retry \([0-9]+s missing\)$'
+says explain '^reply +DEFER_IF_PERMIT .*Greylisted'
+ok "$CTL greyd:greyd 0660; greyd explain (the last greylisted triplet): exit 1, $(grep -E '^triplet ' "$WORK/cli/explain.txt" | tr -s ' '); $(grep -E '^decision ' "$WORK/cli/explain.txt" | tr -s ' ')"
+cli list 0 greyd list -client 127.0.1.2
+says list '^triplet +pending .* s1-[^ ]*@sender\.test story@story\.test$'
+cli stats 0 greyd stats
+says stats '^store +healthy'
+says stats '^ +greylist +early-retry +1$'
+ok "greyd list -client 127.0.1.2: the triplet, pending; greyd stats: store healthy, 1 early-retry"
+smtp c1 127.0.8.2 "s21-$RUN@sender.test"
+expect_rcpt c1 "$GREYLISTED"
+cli wl-add 0 greyd whitelist add -comment "systemd-test" client 127.0.8.2
+mark
+smtp c2 127.0.8.2 "s22-$RUN@sender.test"
+expect_rcpt c2 "$ACCEPTED"
+logged 5 "action=pass, reason=client whitelist, client_name=unknown, client_address=127\\.0\\.8\\.2, sender=s22-$RUN@sender\\.test"
+[ "$(delivered c2)" = none ] || fail "mail of a runtime-whitelisted client got an X-Greylist header"
+cli wl-remove 0 greyd whitelist remove client 127.0.8.2
+smtp c3 127.0.8.2 "s23-$RUN@sender.test"
+expect_rcpt c3 "$GREYLISTED"
+ok "greyd whitelist add client 127.0.8.2: a new triplet of it passes at once, no header; removed: greylisted again"
+
+step "the control socket: members of group greyd too, nobody else; back after systemctl restart greyd"
+inside useradd --system --no-create-home --shell /usr/sbin/nologin --groups greyd opsadmin
+cli stats-member 0 setpriv --reuid=opsadmin --regid=opsadmin --init-groups greyd stats
+says stats-member '^store +healthy'
+cli stats-nobody 3 setpriv --reuid=nobody --regid=nogroup --clear-groups greyd stats
+says stats-nobody "$CTL"
+ok "a member of group greyd (opsadmin): greyd stats works; nobody: exit 3, $(head -n1 "$WORK/cli/stats-nobody.txt")"
 mark
 P=$(mainpid)
-inside sed -i -E 's/^([[:space:]]*delay[[:space:]]*=[[:space:]]*)"[^"]*"/\1"3s"/' /etc/greyd/greyd.hcl
-inside grep -qE '^[[:space:]]*delay[[:space:]]*=[[:space:]]*"3s"' /etc/greyd/greyd.hcl || fail "sed did not change the delay in /etc/greyd/greyd.hcl"
+RUN_INODE=$(inode /run/greyd)
+inside systemctl restart greyd.service
+replaced "$P" "systemctl restart greyd"
+wait_until "greyd stats does not answer within 10s of systemctl restart greyd" 10 control_up
+expect_mode "$CTL" "socket greyd:greyd 660"
+[ "$(inode /run/greyd)" = "$RUN_INODE" ] || fail "/run/greyd was recreated by systemctl restart (RuntimeDirectoryPreserve=restart)"
+logged 6 "control socket /run/greyd/control\\.sock"
+clean_start "$(mainpid)"
+ok "systemctl restart greyd (pid $P -> $(mainpid)): $CTL back, greyd:greyd 0660, in the same /run/greyd"
+
+step "an admin sets the delay in a drop-in, /etc/greyd/conf.d/50-local.hcl (5m -> 3s): applied by itself"
+mark
+P=$(mainpid)
+insh 'umask 022; printf "greylist {\n  delay = \"3s\"\n}\n" >/etc/greyd/conf.d/50-local.hcl'
 logged 6 "reload \\(.*\\): ok, "
 [ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid)), want a reload in place"
+shipped=$(inside dpkg-query -W -f '${Conffiles}\n' greyd | awk '$1 == "/etc/greyd/greyd.hcl" { print $2 }')
+[ "$(inside md5sum /etc/greyd/greyd.hcl | cut -d' ' -f1)" = "${shipped:-none}" ] ||
+	fail "/etc/greyd/greyd.hcl is not the package's any more (md5 $shipped)"
+cli check-config 0 greyd check-config
+says check-config '^ +delay += "3s" +# conf\.d/50-local\.hcl:2$'
+ok "greyd reloaded by itself (same pid); greyd.hcl as shipped; greyd check-config: $(grep -E '^ +delay ' "$WORK/cli/check-config.txt" | tr -s ' ')"
 sleep $((T1 + 4 - SECONDS > 0 ? T1 + 4 - SECONDS : 0))
 smtp m3 127.0.1.2 "s1-$RUN@sender.test"
 expect_rcpt m3 "$ACCEPTED"
@@ -646,7 +850,29 @@ logged 5 "action=pass, reason=triplet found, delay=[0-9]+, client_name=unknown, 
 h=$(delivered m3)
 [[ $h =~ ^X-Greylist:\ delayed\ [0-9]+\ seconds\ by\ greyd-$V1\ at\ greyd-test\;\ .+$ ]] ||
 	fail "the delivered message's X-Greylist header(s): \"$h\", want exactly one \"X-Greylist: delayed N seconds by greyd-$V1 at greyd-test; ...\""
-ok "the same triplet, 450 before the edit, now passes; delivered with one header: $h"
+ok "the same triplet, 450 before the drop-in, now passes (greyd explain consumed nothing); delivered with one header: $h"
+
+step "an admin edits the conffile /etc/greyd/greyd.hcl itself (hostname for the X-Greylist header): applied by itself"
+mark
+P=$(mainpid)
+inside sed -i -E 's/^([[:space:]]*hostname[[:space:]]*=[[:space:]]*)""/\1"mx.story.test"/' /etc/greyd/greyd.hcl
+inside grep -qE '^[[:space:]]*hostname[[:space:]]*=[[:space:]]*"mx\.story\.test"' /etc/greyd/greyd.hcl ||
+	fail "sed did not set the hostname in /etc/greyd/greyd.hcl"
+logged 6 "reload \\(.*\\): ok, "
+[ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid)), want a reload in place"
+cli check-config-2 0 greyd check-config
+says check-config-2 '^ +hostname += "mx\.story\.test" +# greyd\.hcl:[0-9]+$'
+says check-config-2 '^ +delay += "3s" +# conf\.d/50-local\.hcl:2$'
+T8=$SECONDS
+smtp h1 127.0.7.2 "s8-$RUN@sender.test"
+expect_rcpt h1 "$GREYLISTED"
+sleep $((T8 + 4 - SECONDS > 0 ? T8 + 4 - SECONDS : 0))
+smtp h2 127.0.7.2 "s8-$RUN@sender.test"
+expect_rcpt h2 "$ACCEPTED"
+h=$(delivered h2)
+[[ $h =~ ^X-Greylist:\ delayed\ [0-9]+\ seconds\ by\ greyd-$V1\ at\ mx\.story\.test\;\ .+$ ]] ||
+	fail "the delivered message's X-Greylist header(s): \"$h\", want one \"X-Greylist: delayed N seconds by greyd-$V1 at mx.story.test; ...\""
+ok "reloaded (same pid); check-config: hostname from greyd.hcl, delay from the drop-in; a new triplet: 450, then delivered with: $h"
 
 step "an admin adds a client to /etc/greyd/whitelist_clients.local: applied by itself"
 smtp m4 127.0.2.3 "s4-$RUN@sender.test"
@@ -660,13 +886,13 @@ logged 5 "action=pass, reason=client whitelist, client_name=unknown, client_addr
 [ "$(delivered m5)" = none ] || fail "whitelisted mail got an X-Greylist header"
 ok "127.0.2.3: 450, then whitelisted without a reload: passes, no header"
 
-step "a broken configuration: greyd keeps the running one, systemctl reload greyd fails"
+step "a typo in the drop-in: greyd keeps the running configuration, systemctl reload greyd fails"
 mark
 P=$(mainpid)
-inside sed -i -E 's/^([[:space:]]*delay[[:space:]]*=[[:space:]]*)"3s"/\1"3x"/' /etc/greyd/greyd.hcl
+inside sed -i 's/"3s"/"3x"/' /etc/greyd/conf.d/50-local.hcl
 logged 3 'error: reload \(.*\) failed with 1 problem\(s\): still running the previous configuration'
-logged 3 'error: (/etc/greyd/)?greyd\.hcl:[0-9]+:[0-9]+: .*3x'
-ok "greyd's own reload failed, at error (3), naming file:line:col"
+logged 3 'error: (/etc/greyd/)?conf\.d/50-local\.hcl:2:[0-9]+: .*3x'
+ok "greyd's own reload failed, at error (3), naming the drop-in's file:line:col"
 if inside systemctl reload greyd.service >"$WORK/reload.log" 2>&1; then
 	fail "systemctl reload greyd succeeded with a broken configuration"
 fi
@@ -681,7 +907,7 @@ smtp m7 127.0.3.2 "s7-$RUN@sender.test"
 expect_rcpt m7 "$GREYLISTED"
 ok "systemctl reload failed ($(head -n1 "$WORK/reload.log")); same pid $P still answers: whitelist and greylisting as before"
 mark
-inside sed -i -E 's/^([[:space:]]*delay[[:space:]]*=[[:space:]]*)"3x"/\1"3s"/' /etc/greyd/greyd.hcl
+inside sed -i 's/"3x"/"3s"/' /etc/greyd/conf.d/50-local.hcl
 logged 6 "reload \\(.*\\): ok, "
 inside systemctl reload greyd.service || fail "systemctl reload greyd with the repaired configuration"
 logged 6 "reload \\(SIGHUP.*\\): ok, "
@@ -706,6 +932,9 @@ sd_logged 'greyd.service: Main process exited, code=killed, status=9/KILL'
 [ "$(inode "$SOCK")" = "$SOCK_INODE" ] || fail "$SOCK was replaced (inode $SOCK_INODE -> $(inode "$SOCK"))"
 [ "$(inode /run/greyd)" = "$RUN_INODE" ] || fail "/run/greyd was recreated by the restart (RuntimeDirectoryPreserve=restart)"
 ok "restarted (pid $P -> $(mainpid)); a mail sent right after the kill was answered 450 within ${answered}s; socket and /run/greyd kept"
+wait_until "greyd stats does not answer within 10s of the restart (the control socket the killed greyd left behind)" 10 control_up
+expect_mode "$CTL" "socket greyd:greyd 660"
+ok "the control socket the killed greyd left in /run/greyd was replaced: greyd stats answers"
 sleep $((T7 + 4 - SECONDS > 0 ? T7 + 4 - SECONDS : 0))
 smtp m9 127.0.3.2 "s7-$RUN@sender.test"
 expect_rcpt m9 "$ACCEPTED"
@@ -748,6 +977,7 @@ step "upgrade: dpkg -i $DEB2 over $V1"
 P=$(mainpid)
 SOCK_INODE=$(inode "$SOCK")
 HCL_SUM=$(inside sha256sum /etc/greyd/greyd.hcl)
+DROPIN_SUM=$(inside sha256sum /etc/greyd/conf.d/50-local.hcl)
 LOCAL_SUM=$(inside sha256sum /etc/greyd/whitelist_clients.local)
 mark
 # The socket is checked every 10 ms while dpkg runs.
@@ -775,7 +1005,9 @@ logged 6 "greyd $V2 started: listening on unix:/var/spool/postfix/greyd/socket"
 clean_start "$(mainpid)"
 ok "socket present in all $polls checks (same inode); greyd restarted on $V2 (pid $P -> $(mainpid))"
 [ "$(inside sha256sum /etc/greyd/greyd.hcl)" = "$HCL_SUM" ] || fail "the upgrade changed the admin's /etc/greyd/greyd.hcl"
-inside grep -qE '^[[:space:]]*delay[[:space:]]*=[[:space:]]*"3s"' /etc/greyd/greyd.hcl || fail "the admin's delay edit is gone"
+inside grep -qE '^[[:space:]]*hostname[[:space:]]*=[[:space:]]*"mx\.story\.test"' /etc/greyd/greyd.hcl || fail "the admin's hostname edit is gone"
+[ "$(inside sha256sum /etc/greyd/conf.d/50-local.hcl)" = "$DROPIN_SUM" ] || fail "the upgrade changed /etc/greyd/conf.d/50-local.hcl"
+[ "$(inside ls -A /etc/greyd/conf.d)" = 50-local.hcl ] || fail "/etc/greyd/conf.d after the upgrade: $(inside ls -A /etc/greyd/conf.d | xargs), want only the admin's 50-local.hcl"
 [ "$(inside sha256sum /etc/greyd/whitelist_clients.local)" = "$LOCAL_SUM" ] || fail "the upgrade changed /etc/greyd/whitelist_clients.local"
 left=$(inside find /etc/greyd -name '*.dpkg-*')
 [ -z "$left" ] || fail "the upgrade left $left"
@@ -786,7 +1018,7 @@ is_state greyd.socket active || fail "greyd.socket is $(state greyd.socket) afte
 smtp m10 127.0.1.2 "s1-$RUN@sender.test"
 expect_rcpt m10 "$ACCEPTED"
 logged 5 "action=pass, reason=triplet found, client_name=unknown, client_address=127\\.0\\.1\\.2, sender=s1-$RUN@sender\\.test"
-ok "conffile edit (delay 3s) and whitelist_clients.local kept; units still enabled; the first triplet is still known (state kept)"
+ok "conffile edit (hostname), conf.d/50-local.hcl and whitelist_clients.local kept; units still enabled; the first triplet is still known (state kept)"
 
 step "reboot: greyd.socket listens and greyd.service runs after boot, state kept"
 mark
@@ -798,9 +1030,11 @@ wait_until "greyd.service not active after boot (it is enabled: WantedBy=multi-u
 logged 6 "greyd $V2 started: listening on unix:/var/spool/postfix/greyd/socket"
 clean_start "$(mainpid)"
 expect_mode /run/greyd "directory greyd:greyd 750"
+wait_until "greyd stats does not answer within 10s of the boot" 10 control_up
+expect_mode "$CTL" "socket greyd:greyd 660"
 smtp m11 127.0.3.2 "s7-$RUN@sender.test"
 expect_rcpt m11 "$ACCEPTED"
-ok "socket listening, greyd started at boot, /run/greyd made again; a known triplet passes"
+ok "socket listening, greyd started at boot, /run/greyd and its control socket made again; a known triplet passes"
 
 step "README's TCP socket: the packaged inet.conf drop-in and check_policy_service inet:127.0.0.1:10023"
 # README's order: stopped before the drop-in, systemd removes the unix
@@ -835,6 +1069,139 @@ smtp m13 127.0.6.2 "s13-$RUN@sender.test"
 expect_rcpt m13 "$GREYLISTED"
 ok "drop-in removed: back on $SOCK"
 
+step "several MX hosts: greyd on Redis over TCP (redis-server, README's tcp.conf drop-in) with metrics; settings in conf.d"
+inside systemctl start redis-server.service || fail "systemctl start redis-server"
+wait_until "redis-server does not answer PING on 127.0.0.1:6379 within 10s of systemctl start" 10 redis_up
+mark
+P=$(mainpid)
+insh 'umask 022; printf "database {\n  redis {\n    url = \"redis://127.0.0.1:6379/0\"\n  }\n}\n" >/etc/greyd/conf.d/60-redis.hcl'
+logged 4 'warning: reload \(.*\): ok, .*; changed database settings need a restart'
+insh 'umask 022; printf "metrics {\n  listen = \"127.0.0.1:9386\"\n}\n" >/etc/greyd/conf.d/70-metrics.hcl'
+logged 4 'warning: reload \(.*\): ok, .*; changed database and metrics settings need a restart'
+[ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid)) by a reload"
+ok "conf.d/60-redis.hcl and 70-metrics.hcl: reloaded by itself, \"changed database and metrics settings need a restart\""
+# With the test's watchdog drop-in too (WatchdogSec=3s): a greyd that
+# stopped pinging while Redis is down would be killed within the outage.
+inside install -D -m 0644 /root/greyd-test/watchdog.conf /etc/systemd/system/greyd.service.d/watchdog.conf
+TCP_BLOCK=$(sed -n '/^    mkdir -p \/etc\/systemd\/system\/greyd\.service\.d$/,/^$/p' "$ROOT/README.md" | sed -e '/^$/d' -e 's/^    //')
+case $TCP_BLOCK in
+*"cp /usr/share/doc/greyd/examples/greyd.service.d/tcp.conf /etc/systemd/system/greyd.service.d/"*"systemctl restart greyd") ;;
+*) fail "README.md has no block that installs greyd.service.d/tcp.conf and restarts greyd" ;;
+esac
+mark
+insh -t 90 "set -e
+$TCP_BLOCK" >"$WORK/tcp-conf.log" 2>&1 || { cat "$WORK/tcp-conf.log" >&2; fail "README's commands for tcp.conf (output above)"; }
+replaced "$P" "README's commands for tcp.conf (systemctl restart greyd)"
+P=$(mainpid)
+N0=$(prop greyd.service NRestarts)
+af=$(prop greyd.service RestrictAddressFamilies)
+for fam in AF_UNIX AF_INET AF_INET6; do
+	[[ " $af " == *" $fam "* ]] || fail "RestrictAddressFamilies with tcp.conf: \"$af\", want $fam in it"
+done
+[ "$(prop greyd.service WatchdogUSec)" = 3s ] || fail "WatchdogUSec is $(prop greyd.service WatchdogUSec) with the test drop-in, want 3s"
+logged 6 "greyd $V2 started: listening on unix:/var/spool/postfix/greyd/socket; database redis redis://127\\.0\\.0\\.1:6379/0"
+logged 6 "redis: connected to 127\\.0\\.0\\.1:6379"
+logged 6 "metrics on http://127\\.0\\.0\\.1:9386/metrics"
+clean_start "$P"
+st=$(prop greyd.service StatusText)
+[[ $st == *"; redis: connected to 127.0.0.1:6379"* ]] ||
+	fail "systemctl status greyd says \"$st\", want \"redis: connected to 127.0.0.1:6379\" in it (README: When Redis fails)"
+exposure=$(inside systemd-analyze security --no-pager greyd.service | sed -n 's/.*Overall exposure level for greyd.service: \([0-9.]*\).*/\1/p')
+awk -v l="$exposure" 'BEGIN { exit !(l != "" && l <= 2.0) }' || fail "systemd-analyze security greyd.service with tcp.conf: exposure \"$exposure\", want at most 2.0"
+ok "restarted (pid $P): database redis://127.0.0.1:6379/0, connected; metrics on 127.0.0.1:9386; no warning or error at start"
+ok "systemctl status greyd: Status: \"$st\""
+ok "RestrictAddressFamilies=$af; systemd-analyze security with tcp.conf: exposure $exposure"
+T20=$SECONDS
+smtp r1 127.0.9.2 "s20-$RUN@sender.test"
+expect_rcpt r1 "$GREYLISTED"
+logged 5 "action=greylist, reason=new, client_name=unknown, client_address=127\\.0\\.9\\.2, sender=s20-$RUN@sender\\.test"
+key=$(redis_key '}t:' s20- story@story.test)
+ttl=$(inside redis-cli ttl "$key")
+[ "$ttl" -gt 0 ] || fail "Redis key $key: TTL $ttl, want one (every key expires by itself)"
+ok "a new triplet: 450; in Redis: $key (TTL ${ttl}s)"
+sleep $((T20 + 4 - SECONDS > 0 ? T20 + 4 - SECONDS : 0))
+smtp r2 127.0.9.2 "s20-$RUN@sender.test"
+expect_rcpt r2 "$ACCEPTED"
+logged 5 "action=pass, reason=triplet found, delay=[0-9]+, client_name=unknown, client_address=127\\.0\\.9\\.2, sender=s20-$RUN@sender\\.test"
+h=$(delivered r2)
+[[ $h =~ ^X-Greylist:\ delayed\ [0-9]+\ seconds\ by\ greyd-$V2\ at\ mx\.story\.test\;\ .+$ ]] ||
+	fail "the delivered message's X-Greylist header(s): \"$h\", want one \"X-Greylist: delayed N seconds by greyd-$V2 at mx.story.test; ...\""
+ok "the retry after the delay (conf.d/50-local.hcl's 3s) passes; delivered with one header: $h"
+cli list-redis 0 greyd list -client 127.0.9.2
+says list-redis '^triplet +passed .* s20-[^ ]*@sender\.test story@story\.test$'
+cli stats-redis 0 greyd stats
+says stats-redis '^store +healthy'
+scrape metrics-1
+n=$(metric metrics-1 'greyd_decisions_total{action="greylist",reason="new"}')
+[ "$n" = 1 ] || fail "greyd_decisions_total{action=\"greylist\",reason=\"new\"} is $n, want 1"
+n=$(metric metrics-1 'greyd_decisions_total{action="pass",reason="triplet found"}')
+[ "$n" = 1 ] || fail "greyd_decisions_total{action=\"pass\",reason=\"triplet found\"} is $n, want 1"
+grep -qE "^greyd_build_info\\{.*version=\"$V2\".*\\} 1$" "$WORK/metrics-1.prom" ||
+	fail "GET /metrics: no greyd_build_info{version=\"$V2\"} 1: $(grep '^greyd_build_info' "$WORK/metrics-1.prom")"
+ok "greyd list and greyd stats on Redis work; GET /metrics: greylist/new 1, pass/triplet found 1; $(grep '^greyd_build_info' "$WORK/metrics-1.prom")"
+
+step "Redis stopped: Postfix accepts (greyd answers DUNNO), greyd stays up; Redis started: greylisting resumes"
+mark
+inside systemctl stop redis-server.service || fail "systemctl stop redis-server"
+! redis_up || fail "redis-server still answers after systemctl stop"
+t0=$SECONDS
+for i in 1 2 3 4 5; do
+	smtp "r3-$i" "127.0.10.$((i + 1))" "s3$i-$RUN@sender.test"
+	expect_rcpt "r3-$i" "$ACCEPTED"
+done
+logged 3 'error: store failed, answering DUNNO \(mail is not greylisted meanwhile\): '
+logged 3 'error: redis: 127\.0\.0\.1:6379 is unreachable: '
+[ "$(delivered r3-1)" = none ] || fail "mail passed during the outage got an X-Greylist header"
+ok "5 new triplets while Redis is down: each \"$(rcpt r3-5)\", delivered without a header"
+ok "journal: $(records | grep -F '"SYSLOG_IDENTIFIER":"greyd"' | grep -o '"MESSAGE":"error: redis: [^"]*' | head -n1 | cut -c12- | cut -c1-150)..."
+sleep $((t0 + 5 - SECONDS > 0 ? t0 + 5 - SECONDS : 0))
+is_state greyd.service active || fail "greyd.service is $(state greyd.service) while Redis is down, want active"
+[ "$(mainpid)" = "$P" ] || fail "greyd was restarted while Redis was down (pid $P -> $(mainpid))"
+[ "$(prop greyd.service NRestarts)" = "$N0" ] || fail "greyd was restarted by systemd while Redis was down (NRestarts $N0 -> $(prop greyd.service NRestarts))"
+records | grep -qF 'Watchdog timeout' && fail "systemd's watchdog fired while Redis was down"
+cli stats-down 0 greyd stats
+ok "$((SECONDS - t0))s into the outage (WatchdogSec=3s): greyd active, same pid $P, NRestarts $N0; greyd stats: $(grep -E '^store ' "$WORK/cli/stats-down.txt" | tr -s ' ' | cut -c1-120)"
+mark
+inside systemctl start redis-server.service || fail "systemctl start redis-server"
+wait_until "redis-server does not answer PING within 10s of systemctl start" 10 redis_up
+t0=$SECONDS
+logged 4 'warning: redis works again: 127\.0\.0\.1:6379 was unreachable for ' 15
+ok "greyd reconnected by itself $((SECONDS - t0))s after Redis answered again"
+smtp r4 127.0.11.2 "s40-$RUN@sender.test"
+expect_rcpt r4 "$GREYLISTED"
+logged 5 "action=greylist, reason=new, client_name=unknown, client_address=127\\.0\\.11\\.2, sender=s40-$RUN@sender\\.test"
+logged 4 'warning: store works again: '
+key=$(redis_key '}t:' s40- story@story.test)
+[ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid))"
+[ "$(prop greyd.service NRestarts)" = "$N0" ] || fail "greyd was restarted by systemd (NRestarts $N0 -> $(prop greyd.service NRestarts))"
+scrape metrics-2
+n=$(metric metrics-2 'greyd_decisions_total{action="error",reason="store error"}')
+[ "$n" -ge 5 ] || fail "greyd_decisions_total{action=\"error\",reason=\"store error\"} is $n, want at least 5"
+req=$(metric metrics-2 greyd_requests_total)
+sum=$(awk '/^greyd_decisions_total\{/ { s += $NF } END { print s + 0 }' "$WORK/metrics-2.prom")
+[ "$sum" = "$req" ] || fail "GET /metrics: the decisions add up to $sum, greyd_requests_total is $req"
+ok "a new triplet: 450, in Redis ($key); same pid $P, no restart; metrics: $n store errors, $req requests = the sum of the decisions"
+
+step "back to the local database: the Redis and metrics drop-ins removed, greyd restarted, redis-server stopped"
+mark
+P=$(mainpid)
+inside rm /etc/greyd/conf.d/60-redis.hcl /etc/greyd/conf.d/70-metrics.hcl
+inside rm -r /etc/systemd/system/greyd.service.d
+inside systemctl daemon-reload
+inside systemctl restart greyd.service
+replaced "$P" "systemctl restart greyd"
+inside systemctl stop redis-server.service || fail "systemctl stop redis-server"
+[ "$(prop greyd.service RestrictAddressFamilies)" = AF_UNIX ] ||
+	fail "RestrictAddressFamilies without tcp.conf: $(prop greyd.service RestrictAddressFamilies), want AF_UNIX"
+[ "$(prop greyd.service WatchdogUSec)" = 30s ] || fail "WatchdogUSec is $(prop greyd.service WatchdogUSec) without the drop-in, want the packaged 30s"
+logged 6 "greyd $V2 started: listening on unix:/var/spool/postfix/greyd/socket; database /var/lib/greyd/greyd\\.db"
+clean_start "$(mainpid)"
+inside -t 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9386' 2>/dev/null && fail "something still listens on 127.0.0.1:9386"
+smtp r5 127.0.3.2 "s7-$RUN@sender.test"
+expect_rcpt r5 "$ACCEPTED"
+logged 5 "action=pass, reason=triplet found, client_name=unknown, client_address=127\\.0\\.3\\.2, sender=s7-$RUN@sender\\.test"
+ok "greyd (pid $(mainpid)) on /var/lib/greyd/greyd.db again, AF_UNIX only, no metrics listener; a triplet it knew before passes"
+
 step "dpkg -r greyd: stopped and gone; configuration, database and user stay; Postfix answers 451"
 insh 'dpkg -r greyd </dev/null' >"$WORK/remove.log" 2>&1 || { cat "$WORK/remove.log" >&2; fail "dpkg -r"; }
 sed 's/^/systemd-test:     | /' "$WORK/remove.log"
@@ -847,30 +1214,31 @@ for f in "$SOCK" /run/greyd /usr/sbin/greyd /lib/systemd/system/greyd.socket /li
 	expect_absent "$f"
 done
 for f in /etc/greyd/greyd.hcl /etc/greyd/whitelist_clients /etc/greyd/whitelist_recipients \
-	/etc/greyd/whitelist_clients.local /var/lib/greyd/greyd.db; do
+	/etc/greyd/whitelist_clients.local /etc/greyd/conf.d/50-local.hcl /var/lib/greyd/greyd.db; do
 	inside test -f "$f" || fail "dpkg -r removed $f"
 done
-inside grep -qE '^[[:space:]]*delay[[:space:]]*=[[:space:]]*"3s"' /etc/greyd/greyd.hcl || fail "dpkg -r lost the admin's edit"
+inside grep -qE '^[[:space:]]*hostname[[:space:]]*=[[:space:]]*"mx\.story\.test"' /etc/greyd/greyd.hcl || fail "dpkg -r lost the admin's edit"
 inside getent passwd greyd >/dev/null || fail "dpkg -r removed the greyd user"
 smtp m14 127.0.5.2 "s14-$RUN@sender.test"
 expect_rcpt m14 "$NO_GREYD"
-ok "units stopped, socket, /run/greyd, binary and units gone; /etc/greyd, /var/lib/greyd/greyd.db, user greyd kept"
+ok "units stopped, socket, /run/greyd, binary and units gone; /etc/greyd (with conf.d/50-local.hcl), /var/lib/greyd/greyd.db, user greyd kept"
 ok "Postfix: $(rcpt m14) (README: greyd stopped)"
 
-step "dpkg -P greyd: configuration and state gone; the greyd user and the admin's own file stay"
+step "dpkg -P greyd: configuration and state gone; the greyd user and the admin's own files stay"
 insh 'dpkg -P greyd </dev/null' >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log" >&2; fail "dpkg -P"; }
 sed 's/^/systemd-test:     | /' "$WORK/purge.log"
-grep -Eiv "^(\\(Reading|Purging|dpkg: warning: while removing greyd, directory '/etc/greyd' not empty so not removed)" "$WORK/purge.log" | grep . &&
+grep -Eiv "^(\\(Reading|Purging|dpkg: warning: while removing greyd, directory '/etc/greyd(/conf\\.d)?' not empty so not removed)" "$WORK/purge.log" | grep . &&
 	fail "dpkg -P printed something unexpected (above)"
 inside getent passwd greyd >/dev/null || fail "dpkg -P removed the greyd user (Debian keeps system users)"
 snapshot >"$WORK/after"
 {
 	cat "$WORK/before"
-	printf '%s\n' "/etc/greyd drwxr-xr-x root:root" "/etc/greyd/whitelist_clients.local -rw-r--r-- root:root"
+	printf '%s\n' "/etc/greyd drwxr-xr-x root:root" "/etc/greyd/whitelist_clients.local -rw-r--r-- root:root" \
+		"/etc/greyd/conf.d drwxr-xr-x root:root" "/etc/greyd/conf.d/50-local.hcl -rw-r--r-- root:root"
 } | sort >"$WORK/expected"
 diff -u "$WORK/expected" "$WORK/after" >&2 ||
-	fail "after dpkg -P the system differs from before dpkg -i (diff above; expected: the admin's whitelist_clients.local)"
-ok "as before dpkg -i, apart from the greyd user and group and the admin's /etc/greyd/whitelist_clients.local"
+	fail "after dpkg -P the system differs from before dpkg -i (diff above; expected: the admin's whitelist_clients.local and conf.d/50-local.hcl)"
+ok "as before dpkg -i, apart from the greyd user and group and the admin's whitelist_clients.local and conf.d/50-local.hcl"
 
 step "power off"
 power_off
