@@ -31,18 +31,22 @@ import (
 
 // Keys. Every key of a site starts with one Cluster hash tag made of the
 // key prefix, "{greyd:}t:<triplet>", "{greyd:}c:<client>" and
-// "{greyd:}schema", so that a Cluster keeps them in one slot. A tag per
-// request is not possible: the script reads the client's auto-whitelist
-// entry (one per client address, read by requests for every sender and
-// recipient) with the triplet entry (one per network, sender and
-// recipient, read by requests of every address of the network, and under
-// lookup_by "auto" next to the organisation's key), and under privacy both
-// are opaque hashes. Any tag shared by the keys of every request would
-// have to be shared by all of them.
+// "{greyd:}schema" (and store.Admin's "{greyd:}n", "{greyd:}wl" and
+// "{greyd:}wlver", admin.go), so that a Cluster keeps them in one slot.
+// A tag per request is not possible: the script reads the client's
+// auto-whitelist entry (one per client address, read by requests for
+// every sender and recipient) with the triplet entry (one per network,
+// sender and recipient, read by requests of every address of the
+// network, and under lookup_by "auto" next to the organisation's key),
+// and under privacy both are opaque hashes. Any tag shared by the keys of
+// every request would have to be shared by all of them.
 const (
 	nsTriplet = "t:"
 	nsClient  = "c:"
 	schemaNS  = "schema"
+	// countsNS is the hash of count buckets that step.lua and admin.lua
+	// keep for store.Admin.Counts (admin.go).
+	countsNS = "n"
 
 	// schemaVersion is what the schema key holds: the layout of keys and
 	// values above. A greyd that finds another value refuses to use the
@@ -124,6 +128,7 @@ type Store struct {
 	tripletNS string // "{prefix}t:"
 	clientNS  string // "{prefix}c:"
 	schemaKey string // "{prefix}schema"
+	countsKey string // "{prefix}n"
 	script    *rueidis.Lua
 	timeout   atomic.Int64 // a Step's deadline, ns
 
@@ -132,6 +137,7 @@ type Store struct {
 	down   atomic.Pointer[outage]        // nil while the breaker is closed
 	wake   chan struct{}                 // the breaker opened: probe
 	closed atomic.Bool
+	counts atomic.Pointer[[2]int] // the last Counts answer (admin.go)
 
 	// The background loop's life: ctx ends at Close; clientMu orders
 	// Close against a client the loop is about to store.
@@ -183,6 +189,7 @@ func Open(opts Options) (*Store, error) {
 		tripletNS: tag + nsTriplet,
 		clientNS:  tag + nsClient,
 		schemaKey: tag + schemaNS,
+		countsKey: tag + countsNS,
 		script:    rueidis.NewLuaScript(stepScript),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -202,6 +209,11 @@ func Open(opts Options) (*Store, error) {
 				c.c.Close()
 			}
 			return nil, err
+		}
+		if err == nil {
+			// Connected: Open returns a working store (status, runtime
+			// whitelist at start), not one that waits for the loop.
+			s.up()
 		}
 		first <- err // for the loop
 	case <-t.C:

@@ -28,8 +28,8 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 	}
 	c := s.client.Load() // set before the breaker first closed
 
-	var kb [4]string
-	keys := append(kb[:0], s.schemaKey, s.tripletNS+in.TripletKey)
+	var kb [5]string
+	keys := append(kb[:0], s.schemaKey, s.countsKey, s.tripletNS+in.TripletKey)
 	hasClient, hasAlt := "0", "0"
 	if in.ClientKey != "" && in.AWLClients > 0 {
 		keys = append(keys, s.clientNS+in.ClientKey)

@@ -3,9 +3,10 @@
 -- store/storetest runs the same cases against this script and against
 -- the Go function.
 --
--- KEYS[1]  the schema key; KEYS[2] the triplet key; then the client
---          (auto-whitelist) key if ARGV[8] == "1"; then the second
---          triplet key (lookup_by "auto") if ARGV[9] == "1".
+-- KEYS[1]  the schema key; KEYS[2] the count buckets (below); KEYS[3]
+--          the triplet key; then the client (auto-whitelist) key if
+--          ARGV[8] == "1"; then the second triplet key (lookup_by "auto")
+--          if ARGV[9] == "1".
 -- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
 --          dry_run, has_client, has_alt: integers in decimal, flags 0/1.
 -- Returns  outcome, now, first, missing, waited, via_alt,
@@ -14,7 +15,16 @@
 --          second key found, first, last. Flags are 0/1 (a Lua false would
 --          end the reply).
 --
--- Numbers are Lua doubles: exact for every Unix time and count greyd uses.
+-- Numbers are Lua doubles: exact for every Unix time and count greyd uses
+-- (and for Unix milliseconds).
+--
+-- Count buckets (store.Admin.Counts, admin.go, without a scan): KEYS[2] is
+-- a hash whose field "t:<H>" ("c:<H>") is the number of triplet (client)
+-- keys that expire in hour H (Unix milliseconds / 3600000). Every write
+-- moves its key from the bucket of its old deadline (PTTL) to the bucket
+-- of its new one; a key that Redis expires stays counted until its hour
+-- is over, and past hours are dropped when a new bucket appears. admin.lua
+-- keeps the same buckets for imports and deletes: change both together.
 
 local SCHEMA = '1'            -- schemaVersion in redis.go
 local AWL_INTERVAL = 3600     -- store.AWLInterval
@@ -22,6 +32,19 @@ local REFRESH_INTERVAL = 60   -- store.RefreshInterval
 local GREYLISTED, FIRST_PASS, PASSED, AUTO_WHITELISTED = 1, 2, 3, 4 -- store.Outcome
 
 local dry = ARGV[7] == '1'
+local HOUR_MS = 3600000
+
+-- Redis's clock: the decision's time unless policy_test_time, and always
+-- the deadlines (a TTL counts on Redis's clock). Redis 7 replicates a
+-- script's effects, not the script, so TIME before a write is allowed;
+-- older servers need replicate_commands, called before any write.
+local nowSec, nowMs = 0, 0
+if not dry or ARGV[2] ~= '1' then
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  nowSec = tonumber(t[1])
+  nowMs = nowSec * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 -- The schema key is also checked at connect; checking it here too covers a
 -- Redis that restarted empty (or another greyd version that took it over)
@@ -33,45 +56,74 @@ elseif schema ~= SCHEMA then
   return redis.error_reply('GREYDSCHEMA ' .. KEYS[1] .. ' is "' .. schema .. '", this greyd uses schema ' .. SCHEMA)
 end
 
-local now
+local now = nowSec -- one clock for every MX host sharing this Redis
 if ARGV[2] == '1' then
   now = tonumber(ARGV[1]) -- policy_test_time
-else
-  -- Redis's clock, one for every MX host sharing this Redis. (Redis 7
-  -- replicates a script's effects, not the script, so TIME before a write
-  -- is allowed; older servers need replicate_commands.)
-  if redis.replicate_commands then redis.replicate_commands() end
-  now = tonumber(redis.call('TIME')[1])
 end
 local delay, retry, maxAge, awlClients = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 
 -- read returns found, a, b of a "a,b" value; anything else is not found,
--- as on buntdb.
+-- as on buntdb. exists[key] records that the key is there (malformed or
+-- not), so that a write knows there is an old deadline to uncount.
+local exists = {}
 local function read(key)
   local v = redis.call('GET', key)
   if v then
+    exists[key] = true
     local a, b = string.match(v, '^(%-?%d+),(%-?%d+)$')
     if a then return true, tonumber(a), tonumber(b) end
   end
   return false, 0, 0
 end
 
-local function write(key, a, b, ttl)
-  if not dry then
-    redis.call('SET', key, string.format('%d,%d', a, b), 'EX', string.format('%d', ttl))
+-- prune drops the buckets of past hours: they count keys Redis has
+-- removed. It runs when a bucket appears, about once an hour per kind on
+-- a busy site, and reads a field per hour of max_age.
+local function prune()
+  local cur = math.floor(nowMs / HOUR_MS)
+  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local h = tonumber(string.sub(f, 3))
+    if h and h < cur then redis.call('HDEL', KEYS[2], f) end
+  end
+end
+
+-- bucket is the field counting keys of kind ('t' or 'c') whose deadline
+-- is the Unix millisecond ms.
+local function bucket(kind, ms)
+  return kind .. ':' .. string.format('%d', math.floor(ms / HOUR_MS))
+end
+
+-- write stores "a,b" under key for ttl seconds and moves the key between
+-- count buckets. (PX, not PXAT: any Redis since 2.6 has it. The deadline
+-- Redis keeps and the one bucketed here differ by the microseconds
+-- between TIME and the SET, which matter only at an hour's boundary, and
+-- then for that hour.)
+local function write(key, kind, a, b, ttl)
+  if dry then return end
+  local old = nil
+  if exists[key] then
+    local p = redis.call('PTTL', key)
+    if p >= 0 then old = bucket(kind, nowMs + p) elseif p == -1 then old = kind .. ':-' end
+  end
+  redis.call('SET', key, string.format('%d,%d', a, b), 'PX', string.format('%d', ttl * 1000))
+  local new = bucket(kind, nowMs + ttl * 1000)
+  if old ~= new then
+    if old then redis.call('HINCRBY', KEYS[2], old, -1) end
+    if redis.call('HINCRBY', KEYS[2], new, 1) == 1 then prune() end
   end
 end
 
 local hasClient = ARGV[8] == '1'
+local tripletKey = KEYS[3]
 local clientKey, altKey = nil, nil
-local altIndex = 3
-if hasClient then clientKey, altIndex = KEYS[3], 4 end
+local altIndex = 4
+if hasClient then clientKey, altIndex = KEYS[4], 5 end
 if ARGV[9] == '1' then altKey = KEYS[altIndex] end
 
 -- The stored state (store.State).
 local cfound, ccount, clast = false, 0, 0
 if clientKey then cfound, ccount, clast = read(clientKey) end
-local tfound, tfirst, tlast = read(KEYS[2])
+local tfound, tfirst, tlast = read(tripletKey)
 local afound, afirst, alast = false, 0, 0
 if altKey then afound, afirst, alast = read(altKey) end
 
@@ -112,7 +164,7 @@ beforeC = cfound
 if awl and cfound and ccount >= awlClients then
   if now >= clast + AWL_INTERVAL or clast > now then
     -- Keep-alive, at most hourly, as Postgrey.
-    write(clientKey, ccount + 1, now, maxAge + 1)
+    write(clientKey, 'c', ccount + 1, now, maxAge + 1)
   end
   first = now
   return result(AUTO_WHITELISTED)
@@ -149,14 +201,14 @@ if not lastOK and altFound and alast - afirst >= delay then
   -- The other key has passed: so has this request. Record it under the
   -- chosen key, as passed.
   local f = math.min(afirst, now - delay)
-  write(KEYS[2], f, now, maxAge + 1)
+  write(tripletKey, 't', f, now, maxAge + 1)
   first, viaAlt = f, 1
   return result(PASSED)
 end
 
 local diff = delay - (now - first)
 if needsWrite(found, tfirst, tlast, first, now, diff, lastOK) then
-  write(KEYS[2], first, now, tripletTTL(diff, first, now, retry, maxAge))
+  write(tripletKey, 't', first, now, tripletTTL(diff, first, now, retry, maxAge))
 end
 
 if awl and diff <= 0 and not lastOK then
@@ -165,7 +217,7 @@ if awl and diff <= 0 and not lastOK then
   if not cfound or now >= clast + AWL_INTERVAL then
     local n = 1
     if cfound then n = ccount + 1 end
-    write(clientKey, n, now, maxAge + 1)
+    write(clientKey, 'c', n, now, maxAge + 1)
     if n == awlClients then newly = 1 end
   end
 end
