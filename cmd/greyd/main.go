@@ -108,16 +108,22 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	host, _ := os.Hostname()
+	// Run by systemctl reload (ExecReload=), stderr is the journal: a
+	// "<N>" prefix gives each line its priority there.
+	errPrio, warnPrio := "", ""
+	if logging.Detect() {
+		errPrio, warnPrio = "<3>", "<4>"
+	}
 	l := reload.Load(*path, reload.Options{Version: version, Hostname: host})
 	if !l.OK() {
 		for _, p := range l.Problems() {
-			fmt.Fprintln(stderr, p.Error())
+			fmt.Fprintln(stderr, errPrio+p.Error())
 		}
-		fmt.Fprintf(stderr, "greyd check-config: %d problem(s) in %s\n", len(l.Problems()), *path)
+		fmt.Fprintf(stderr, "%sgreyd check-config: %d problem(s) in %s\n", errPrio, len(l.Problems()), *path)
 		return exitConfig
 	}
 	for _, w := range l.Config.Warnings {
-		fmt.Fprintln(stderr, "warning: "+w.Error())
+		fmt.Fprintln(stderr, warnPrio+"warning: "+w.Error())
 	}
 	if err := l.Config.WriteHCL(stdout); err != nil {
 		fmt.Fprintf(stderr, "greyd check-config: %v\n", err)
