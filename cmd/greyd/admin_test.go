@@ -571,7 +571,7 @@ func TestAdminUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	ctl := filepath.Join(dir, "missing", "control.sock")
+	ctl := filepath.Join(dir, "missing", "deeper", "control.sock")
 	sock, _ := testConfig(t, dir, fmt.Sprintf("control {\n  socket = %q\n}\nmetrics {\n  listen = %q\n}\n", ctl, busy.Addr()))
 	d := startDaemon(t, dir)
 	if got := dial(t, "unix", sock).ask(rcpt("198.51.100.60", "x", "a@b.example", "c@example.org", time.Now().Unix())...); got != greylisted {

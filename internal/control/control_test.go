@@ -290,8 +290,18 @@ func TestListen(t *testing.T) {
 	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a file: %v", err)
 	}
-	if _, err := Listen(filepath.Join(dir, "missing", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
-		t.Errorf("Listen in a missing directory: %v", err)
+	if _, err := Listen(filepath.Join(dir, "missing", "deeper", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
+		t.Errorf("Listen in a missing directory whose parent is missing too: %v", err)
+	}
+	// A missing directory (greyd started by hand: no RuntimeDirectory=)
+	// is made when its parent exists.
+	ln, err = Listen(filepath.Join(dir, "made", "c.sock"))
+	if err != nil {
+		t.Fatalf("Listen in a missing directory: %v", err)
+	}
+	ln.Close()
+	if fi, err := os.Stat(filepath.Join(dir, "made")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("made directory: %v, %v; want mode 0750", fi, err)
 	}
 }
 

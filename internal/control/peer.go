@@ -25,10 +25,14 @@ const Group = "greyd"
 // that group exists. A socket file left by a greyd that crashed is
 // replaced; one that a live process still answers on is not (two daemons
 // must not steal each other's socket), nor is a file that is no socket.
-// The directory must exist: the packaged unit creates /run/greyd
-// (RuntimeDirectory=).
+// The packaged unit creates /run/greyd (RuntimeDirectory=); outside it a
+// missing directory is created (0750) when its parent exists, so greyd
+// started by hand as root has its control socket at the default path too.
 func Listen(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		_ = os.Mkdir(dir, 0o750) // an error is reported by the Stat below
+	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("control socket %s: directory %s: %w (the packaged unit creates it with RuntimeDirectory=greyd; or set control { socket = ... })", path, dir, errUnwrapPath(err))
 	} else if !fi.IsDir() {
