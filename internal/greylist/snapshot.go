@@ -118,17 +118,29 @@ type Hasher struct {
 func NewHasher(secret []byte) *Hasher {
 	s := append([]byte(nil), secret...)
 	h := &Hasher{}
-	h.pool.New = func() any { return hmac.New(sha256.New, s) }
+	h.pool.New = func() any { return &hasher{mac: hmac.New(sha256.New, s), sum: make([]byte, 0, sha256.Size)} }
 	return h
 }
 
 // Append appends the hex hash of key to dst.
 func (h *Hasher) Append(dst, key []byte) []byte {
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write(key)
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	h.pool.Put(m)
-	return hex.AppendEncode(dst, sum[:16])
+	m := h.pool.Get().(*hasher)
+	m.mac.Reset()
+	// key is copied before the (interface) Write: passed on as it is, it
+	// would make every caller's stack buffer escape to the heap, privacy
+	// or not.
+	m.buf = append(m.buf[:0], key...)
+	m.mac.Write(m.buf)
+	m.sum = m.mac.Sum(m.sum[:0])
+	dst = hex.AppendEncode(dst, m.sum[:16])
+	if cap(m.buf) <= 1024 {
+		h.pool.Put(m)
+	}
+	return dst
+}
+
+// hasher is one pooled HMAC with its scratch space.
+type hasher struct {
+	mac      hash.Hash
+	buf, sum []byte
 }

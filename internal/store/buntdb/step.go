@@ -90,9 +90,13 @@ type stepKeys struct{ client, triplet, alt []byte }
 // shards' write locks (lockShards) and the maps are read directly.
 func (d *DB) read(ks *stepKeys, locked bool) store.State {
 	now := time.Now().UnixNano()
-	get := d.idx.get
-	if locked {
-		get = d.idx.getLocked
+	// A method value (get := d.idx.get) would make the caller's stack
+	// buffers escape: three allocations per request.
+	get := func(k []byte, now int64) (entry, bool) {
+		if locked {
+			return d.idx.getLocked(k, now)
+		}
+		return d.idx.get(k, now)
 	}
 	var s store.State
 	var e entry
