@@ -7,9 +7,10 @@ import (
 	"greyd/internal/store"
 )
 
-// ErrNoAdmin is the error of admin operations on a store backend that
-// does not implement store.Admin.
-var ErrNoAdmin = errors.New("this store backend does not support listing, deleting, importing or runtime whitelist entries yet")
+// ErrNoAdmin is the error of admin operations on a store that does not
+// implement store.Admin. Both backends do (buntdb, redis); a store
+// wrapped by a test or a future backend gets a clear refusal, not a crash.
+var ErrNoAdmin = errors.New("this store does not support listing, deleting, importing or runtime whitelist entries")
 
 // noAdmin stands in for a backend without store.Admin: explain and stats
 // still work, the rest says why not.

@@ -1,8 +1,10 @@
-// Package storetest is the behaviour suite of store.Store: one table of
-// state-transition cases that every backend runs unchanged, with the same
+// Package storetest is the behaviour suite of the store seam: one table of
+// state-transition cases for store.Store (Run) and one for store.Admin
+// (RunAdmin) that every backend runs unchanged, with the same
 // expectations (gocloud.dev's drivertest pattern). A backend is correct
 // when this suite passes, not when its own tests do; in particular the
-// Redis backend's Lua script and store.Transition cannot drift apart.
+// Redis backend's Lua scripts and store.Transition / store.Merge cannot
+// drift apart.
 package storetest
 
 import (
