@@ -125,6 +125,9 @@ func (d *DB) Delete(ctx context.Context, kind store.Kind, keys []string) (int, e
 	if d.closed.Load() {
 		return 0, ErrClosed
 	}
+	if err := d.waitReady(ctx); err != nil {
+		return 0, err
+	}
 	nkeys := make([]string, len(keys))
 	for i, k := range keys {
 		nkeys[i] = string(ns) + ":" + k
@@ -189,6 +192,9 @@ func (d *DB) deleteChunk(sh *shard, nkeys []string, chunk []int) (int, error) {
 func (d *DB) Import(ctx context.Context, entries []store.Entry, delay int64) (imported, merged int, err error) {
 	if d.closed.Load() {
 		return 0, 0, ErrClosed
+	}
+	if err := d.waitReady(ctx); err != nil {
+		return 0, 0, err
 	}
 	nkeys := make([]string, len(entries))
 	for i, e := range entries {
@@ -333,6 +339,15 @@ func (d *DB) Whitelist(ctx context.Context) ([]store.WhitelistEntry, error) {
 	}
 	now := time.Now().Unix()
 	var out []store.WhitelistEntry
+	if d.loading() {
+		// What Open read; nothing changes it until the load is done.
+		for k, v := range d.wlEarly {
+			if e, ok := decodeWhitelist(k, v); ok && e.Live(now) {
+				out = append(out, e)
+			}
+		}
+		return out, nil
+	}
 	var expired []string
 	err := d.db.View(func(tx *bunt.Tx) error {
 		return tx.AscendRange("", "w:", "w;", func(k, v string) bool {
@@ -389,6 +404,9 @@ func (d *DB) AddWhitelist(ctx context.Context, e store.WhitelistEntry) (bool, er
 	if d.closed.Load() {
 		return false, ErrClosed
 	}
+	if err := d.waitReady(ctx); err != nil {
+		return false, err
+	}
 	k, err := wlKey(e.Kind, e.Value)
 	if err != nil {
 		return false, err
@@ -427,6 +445,9 @@ func (d *DB) RemoveWhitelist(ctx context.Context, kind store.WhitelistKind, valu
 	}
 	if d.closed.Load() {
 		return false, ErrClosed
+	}
+	if err := d.waitReady(ctx); err != nil {
+		return false, err
 	}
 	k, err := wlKey(kind, value)
 	if err != nil {

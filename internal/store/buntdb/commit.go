@@ -31,7 +31,8 @@ type committer struct {
 
 // commitReq is one step's writes and, once they are done, the result.
 type commitReq struct {
-	w    [2]pending // key "" = nothing to write
+	w    [2]pending   // key "" = nothing to write
+	fn   func() error // exclusive: run with no write under way (load.go)
 	err  error
 	lead bool          // woken to lead the next write, not with a result
 	done chan struct{} // buffered: one send per wake-up
@@ -42,10 +43,21 @@ var commitReqs = sync.Pool{New: func() any { return &commitReq{done: make(chan s
 // commit writes the entries of w, together with those of the steps that
 // queued meanwhile, and returns when they are in the file (or failed).
 func (d *DB) commit(w [2]pending) error {
+	return d.enqueue(w, nil)
+}
+
+// exclusive runs fn as a write of its own: after every write under way
+// and before any that queues after it. The background load switches the
+// write target with it (load.go).
+func (d *DB) exclusive(fn func() error) error {
+	return d.enqueue([2]pending{}, fn)
+}
+
+func (d *DB) enqueue(w [2]pending, fn func() error) error {
 	r := commitReqs.Get().(*commitReq)
-	r.w = w
+	r.w, r.fn = w, fn
 	defer func() {
-		r.w, r.err = [2]pending{}, nil // drop the strings before pooling
+		r.w, r.fn, r.err = [2]pending{}, nil, nil // drop the strings before pooling
 		commitReqs.Put(r)
 	}()
 	c := &d.commits
@@ -67,8 +79,10 @@ func (d *DB) commit(w [2]pending) error {
 
 	err := d.write(batch)
 	for _, o := range batch {
-		if o != r {
+		if o.fn == nil {
 			o.err = err
+		}
+		if o != r {
 			o.done <- struct{}{}
 		}
 	}
@@ -84,13 +98,25 @@ func (d *DB) commit(w [2]pending) error {
 		c.leading = false
 	}
 	c.mu.Unlock()
-	return err
+	return r.err
 }
 
 // write stores every entry of batch in one buntdb transaction: all or
-// nothing, as buntdb rolls back a failed commit.
+// nothing, as buntdb rolls back a failed commit. An exclusive request
+// runs first (its error is its own), and may change the target d.wdb,
+// which only the leader reads or writes.
 func (d *DB) write(batch []*commitReq) error {
-	return d.db.Update(func(tx *bunt.Tx) error {
+	entries := false
+	for _, r := range batch {
+		if r.fn != nil {
+			r.err = r.fn()
+		}
+		entries = entries || r.w[0].key != "" || r.w[1].key != ""
+	}
+	if !entries {
+		return nil
+	}
+	return d.wdb.Update(func(tx *bunt.Tx) error {
 		for _, r := range batch {
 			for i := range r.w {
 				p := &r.w[i]

@@ -47,13 +47,25 @@ const (
 // serialises writers (each put is one write(2), plus an fsync under
 // SyncAlways) and lets readers run in parallel.
 type DB struct {
-	db   *bunt.DB
-	idx  *index // reads come from here (index.go)
+	db   *bunt.DB // the main file; set before ready is closed
+	idx  *index   // reads come from here (index.go)
 	log  *slog.Logger
 	path string   // "" for Memory
 	lock *os.File // nil for Memory
 
-	commits     committer // group commit of Step's writes (commit.go)
+	commits committer // group commit of Step's writes (commit.go)
+	wdb     *bunt.DB  // where the group commit writes: db, or boot while loading; the leader's
+	// Background load (load.go): boot takes the writes until the main file
+	// is loaded; ready is closed when writes go to db; loadDone when the
+	// loader is finished; wlEarly is the runtime whitelist read at start,
+	// answered until ready.
+	boot     *bunt.DB
+	ready    chan struct{}
+	loadDone chan struct{}
+	wlEarly  map[string]string
+	shrinkOn bool // autoShrink was started
+
+
 	closed      atomic.Bool
 	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
 	wlVersion   atomic.Int64 // WhitelistVersion (admin.go)
@@ -110,6 +122,9 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 	if d.closed.Load() {
 		return ErrClosed
 	}
+	if err := d.waitReady(ctx); err != nil {
+		return err
+	}
 	var num [41]byte
 	v := appendPair(num[:0], a, b)
 	// One allocation holds both the key and the value that buntdb keeps;
@@ -157,6 +172,9 @@ func (d *DB) Len() (triplets, clients int, err error) {
 	if d.closed.Load() {
 		return 0, 0, ErrClosed
 	}
+	if err := d.waitReady(context.Background()); err != nil {
+		return 0, 0, err
+	}
 	err = d.db.View(func(tx *bunt.Tx) error {
 		// ';' follows ':', so [x:, x;) is exactly the x namespace.
 		if err := tx.AscendRange("", "t:", "t;", func(_, _ string) bool { triplets++; return true }); err != nil {
@@ -189,6 +207,9 @@ func (d *DB) Shrink() error {
 	}
 	if d.path == "" {
 		return nil
+	}
+	if err := d.waitReady(context.Background()); err != nil {
+		return err
 	}
 	d.shrinkMu.Lock()
 	defer d.shrinkMu.Unlock()
@@ -274,9 +295,18 @@ func (d *DB) Close() error {
 		close(d.stop)
 	}
 	done := make(chan error, 1)
+	loaded := false
 	go func() {
-		err := d.db.Close() // fsyncs; a running Shrink fails fast after this
-		if d.stop != nil {
+		<-d.loadDone // buntdb's load of a big file cannot be interrupted
+		var err error
+		if d.boot != nil { // the load did not finish: its writes stay there
+			err = d.boot.Close()
+		}
+		if d.db != nil {
+			loaded = true
+			err = errors.Join(err, d.db.Close()) // fsyncs; a running Shrink fails fast after this
+		}
+		if d.shrinkOn {
 			<-d.done
 			d.shrinkMu.Lock() // wait for a Shrink call still cleaning up
 			d.shrinkMu.Unlock()
@@ -291,7 +321,7 @@ func (d *DB) Close() error {
 	case <-t.C:
 		return fmt.Errorf("close database %q: still busy after %v (hung disk?); writes of the last second may be lost", d.path, closeTimeout)
 	}
-	if err == nil && d.path != "" {
+	if err == nil && d.path != "" && loaded {
 		// Still under the lock: no other greyd can change the file.
 		if err := writeCleanMark(d.path); err != nil {
 			d.log.Warn("could not record the clean shutdown; the next start checks the whole file", "path", d.path, "err", err)

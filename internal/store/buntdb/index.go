@@ -213,6 +213,11 @@ func (x *index) load(db *bunt.DB) (bad int, example string, live int64, err erro
 // rewrites the file: a RESP array of "set", the key, the value and, with
 // a deadline, "ae" and ten digits of Unix seconds.
 func recordSize(k, v string, expires bool) int64 {
+	return recordLen(len(k), len(v), expires)
+}
+
+// recordLen is recordSize from the lengths of the key and the value.
+func recordLen(k, v int, expires bool) int64 {
 	bulk := func(n int) int64 {
 		d := 1
 		for m := n; m >= 10; m /= 10 {
@@ -221,9 +226,9 @@ func recordSize(k, v string, expires bool) int64 {
 		return int64(1 + d + 2 + n + 2)
 	}
 	if expires {
-		return 4 + bulk(3) + bulk(len(k)) + bulk(len(v)) + bulk(2) + bulk(10)
+		return 4 + bulk(3) + bulk(k) + bulk(v) + bulk(2) + bulk(10)
 	}
-	return 4 + bulk(3) + bulk(len(k)) + bulk(len(v))
+	return 4 + bulk(3) + bulk(k) + bulk(v)
 }
 
 // sweep hands every index entry past its deadline to expire. startIndex

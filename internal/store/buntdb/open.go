@@ -48,7 +48,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	d := &DB{log: opts.Logger}
+	d := &DB{log: opts.Logger, ready: make(chan struct{}), loadDone: make(chan struct{})}
 	if path == Memory {
 		if d.db, err = bunt.Open(Memory); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
@@ -57,12 +57,35 @@ func Open(path string, opts Options) (*DB, error) {
 			_ = d.db.Close()
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
+		d.wdb = d.db
+		close(d.ready)
+		close(d.loadDone)
 		return d, nil
 	}
 
 	d.path = path
 	if d.lock, err = lockFile(path); err != nil {
 		return nil, err
+	}
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	if fi, serr := os.Stat(path); serr == nil && fi.Size() >= asyncLoadMin {
+		// Big: answer from the index at once, buntdb loads meanwhile.
+		if err = checkFile(path, opts); err == nil {
+			if err = d.openAsync(path, opts); err == nil {
+				return d, nil
+			}
+		}
+		if !errors.Is(err, errCorrupt) {
+			unlockFile(d.lock)
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
+		// readFile refused what checkAOF passed: the file is moved aside
+		// and the database starts empty, as openFile does.
+		if err = quarantine(path, opts, err); err != nil {
+			unlockFile(d.lock)
+			return nil, fmt.Errorf("open database %q: %w", path, err)
+		}
+		d.idx = nil
 	}
 	var live int64
 	if d.db, err = openFile(path, opts); err == nil {
@@ -80,13 +103,16 @@ func Open(path string, opts Options) (*DB, error) {
 		unlockFile(d.lock)
 		return nil, err
 	}
+	d.wdb = d.db
+	close(d.ready)
+	close(d.loadDone)
 	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
 	// The file is rewritten once it is twice what a rewrite would leave,
 	// not at the first check: right after a restart the rewrite would
 	// cost a second of CPU and a file's worth of memory for a file that
 	// is mostly live data.
 	d.shrunk = live
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	d.shrinkOn = true
 	go d.autoShrink()
 	return d, nil
 }
@@ -126,6 +152,19 @@ func lockFile(path string) (*os.File, error) {
 func unlockFile(f *os.File) {
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	_ = f.Close()
+}
+
+// checkFile checks and repairs the file, or quarantines it (leaving no
+// file: the next open creates an empty one).
+func checkFile(path string, opts Options) error {
+	err := prepareFile(path, opts.Logger)
+	if errors.Is(err, errCorrupt) {
+		if err := quarantine(path, opts, err); err != nil {
+			return err
+		}
+		err = prepareFile(path, opts.Logger)
+	}
+	return err
 }
 
 // openFile checks, repairs or quarantines the file, then opens it.
