@@ -65,7 +65,6 @@ type DB struct {
 	wlEarly  map[string]string
 	shrinkOn bool // autoShrink was started
 
-
 	closed      atomic.Bool
 	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
 	wlVersion   atomic.Int64 // WhitelistVersion (admin.go)
