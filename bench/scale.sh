@@ -58,17 +58,24 @@ whitelist {
 }
 EOF
 
-# start: run greyd and set STARTED to the seconds until it answers a request.
+# start: run greyd and set STARTED to the seconds until it answers a request,
+# FIRST to that answer's action. The probe connects as soon as the socket
+# exists and sends a never-seen triplet: an answer needs the store, which
+# must read it and write it (greylisted), not only the whitelists.
+probe=0
 start() {
 	local t0 t1
+	probe=$((probe + 1))
 	t0=$(date +%s.%N)
 	"$TMP/greyd" -config "$TMP/greyd.hcl" >/dev/null 2>>"$TMP/greyd.log" &
 	PID=$!
 	for _ in $(seq 600); do
 		kill -0 "$PID" 2>/dev/null || { log "greyd exited:"; tail -5 "$TMP/greyd.log" >&2; exit 1; }
 		if [ -S "$TMP/greyd.sock" ] &&
-			"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -n 1 -c 1 -w whitelisted -timeout 30s -json >/dev/null 2>&1; then
+			"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -n 1 -c 1 -w new -seed "$((90000 + probe))" -timeout 30s -json >"$TMP/probe.json" 2>&1 &&
+			grep -q '"ok":1' "$TMP/probe.json"; then
 			t1=$(date +%s.%N)
+			FIRST=$(sed -n 's/.*"actions":{"\([^"]*\)".*/\1/p' "$TMP/probe.json")
 			STARTED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 			return 0
 		fi
@@ -100,7 +107,7 @@ measure() {
 
 log "empty database"
 start
-start0=$STARTED
+start0=$STARTED first0=$FIRST
 sleep 2 # greyd returns the loading garbage to the system just after start-up
 rss0=$(rss)
 measure empty
@@ -119,7 +126,7 @@ log "restarting greyd with the filled database"
 stop
 db_mb=$(du -m "$TMP/greyd.db" | cut -f1)
 start
-start1=$STARTED
+start1=$STARTED first1=$FIRST
 sleep 2
 rss1=$(rss)
 measure restarted
@@ -131,13 +138,14 @@ kill -KILL "$PID"
 wait "$PID" 2>/dev/null || true
 PID=
 start
-start2=$STARTED
+start2=$STARTED first2=$FIRST
 stop
 
 echo
 echo "$(date -u '+%F %T') UTC, $(nproc) CPUs shared by client and server, $DURATION per cell, mixed workload"
 echo "fill: $N new triplets in $((f1 - f0)) s (${fill_rps%.*} req/s); database file $db_mb MB"
 echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s, after kill -9 ${start2} s"
+echo "first answers (a never-seen triplet sent as soon as the socket exists): ${first0}, ${first1}, ${first2}"
 echo "resident memory: empty ${rss0} MB; filled ${rss_filled} MB (peak ${hwm_filled}); after restart ${rss1} MB, after load ${rss2} MB (peak ${hwm2})"
 printf '%5s | %12s %9s | %12s %9s %7s | %12s %9s %7s\n' conns "empty r/s" p99 "filled r/s" p99 ratio "restart r/s" p99 ratio
 for c in $CONNS; do

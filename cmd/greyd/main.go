@@ -245,9 +245,15 @@ func serve(path string, stderr io.Writer) int {
 		version, names(ls), describeStore(cfg.Database), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
 	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
 	// Loading a big database leaves as much garbage as it keeps (read
-	// buffers, the file's strings); give it back to the system now rather
+	// buffers, the file's strings); give it back to the system once the
+	// load is over (buntdb finishes a big file in the background) rather
 	// than carry it in the resident size until the heap grows into it.
-	go debug.FreeOSMemory()
+	go func() {
+		if l, ok := db.(interface{ Loaded() <-chan struct{} }); ok {
+			<-l.Loaded()
+		}
+		debug.FreeOSMemory()
+	}()
 
 	var watchdog <-chan time.Time
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {

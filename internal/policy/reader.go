@@ -94,7 +94,7 @@ func (r *Reader) Read(req *Request) error {
 		}
 		if len(line) == 0 {
 			r.started = false
-			req.parse(string(r.buf))
+			req.parse(r.buf)
 			return nil
 		}
 		r.lines++

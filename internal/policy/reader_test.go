@@ -78,3 +78,46 @@ func BenchmarkReadRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestParseAttributes: each attribute greyd reads lands in its own field
+// and presence bit, whatever else the request holds and in whatever
+// order; a duplicate's last value wins; values greyd ignores are not
+// kept (the one string holds only the read values).
+func TestParseAttributes(t *testing.T) {
+	fields := []struct {
+		name string
+		attr Attr
+		get  func(*Request) string
+	}{
+		{"request", AttrRequest, func(r *Request) string { return r.Request }},
+		{"protocol_state", AttrProtocolState, func(r *Request) string { return r.ProtocolState }},
+		{"client_address", AttrClientAddress, func(r *Request) string { return r.ClientAddress }},
+		{"client_name", AttrClientName, func(r *Request) string { return r.ClientName }},
+		{"sender", AttrSender, func(r *Request) string { return r.Sender }},
+		{"recipient", AttrRecipient, func(r *Request) string { return r.Recipient }},
+		{"instance", AttrInstance, func(r *Request) string { return r.Instance }},
+		{"queue_id", AttrQueueID, func(r *Request) string { return r.QueueID }},
+		{"etrn_domain", AttrETRNDomain, func(r *Request) string { return r.ETRNDomain }},
+		{"policy_test_time", AttrPolicyTestTime, func(r *Request) string { return r.PolicyTestTime }},
+	}
+	for i, f := range fields {
+		text := "helo_name=mx.example\n" + f.name + "=first\nccert_subject=x=y\n" + f.name + "=v" + f.name + "\nnoequals\n"
+		r := ParseRequest(text)
+		for j, g := range fields {
+			want, has := "", false
+			if i == j {
+				want, has = "v"+f.name, true
+			}
+			if got := g.get(r); got != want || r.Has(g.attr) != has {
+				t.Errorf("%s sent: %s = %q (present %v); want %q (%v)", f.name, g.name, got, r.Has(g.attr), want, has)
+			}
+		}
+		if r.Attributes != 4 || r.Garbage != 1 {
+			t.Errorf("%s: Attributes %d, Garbage %d; want 4, 1", f.name, r.Attributes, r.Garbage)
+		}
+	}
+	r := ParseRequest("sender=\nrecipient=r@example\n")
+	if !r.Has(AttrSender) || r.Sender != "" || r.Recipient != "r@example" {
+		t.Errorf("empty sender: %+v", r)
+	}
+}

@@ -88,8 +88,8 @@ func (d *DB) openAsync(path string, opts Options) error {
 		return err
 	}
 	d.boot, d.wdb, d.wlEarly = bdb, bdb, r.wl
-	d.log.Debug("database read into the index; buntdb loads it in the background",
-		"path", path, "entries", d.idx.len(), "took", time.Since(start))
+	d.log.Info(fmt.Sprintf("database read in %.1f s (%d entries); answering while buntdb loads it in the background",
+		time.Since(start).Seconds(), d.idx.len()), "path", path)
 	go d.loadMain(path, policy, r.liveSize(), opts, loadHook)
 	return nil
 }
@@ -135,7 +135,7 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 	}
 	d.db = db
 	close(d.ready)
-	d.log.Debug("database loaded", "path", path, "took", time.Since(start))
+	d.log.Info(fmt.Sprintf("database loaded in the background in %.1f s; admin commands that change entries work again", time.Since(start).Seconds()), "path", path)
 
 	d.repoint()
 	if err := d.handOverExpiry(); err != nil {
@@ -396,6 +396,10 @@ func (d *DB) waitReady(ctx context.Context) error {
 		return fmt.Errorf("store: still loading the database: %w", ctx.Err())
 	}
 }
+
+// Loaded is closed once the database is fully loaded (at once for a
+// file loaded by Open itself) and the loading garbage can be returned.
+func (d *DB) Loaded() <-chan struct{} { return d.loadDone }
 
 // loading reports whether the main file is still loading.
 func (d *DB) loading() bool {
