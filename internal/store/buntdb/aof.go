@@ -63,6 +63,9 @@ func checkAOF(ra io.ReaderAt, size int64) (good int64, err error) {
 		off   int64 // bytes consumed
 		nul   bool  // NUL bytes since the last record
 		parts [5]aofHead
+		// Read through this, not into each aofHead: a slice of a local
+		// passed to io.ReadFull escapes, one allocation per part.
+		head = make([]byte, len(aofHead{}.b))
 	)
 	bad := func(at int64, why string) error {
 		return fmt.Errorf("%w: %s at byte %d", errCorrupt, why, at)
@@ -104,9 +107,10 @@ func checkAOF(ra io.ReaderAt, size int64) (good int64, err error) {
 			var h aofHead
 			h.n = l
 			keep := min(l, int64(len(h.b)))
-			if _, err := io.ReadFull(r, h.b[:keep]); err != nil {
+			if _, err := io.ReadFull(r, head[:keep]); err != nil {
 				return good, tailOr(err)
 			}
+			copy(h.b[:], head[:keep])
 			if _, err := r.Discard(int(l - keep)); err != nil {
 				return good, tailOr(err)
 			}
