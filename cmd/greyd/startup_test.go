@@ -18,7 +18,8 @@ import (
 
 // TestAnswersDuringStartup: greyd listens before its database loads, so a
 // client that connects while a big database is loading is not refused:
-// it waits and is answered once the database is ready (issue 14).
+// it waits and is answered once the database is read (issue 14; a big
+// file is then still loading in buntdb, see the next test).
 func TestAnswersDuringStartup(t *testing.T) {
 	dir := t.TempDir()
 	sock, _ := testConfig(t, dir, "")
@@ -103,4 +104,78 @@ func TestAnswersDuringStartup(t *testing.T) {
 	} else {
 		t.Logf("connected %v before the database was ready; answered after it", wait)
 	}
+}
+
+// TestAnswersDuringBackgroundLoad: a big database is answered from what
+// greyd read of it while buntdb still loads it (issue 14): a triplet seen
+// before the restart passes, a new one is greylisted and its entry, taken
+// by the boot file meanwhile, is in the database once the load is over
+// and after the next restart.
+func TestAnswersDuringBackgroundLoad(t *testing.T) {
+	dir := t.TempDir()
+	sock, _ := testConfig(t, dir, "")
+	now := time.Now().Unix()
+	a := startDaemon(t, dir)
+	ask := func(sender string, when int64) string {
+		c := dial(t, "unix", sock)
+		defer c.c.Close()
+		return c.ask(rcpt("198.51.100.60", "unknown", sender, "bob@example.org", when)...)
+	}
+	if got := ask("before@foo.example", now); got != greylisted {
+		t.Fatalf("first sighting: %q", got)
+	}
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Make the file big enough to be loaded in the background (8 MiB):
+	// 150 000 more triplets, appended as buntdb writes them.
+	path := filepath.Join(dir, "state", "greyd.db")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	exp := fmt.Sprint(now + 86400)
+	for i := 0; i < 150_000; i++ {
+		k := fmt.Sprintf("t:10.%d.%d/filler%d@example.net/rcpt@example.org", i>>16&255, i>>8&255, i)
+		v := fmt.Sprintf("%d,%d", now-100, now-100)
+		fmt.Fprintf(w, "*5\r\n$3\r\nset\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nae\r\n$%d\r\n%s\r\n", len(k), k, len(v), v, len(exp), exp)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startDaemon(t, dir)
+	if got := ask("before@foo.example", now+400); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 400 seconds") {
+		t.Errorf("triplet from before the restart, during the load: %q", got)
+	}
+	if got := ask("during@foo.example", now+400); got != greylisted {
+		t.Errorf("new triplet during the load: %q", got)
+	}
+	b.waitLog("database loaded in the background")
+	logs := b.logs.String()
+	answered := strings.Index(logs, "sender=during@foo.example")
+	loaded := strings.Index(logs, "database loaded in the background")
+	if !strings.Contains(logs, "answering while buntdb loads it in the background") || answered < 0 || answered > loaded {
+		t.Errorf("the requests were not answered during the background load (decision at %d, loaded at %d):\n%s", answered, loaded, logs)
+	}
+	if got := ask("during@foo.example", now+800); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 400 seconds") {
+		t.Errorf("retry of the triplet first seen during the load, after it: %q", got)
+	}
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + ".boot"); !os.IsNotExist(err) {
+		t.Errorf("%s.boot after the load and a clean stop: %v; want it gone", path, err)
+	}
+
+	c := startDaemon(t, dir)
+	if got := ask("during@foo.example", now+1200); got == greylisted {
+		t.Errorf("after another restart, the triplet passed during the load is greylisted again")
+	}
+	c.waitLog("database loaded in the background")
 }
