@@ -177,5 +177,23 @@ func TestAnswersDuringBackgroundLoad(t *testing.T) {
 	if got := ask("during@foo.example", now+1200); got == greylisted {
 		t.Errorf("after another restart, the triplet passed during the load is greylisted again")
 	}
-	c.waitLog("database loaded in the background")
+	// Killed right after a write during the load: the write survives.
+	if got := ask("crash@foo.example", now+1200); got != greylisted {
+		t.Errorf("new triplet during the load: %q", got)
+	}
+	c.kill()
+	loadedFirst := strings.Contains(c.logs.String(), "database loaded in the background")
+	_, err = os.Stat(path + ".boot")
+	if !loadedFirst && err != nil {
+		t.Fatalf("killed during the load: %s.boot: %v; want it kept", path, err)
+	}
+	e := startDaemon(t, dir)
+	if got := ask("crash@foo.example", now+1600); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 400 seconds") {
+		t.Errorf("triplet first seen just before a kill -9 during the load, after the restart: %q", got)
+	}
+	e.waitLog("database loaded in the background")
+	if merged := strings.Contains(e.logs.String(), "merging the writes it took meanwhile"); merged == loadedFirst {
+		t.Errorf("killed with the load finished: %v; the restart merged a boot file: %v", loadedFirst, merged)
+	}
+	t.Logf("kill -9 came before the load had finished: %v", !loadedFirst)
 }
