@@ -318,6 +318,9 @@ func (d *DB) Close() error {
 	select {
 	case err = <-done:
 	case <-t.C:
+		if d.loading() {
+			return fmt.Errorf("close database %q: still loading after %v; the writes since start-up stay in %s and are merged at the next start", d.path, closeTimeout, d.path+bootSuffix)
+		}
 		return fmt.Errorf("close database %q: still busy after %v (hung disk?); writes of the last second may be lost", d.path, closeTimeout)
 	}
 	if err == nil && d.path != "" && loaded {

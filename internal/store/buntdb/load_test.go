@@ -325,3 +325,34 @@ func FuzzReadFileAgrees(f *testing.F) {
 		}
 	})
 }
+
+// TestCloseTimeoutWhileLoading: a load that outlasts Close's bound is
+// reported as such (not as a hung disk), and its writes are kept.
+func TestCloseTimeoutWhileLoading(t *testing.T) {
+	asyncAlways(t)
+	path := dbPath(t)
+	fill(t, path, 10)
+	release := holdLoad(t)
+	old := closeTimeout
+	closeTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { closeTimeout = old })
+	d, err := Open(path, Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Step(context.Background(), newTriplet("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Close()
+	if err == nil || !strings.Contains(err.Error(), "still loading") || !strings.Contains(err.Error(), bootSuffix) {
+		t.Errorf("Close during a long load: %v; want a 'still loading' error naming the boot file", err)
+	}
+	release()
+	waitClosed(t, d.loadDone, "background load")
+	// The process would exit here; the lock goes with it.
+	unlockFile(d.lock)
+	loadHook = nil
+	d = openT(t, path, Options{})
+	checkTriplet(t, d, "kept", Triplet{First: res.Now, Last: res.Now}, true)
+}
