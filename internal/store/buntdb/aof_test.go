@@ -98,14 +98,19 @@ func TestCorruptFile(t *testing.T) {
 		{"bulk header not a number", recA + "*1\r\n$x\r\n" + recB},
 		{"overlong header line", recA + "*" + strings.Repeat("1", 70000) + "\r\n" + recB},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := dbPath(t)
-			if err := os.WriteFile(path, []byte(tc.data), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			checkQuarantined(t, path, path+".corrupt-20261122T115500Z")
-		})
+	for _, background := range []bool{false, true} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/background-%v", tc.name, background), func(t *testing.T) {
+				if background {
+					asyncAlways(t) // as a big file is opened
+				}
+				path := dbPath(t)
+				if err := os.WriteFile(path, []byte(tc.data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				checkQuarantined(t, path, path+".corrupt-20261122T115500Z")
+			})
+		}
 	}
 }
 
