@@ -2,9 +2,11 @@ package buntdb
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,4 +76,75 @@ func TestWriteFailureKeepsIndex(t *testing.T) {
 	checkTriplet(t, d, "k", Triplet{First: 1, Last: 2}, true)
 	checkTriplet(t, d, "new", Triplet{}, false)
 	checkIndex(t, d)
+}
+
+// TestMergeRetriedAfterWriteFailure: when the main file cannot take the
+// boot file's entries at the end of a background load (here
+// RLIMIT_FSIZE, as a full disk would), the boot file keeps them and
+// keeps taking the writes; the copy is retried every second and, once
+// the disk has room, everything is in the main file.
+func TestMergeRetriedAfterWriteFailure(t *testing.T) {
+	asyncAlways(t)
+	path := dbPath(t)
+	fill(t, path, 2000)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := holdLoad(t)
+	var logs logBuffer
+	d := openT(t, path, Options{Logger: logs.logger()})
+	ctx := context.Background()
+	if _, err := d.Step(ctx, newTriplet("before-full")); err != nil {
+		t.Fatal(err)
+	}
+
+	signal.Ignore(syscall.SIGXFSZ)
+	defer signal.Reset(syscall.SIGXFSZ)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max} // the main file cannot grow
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer restore()
+	release()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "moving the writes of the start-up into the database failed"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error logged for the failed copy:\n%s", logs.String())
+		}
+	}
+	if !d.loading() {
+		t.Fatal("the load finished although the copy failed")
+	}
+	// Still answering, still writing to the boot file (small, under the limit).
+	if _, err := d.Step(ctx, newTriplet("while-full")); err != nil {
+		t.Fatalf("step while the main file cannot grow: %v", err)
+	}
+	restore()
+	waitClosed(t, d.loadDone, "background load after the disk has room")
+	if _, err := os.Stat(path + bootSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("boot file after the retried copy: %v", err)
+	}
+	want1, _, _ := d.Triplet(ctx, "before-full")
+	want2, _, _ := d.Triplet(ctx, "while-full")
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	asyncLoadMin = 1 << 62
+	d = openT(t, path, Options{})
+	checkTriplet(t, d, "before-full", want1, true)
+	checkTriplet(t, d, "while-full", want2, true)
+	checkTriplet(t, d, "k1999", Triplet{First: 1999, Last: 2000}, true)
 }
