@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 	"unsafe"
 )
@@ -124,8 +125,10 @@ func (r *fileReader) apply(parts [][]byte) error {
 		}
 		var exp int64
 		if len(parts) == 5 {
-			v, ok := parseInt(unsafe.String(unsafe.SliceData(parts[4]), len(parts[4])))
-			if !ok {
+			// strconv, as buntdb and checkAOF: it takes a leading '+'.
+			// The error, which would hold the bytes, is dropped.
+			v, err := strconv.ParseInt(unsafe.String(unsafe.SliceData(parts[4]), len(parts[4])), 10, 64)
+			if err != nil {
 				return errCommand
 			}
 			// Computed as buntdb does, overflow included, so that both
