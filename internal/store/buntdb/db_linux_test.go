@@ -54,22 +54,10 @@ func TestWriteFailureKeepsIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Writing past the limit raises SIGXFSZ, which kills by default.
-	signal.Ignore(syscall.SIGXFSZ)
-	defer signal.Reset(syscall.SIGXFSZ)
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitFileSize(t, fi.Size())
 	err = d.PutTriplet(ctx, "k", Triplet{First: 7, Last: 8}, time.Hour)
 	err2 := d.PutTriplet(ctx, "new", Triplet{First: 9, Last: 9}, time.Hour)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if err == nil || err2 == nil {
 		t.Fatalf("puts past RLIMIT_FSIZE: %v, %v; want errors", err, err2)
 	}
@@ -99,25 +87,7 @@ func TestMergeRetriedAfterWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	signal.Ignore(syscall.SIGXFSZ)
-	defer signal.Reset(syscall.SIGXFSZ)
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max} // the main file cannot grow
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	restore := limitFileSize(t, fi.Size()) // the main file cannot grow
 	defer restore()
 	release()
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "moving the writes of the start-up into the database failed"); time.Sleep(10 * time.Millisecond) {
@@ -147,4 +117,31 @@ func TestMergeRetriedAfterWriteFailure(t *testing.T) {
 	checkTriplet(t, d, "before-full", want1, true)
 	checkTriplet(t, d, "while-full", want2, true)
 	checkTriplet(t, d, "k1999", Triplet{First: 1999, Last: 2000}, true)
+}
+
+// limitFileSize makes writes past size fail (RLIMIT_FSIZE, as a full disk
+// would) until restore is called; calling it again does nothing.
+func limitFileSize(t *testing.T, size int64) (restore func()) {
+	t.Helper()
+	// Writing past the limit raises SIGXFSZ, which kills by default.
+	signal.Ignore(syscall.SIGXFSZ)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := syscall.Rlimit{Cur: uint64(size), Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatal(err)
+		}
+		signal.Reset(syscall.SIGXFSZ)
+	}
 }
