@@ -59,13 +59,19 @@ func (d *DB) openAsync(path string, opts Options) error {
 		return err
 	}
 	boot := path + bootSuffix
-	if fi, err := os.Stat(boot); err == nil && fi.Size() > 0 {
+	if bfi, err := os.Stat(boot); err == nil && bfi.Size() > 0 {
 		if err := checkFile(boot, opts); err != nil {
 			return err
 		}
 		if err := r.readFile(boot); errors.Is(err, errCorrupt) {
-			// Unexpected after checkFile; its writes are lost, not the rest.
+			// Unexpected after checkFile. Its writes are lost, not the
+			// rest: the index is read again without them.
 			if err := quarantine(boot, opts, err); err != nil {
+				return err
+			}
+			d.idx = newIndex(int(fi.Size() / 130))
+			r = &fileReader{idx: d.idx, wl: map[string]string{}, now: r.now}
+			if err := r.readFile(path); err != nil {
 				return err
 			}
 		} else if err != nil {
@@ -237,7 +243,29 @@ func setEntry(tx *bunt.Tx, k, v string, exp int64) error {
 
 // mergeBoot is step 2; it runs with the group commit's lead, so no step
 // writes meanwhile and none is in the boot file but not yet in the index.
+// Once the copy is durable, writes go to db; if removing the boot file
+// then fails, a retry only removes it (copying it again later would put
+// its older values over newer ones).
 func (d *DB) mergeBoot(db *bunt.DB, path string) error {
+	if d.boot != nil {
+		if err := d.copyBoot(db, path); err != nil {
+			return err
+		}
+		if err := d.boot.Close(); err != nil && !errors.Is(err, bunt.ErrDatabaseClosed) {
+			return err
+		}
+		d.boot, d.wdb = nil, db
+	}
+	boot := path + bootSuffix
+	if err := os.Remove(boot); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_ = os.Remove(boot + cleanSuffix)
+	return syncDir(filepath.Dir(path))
+}
+
+// copyBoot writes what the boot file holds into db and fsyncs db's file.
+func (d *DB) copyBoot(db *bunt.DB, path string) error {
 	type rec struct {
 		k, v string
 		exp  int64
@@ -255,38 +283,23 @@ func (d *DB) mergeBoot(db *bunt.DB, path string) error {
 			return true
 		})
 	})
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	err = db.Update(func(tx *bunt.Tx) error {
+		for _, r := range recs {
+			if err := setEntry(tx, r.k, r.v, r.exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if len(recs) > 0 {
-		err := db.Update(func(tx *bunt.Tx) error {
-			for _, r := range recs {
-				if err := setEntry(tx, r.k, r.v, r.exp); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		// Durable before the boot file goes, whatever the sync policy:
-		// fsync on another descriptor flushes the same file.
-		if err := syncFile(path); err != nil {
-			return err
-		}
-	}
-	if err := d.boot.Close(); err != nil && !errors.Is(err, bunt.ErrDatabaseClosed) {
-		return err
-	}
-	boot := path + bootSuffix
-	if err := os.Remove(boot); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	_ = os.Remove(boot + cleanSuffix)
-	_ = syncDir(filepath.Dir(path))
-	d.boot, d.wdb = nil, db
-	return nil
+	// Durable before the boot file goes, whatever the sync policy: fsync
+	// on another descriptor flushes the same file.
+	return syncFile(path)
 }
 
 // repoint replaces the index's keys, read from the file by readFile, by
