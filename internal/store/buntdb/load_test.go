@@ -195,6 +195,8 @@ func TestBootFileAfterCrash(t *testing.T) {
 	release()
 	loadHook = nil
 
+	// A small file: the boot file alone sends Open down the merging path.
+	asyncLoadMin = 1 << 62
 	var logs logBuffer
 	d2 := openT(t, crashed, Options{Logger: logs.logger()})
 	checkTriplet(t, d2, "crash-new", wantNew, true)
@@ -210,7 +212,6 @@ func TestBootFileAfterCrash(t *testing.T) {
 	if err := d2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	asyncLoadMin = 1 << 62
 	d3 := openT(t, crashed, Options{})
 	checkTriplet(t, d3, "crash-new", wantNew, true)
 	checkTriplet(t, d3, "k5", want5, true)

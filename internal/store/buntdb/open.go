@@ -68,24 +68,29 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	if fi, serr := os.Stat(path); serr == nil && fi.Size() >= asyncLoadMin {
-		// Big: answer from the index at once, buntdb loads meanwhile.
+	// Big: answer from the index at once, buntdb loads meanwhile. A boot
+	// file left by an interrupted start takes the same path, whatever the
+	// size, since that path merges it.
+	fi, serr := os.Stat(path)
+	bfi, berr := os.Stat(path + bootSuffix)
+	if serr == nil && fi.Size() >= asyncLoadMin || berr == nil && bfi.Size() > 0 {
 		if err = checkFile(path, opts); err == nil {
-			if err = d.openAsync(path, opts); err == nil {
-				return d, nil
+			err = d.openAsync(path, opts)
+		}
+		if errors.Is(err, errCorrupt) {
+			// readFile refused what checkAOF passed: the file is moved
+			// aside and the database starts empty, as openFile does.
+			if err = quarantine(path, opts, err); err == nil {
+				if err = checkFile(path, opts); err == nil {
+					err = d.openAsync(path, opts)
+				}
 			}
 		}
-		if !errors.Is(err, errCorrupt) {
+		if err != nil {
 			unlockFile(d.lock)
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
-		// readFile refused what checkAOF passed: the file is moved aside
-		// and the database starts empty, as openFile does.
-		if err = quarantine(path, opts, err); err != nil {
-			unlockFile(d.lock)
-			return nil, fmt.Errorf("open database %q: %w", path, err)
-		}
-		d.idx = nil
+		return d, nil
 	}
 	var live int64
 	if d.db, err = openFile(path, opts); err == nil {
