@@ -125,7 +125,7 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 		return err
 	}
 	var num [41]byte
-	v := appendPair(num[:0], a, b)
+	v := store.AppendValue(num[:0], a, b)
 	// One allocation holds both the key and the value that buntdb keeps;
 	// buf is never written again, so the two strings over it are immutable.
 	buf := make([]byte, 2+len(key)+len(v))

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
 )
 
 // checkIndex fails unless the index holds exactly buntdb's live entries,
@@ -16,7 +18,7 @@ func checkIndex(t *testing.T, d *DB) {
 	want := map[string]entry{}
 	err := d.db.View(func(tx *bunt.Tx) error {
 		return tx.Ascend("", func(k, v string) bool {
-			a, b, ok := decodePair(v)
+			a, b, ok := store.ParseValue(v)
 			if ok {
 				want[k] = entry{a: a, b: b}
 			}

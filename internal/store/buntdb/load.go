@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
 )
 
 // Loading a big database in the background.
@@ -205,7 +207,7 @@ func (d *DB) rebuild(db *bunt.DB) error {
 		err := db.Update(func(tx *bunt.Tx) error {
 			var num [41]byte
 			for k, e := range sh.m {
-				if err := setEntry(tx, k, string(appendPair(num[:0], e.a, e.b)), e.expires); err != nil {
+				if err := setEntry(tx, k, string(store.AppendValue(num[:0], e.a, e.b)), e.expires); err != nil {
 					return err
 				}
 			}
@@ -361,7 +363,7 @@ func (d *DB) addMissing(sh *shard, k string) bool {
 		if err != nil {
 			return nil
 		}
-		a, b, good := decodePair(v)
+		a, b, good := store.ParseValue(v)
 		if !good {
 			return nil
 		}
