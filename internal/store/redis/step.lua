@@ -158,7 +158,9 @@ local function result(outcome)
     flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast}
 end
 
--- needsWrite and tripletTTL: as in transition.go.
+-- countUp, needsWrite and tripletTTL: as in transition.go.
+local function countUp(n) return math.min(n + 1, MAX_VALUE) end
+
 local function needsWrite(found, oldFirst, oldLast, first, now, diff, lastOK)
   if not found or oldFirst ~= first then return true end
   if diff > 0 then return false end
@@ -185,7 +187,7 @@ beforeC = cfound
 if awl and cfound and ccount >= awlClients then
   if now >= clast + AWL_INTERVAL or clast > now then
     -- Keep-alive, at most hourly, as Postgrey.
-    write(clientKey, 'c', ccount + 1, now, maxAge + 1)
+    write(clientKey, 'c', countUp(ccount), now, maxAge + 1)
   end
   first = now
   return result(AUTO_WHITELISTED)
@@ -237,7 +239,7 @@ if awl and diff <= 0 and not lastOK then
   -- most once an hour.
   if not cfound or now >= clast + AWL_INTERVAL then
     local n = 1
-    if cfound then n = ccount + 1 end
+    if cfound then n = countUp(ccount) end
     write(clientKey, 'c', n, now, maxAge + 1)
     if n == awlClients then newly = 1 end
   end

@@ -109,6 +109,20 @@ var StoredCases = []StoredCase{
 		{At: 0, Triplet: "w", Want: isNew(0)},
 		{At: 0, Client: "c", Triplet: "x", Want: Want{Outcome: greylisted, First: 0, Missing: Delay, New: true, Client: noClient}},
 	}},
+	// A count never grows past what can be stored: it would read back
+	// as no entry.
+	{"a count at the limit stays there", []Stored{
+		clientValue("c", fmt.Sprintf("%d,%d", store.MaxValue, T0-7200)),
+		clientValue("d", fmt.Sprintf("%d,%d", store.MaxValue, T0-7200)),
+	}, []Step{
+		// Keep-alive of an auto-whitelisted client.
+		{At: 0, Client: "c", Triplet: "x", Want: Want{Outcome: awl, First: 0, Client: client(store.MaxValue, -7200)}},
+		{At: 1, Client: "c", Triplet: "x", Want: Want{Outcome: awl, First: 1, Client: client(store.MaxValue, 0)}},
+		// A first pass counted for a client below the threshold.
+		{At: 0, Client: "d", Triplet: "y", AWL: -1, Want: Want{Outcome: greylisted, First: 0, Missing: Delay, New: true}},
+		{At: Delay, Client: "d", Triplet: "y", AWL: store.MaxValue + 1, Want: Want{Outcome: firstPass, First: 0, Waited: Delay, Client: client(store.MaxValue, -7200)}},
+		{At: Delay + 1, Client: "d", Triplet: "z", AWL: store.MaxValue + 1, Want: Want{Outcome: greylisted, First: Delay + 1, Missing: Delay, New: true, Client: client(store.MaxValue, Delay)}},
+	}},
 	{"other malformed values are no entry", []Stored{
 		triplet("plus", "+"+digits(-600, 0)+","+digits(-600, 0)),
 		triplet("space", " "+digits(-600, 0)+","+digits(-600, 0)),
