@@ -153,7 +153,7 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 	d.shrinkMu.Lock()
 	d.shrunk = live
 	d.shrinkMu.Unlock()
-	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	d.shrinkMin, d.shrinkEvery = opts.ShrinkMinSize, opts.ShrinkEvery
 	d.shrinkOn = true
 	go d.autoShrink()
 }

@@ -22,14 +22,6 @@ import (
 // use it to run against the real store without touching the disk.
 const Memory = ":memory:"
 
-// Auto-shrink thresholds: rewrite the file when it is over 32 MiB and
-// twice the size of the last rewrite, or at first twice the live data
-// that Open found. Variables so that tests can lower them before Open.
-var (
-	autoShrinkMinSize int64 = 32 << 20
-	autoShrinkEvery         = 5 * time.Second
-)
-
 // Open opens (creating it if needed) the database file at path, or an
 // in-memory database if path is Memory.
 //
@@ -47,6 +39,12 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ShrinkMinSize <= 0 {
+		opts.ShrinkMinSize = DefaultShrinkMinSize
+	}
+	if opts.ShrinkEvery <= 0 {
+		opts.ShrinkEvery = DefaultShrinkEvery
 	}
 	policy, err := opts.Sync.buntdb()
 	if err != nil {
@@ -115,7 +113,7 @@ func Open(path string, opts Options) (*DB, error) {
 	d.wdb = d.db
 	close(d.ready)
 	close(d.loadDone)
-	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	d.shrinkMin, d.shrinkEvery = opts.ShrinkMinSize, opts.ShrinkEvery
 	// The file is rewritten once it is twice what a rewrite would leave,
 	// not at the first check: right after a restart the rewrite would
 	// cost a second of CPU and a file's worth of memory for a file that

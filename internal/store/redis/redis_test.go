@@ -280,7 +280,7 @@ func TestSchemaMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Must("SET", "{other:}schema", "3")
-	for range breakerThreshold {
+	for range DefaultBreakerThreshold {
 		if _, err := step(s, "x"); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), `{other:}schema is "3"`) {
 			t.Fatalf("step on a changed schema: %v, want ErrSchema from the script", err)
 		}

@@ -95,6 +95,18 @@ func scanAll(t *testing.T, a store.Admin, kinds ...store.Kind) []store.Entry {
 	return out
 }
 
+// waitFor polls cond until it holds, failing t after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func compareEntries(a, b store.Entry) int {
 	return cmp.Or(strings.Compare(string(a.Kind), string(b.Kind)), strings.Compare(a.Key, b.Key))
 }
@@ -204,8 +216,15 @@ func adminScanExpired(t *testing.T, open Opener) {
 	if got := scanAll(t, a); len(got) != 3 {
 		t.Fatalf("before the deadline: %+v, want 3 entries", got)
 	}
-	time.Sleep(time.Until(time.Unix(now+2, 0)) + 50*time.Millisecond)
-	got := scanAll(t, a)
+	// Polled: the deadline is a wall-clock second.
+	var got []store.Entry
+	waitFor(t, "the deadline of two entries", func() bool {
+		got = scanAll(t, a)
+		return len(got) < 3
+	})
+	if time.Now().Unix() < now+2 {
+		t.Errorf("entries left Scan before their deadline %d: %+v", now+2, got)
+	}
 	if len(got) != 1 || got[0].Key != "long" {
 		t.Errorf("after the deadline of two: Scan = %+v, want only %q", got, "long")
 	}
@@ -661,7 +680,13 @@ func adminWhitelistExpiry(t *testing.T, open Opener) {
 	if got, err := a.Whitelist(ctx); err != nil || len(got) != 2 {
 		t.Fatalf("before the deadline: %+v, %v", got, err)
 	}
-	time.Sleep(time.Until(time.Unix(now+2, 0)) + 50*time.Millisecond)
+	waitFor(t, "the deadline of the short entry", func() bool {
+		got, err := a.Whitelist(ctx)
+		return err != nil || len(got) < 2
+	})
+	if time.Now().Unix() < now+2 {
+		t.Errorf("a whitelist entry left before its deadline %d", now+2)
+	}
 	for i := range 2 { // the second read after the first dropped it
 		if got, err := a.Whitelist(ctx); err != nil || len(got) != 1 || got[0] != keep {
 			t.Errorf("read %d after the deadline: %+v, %v; want only %+v", i, got, err, keep)
