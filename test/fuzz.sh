@@ -4,6 +4,10 @@
 # A crasher is written to testdata/fuzz/ by Go and then fails `go test`
 # as a regression test until fixed: commit it with the fix.
 #
+# store/storetest's FuzzBackendsAgree compares buntdb with a real
+# redis-server (installed by make deps): it starts one per fuzz process,
+# not per input, so it runs at a few hundred inputs a second per worker.
+#
 # Go 1.26's fuzz coordinator can fail a run at the -fuzztime boundary
 # with a bare "context deadline exceeded" when a worker is slow to stop
 # (golang/go#75804, fixed in Go 1.27): no input is at fault and none is

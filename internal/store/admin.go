@@ -28,6 +28,8 @@ type Admin interface {
 	// passed triplet from a pending one). Entries already past Expires
 	// are skipped and counted in neither result. imported counts entries
 	// written to a free key, merged those combined with a stored one.
+	// An entry with a number CheckEntry refuses fails the whole call with
+	// ErrRange before anything is written.
 	Import(ctx context.Context, entries []Entry, delay int64) (imported, merged int, err error)
 
 	// Counts returns the number of triplet and client entries, those

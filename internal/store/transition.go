@@ -44,7 +44,7 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 	if awl && cfound && c.Count >= in.AWLClients {
 		if now >= c.Last+AWLInterval || c.Last > now {
 			// Keep-alive, at most hourly, as Postgrey.
-			w.Client, w.ClientVal, w.ClientTTL = true, Client{Count: c.Count + 1, Last: now}, maxAge+1
+			w.Client, w.ClientVal, w.ClientTTL = true, Client{Count: countUp(c.Count), Last: now}, maxAge+1
 		}
 		r.Outcome, r.First = AutoWhitelisted, now
 		return r, w
@@ -98,7 +98,7 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		if !cfound || now >= c.Last+AWLInterval {
 			n := int64(1)
 			if cfound {
-				n = c.Count + 1
+				n = countUp(c.Count)
 			}
 			w.Client, w.ClientVal, w.ClientTTL = true, Client{Count: n, Last: now}, maxAge+1
 			r.NewlyWhitelisted = n == in.AWLClients
@@ -116,6 +116,10 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 	}
 	return r, w
 }
+
+// countUp is a client's count plus one, which stops at MaxValue: past it
+// the stored value would read back as no entry (ParseValue).
+func countUp(n int64) int64 { return min(n+1, MaxValue) }
 
 // needsWrite reports whether the stored triplet must change. Only what a
 // later decision can observe is written: a new or restarted entry (first

@@ -199,6 +199,9 @@ func (d *DB) Import(ctx context.Context, entries []store.Entry, delay int64) (im
 	nkeys := make([]string, len(entries))
 	for i, e := range entries {
 		ns, err := namespace(e.Kind)
+		if err == nil {
+			err = store.CheckEntry(e)
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("store: import %q: %w", e.Key, err)
 		}
@@ -258,7 +261,7 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 		} else {
 			imported++
 		}
-		w := write{key: k, val: string(appendPair(nil, out.A, out.B)), e: entry{a: out.A, b: out.B}}
+		w := write{key: k, val: string(store.AppendValue(nil, out.A, out.B)), e: entry{a: out.A, b: out.B}}
 		if out.Expires != 0 {
 			dl := time.Unix(out.Expires, 0)
 			w.ttl, w.e.expires = dl.Sub(now), dl.UnixNano()

@@ -87,7 +87,10 @@ func TestScanCountsDelete(t *testing.T) {
 		if _, err := d.AddWhitelist(ctx, store.WhitelistEntry{Kind: store.WhitelistClient, Value: "relay.example", Added: 1}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		waitFor(t, "the entry put with a TTL of 1 ms reads as expired", func() bool {
+			_, found, _ := d.Triplet(ctx, "gone/s/r")
+			return !found
+		})
 		checkCounts(t, d, 304, 20)
 
 		all := scanAll(t, d)

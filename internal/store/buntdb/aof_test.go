@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -315,4 +316,108 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("reopen after a write: found %v, %v", found, err)
 		}
 	})
+}
+
+// TestQuarantineKeepsNewest: quarantined copies beyond the newest
+// keepCorrupt are deleted, by the time in their names, with a log line;
+// the copy just made stays even when the clock was set back, and files
+// named otherwise are not touched.
+func TestQuarantineKeepsNewest(t *testing.T) {
+	tests := []struct {
+		name      string
+		now       time.Time
+		existing  []string // suffixes after path
+		newCopy   string
+		remaining []string
+	}{
+		{
+			name: "older copies deleted",
+			now:  quarantineTime,
+			existing: []string{
+				".corrupt-20240101T000000Z", ".corrupt-20240102T000000Z",
+				".corrupt-20240103T000000Z", ".corrupt-20240103T000000Z.2", ".corrupt-20240103T000000Z.10",
+			},
+			newCopy:   ".corrupt-20261122T115500Z",
+			remaining: []string{".corrupt-20240103T000000Z.10", ".corrupt-20240103T000000Z.2", ".corrupt-20261122T115500Z"},
+		},
+		{
+			name:      "clock set back",
+			now:       time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+			existing:  []string{".corrupt-20240101T000000Z", ".corrupt-20240102T000000Z", ".corrupt-20240103T000000Z"},
+			newCopy:   ".corrupt-20200101T000000Z",
+			remaining: []string{".corrupt-20200101T000000Z", ".corrupt-20240102T000000Z", ".corrupt-20240103T000000Z"},
+		},
+		{
+			name:      "same second",
+			now:       quarantineTime,
+			existing:  []string{".corrupt-20261122T115500Z", ".corrupt-20261122T115500Z.2", ".corrupt-20261122T115500Z.3"},
+			newCopy:   ".corrupt-20261122T115500Z.4",
+			remaining: []string{".corrupt-20261122T115500Z.2", ".corrupt-20261122T115500Z.3", ".corrupt-20261122T115500Z.4"},
+		},
+		{
+			name:      "few enough",
+			now:       quarantineTime,
+			existing:  []string{".corrupt-20240101T000000Z"},
+			newCopy:   ".corrupt-20261122T115500Z",
+			remaining: []string{".corrupt-20240101T000000Z", ".corrupt-20261122T115500Z"},
+		},
+	}
+	// Never deleted: not quarantine's names, or another database's.
+	foreign := []string{"greyd.db.corrupt-manual", "greyd.db.corrupt-20200101T000000Z.x", "greyd.db.corrupt-20200101T000000Z.1",
+		"other.db.corrupt-20200101T000000Z", "greyd.db.boot.corrupt-20200101T000000Z"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := dbPath(t)
+			dir := filepath.Dir(path)
+			for _, name := range foreign {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, s := range tc.existing {
+				if err := os.WriteFile(path+s, []byte("old"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(path, []byte(recA+"garbage"+recB), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs logBuffer
+			d := openT(t, path, Options{Logger: logs.logger(), Now: func() time.Time { return tc.now }})
+			d.Close()
+
+			var got []string
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if s, ok := strings.CutPrefix(e.Name(), "greyd.db.corrupt-"); ok && !slices.Contains(foreign, e.Name()) {
+					got = append(got, ".corrupt-"+s)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.remaining) {
+				t.Errorf("quarantined copies left: %q; want %q", got, tc.remaining)
+			}
+			if data, err := os.ReadFile(path + tc.newCopy); err != nil || string(data) != recA+"garbage"+recB {
+				t.Errorf("the new copy %s: %q, %v", tc.newCopy, data, err)
+			}
+			for _, name := range foreign {
+				if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+					t.Errorf("%s: %v; want it left alone", name, err)
+				}
+			}
+			log := logs.String()
+			for _, s := range tc.existing {
+				deleted := !slices.Contains(tc.remaining, s)
+				if logged := strings.Contains(log, "path="+path+s+"\n"); logged != deleted {
+					t.Errorf("%s: deleted %v, logged %v; log:\n%s", s, deleted, logged, log)
+				}
+			}
+			if n := strings.Count(log, "deleted an old copy of a corrupt database"); n != len(tc.existing)+1-len(tc.remaining) {
+				t.Errorf("%d deletions logged, want %d:\n%s", n, len(tc.existing)+1-len(tc.remaining), log)
+			}
+		})
+	}
 }

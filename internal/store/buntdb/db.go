@@ -69,11 +69,12 @@ type DB struct {
 	expireErrAt atomic.Int64 // unix nanoseconds of the last expiry error logged
 	wlVersion   atomic.Int64 // WhitelistVersion (admin.go)
 
-	shrinkMu    sync.Mutex // one rewrite at a time; guards shrunk
-	shrunk      int64      // file size after the last rewrite; at Open, the live data's
-	shrinkMin   int64
-	shrinkEvery time.Duration
-	stop, done  chan struct{} // autoShrink; nil for Memory
+	shrinkMu     sync.Mutex // one rewrite at a time; guards shrunk
+	shrunk       int64      // file size after the last rewrite; at Open, the live data's
+	shrinkMin    int64
+	shrinkEvery  time.Duration
+	shrinkChecks atomic.Int64  // ticks of autoShrink done, for tests to wait on
+	stop, done   chan struct{} // autoShrink; nil for Memory
 }
 
 var _ store.Store = (*DB)(nil)
@@ -125,7 +126,7 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 		return err
 	}
 	var num [41]byte
-	v := appendPair(num[:0], a, b)
+	v := store.AppendValue(num[:0], a, b)
 	// One allocation holds both the key and the value that buntdb keeps;
 	// buf is never written again, so the two strings over it are immutable.
 	buf := make([]byte, 2+len(key)+len(v))
@@ -191,7 +192,8 @@ func (d *DB) Len() (triplets, clients int, err error) {
 
 // Shrink rewrites the file with only the live entries (buntdb's Shrink,
 // which blocks writers only briefly at the end). It runs automatically
-// when the file is over 32 MiB and has doubled since the last rewrite
+// (Options.ShrinkEvery) when the file is over 32 MiB (Options.ShrinkMinSize)
+// and has doubled since the last rewrite
 // (or, the first time, is twice the size of the live data Open loaded:
 // buntdb would rewrite any file over 32 MiB at the first check).
 //
@@ -256,25 +258,31 @@ func (d *DB) autoShrink() {
 			return
 		case <-t.C:
 		}
-		fi, err := os.Stat(d.path)
-		if err != nil {
-			d.log.Warn("stat database", "path", d.path, "err", err)
-			continue
-		}
+		d.shrinkCheck()
+		d.shrinkChecks.Add(1)
+	}
+}
+
+// shrinkCheck is one tick of autoShrink.
+func (d *DB) shrinkCheck() {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		d.log.Warn("stat database", "path", d.path, "err", err)
+		return
+	}
+	d.shrinkMu.Lock()
+	last := d.shrunk
+	d.shrinkMu.Unlock()
+	size := fi.Size()
+	if size <= d.shrinkMin || size <= 2*last {
+		return
+	}
+	if err := d.Shrink(); err != nil && !errors.Is(err, ErrClosed) {
+		d.log.Warn("shrink database failed", "path", d.path, "err", err)
+		// Retry when the file has doubled again, not every tick.
 		d.shrinkMu.Lock()
-		last := d.shrunk
+		d.shrunk = max(d.shrunk, size)
 		d.shrinkMu.Unlock()
-		size := fi.Size()
-		if size <= d.shrinkMin || size <= 2*last {
-			continue
-		}
-		if err := d.Shrink(); err != nil && !errors.Is(err, ErrClosed) {
-			d.log.Warn("shrink database failed", "path", d.path, "err", err)
-			// Retry when the file has doubled again, not every tick.
-			d.shrinkMu.Lock()
-			d.shrunk = max(d.shrunk, size)
-			d.shrinkMu.Unlock()
-		}
 	}
 }
 

@@ -56,6 +56,18 @@ func openT(t testing.TB, path string, opts Options) *DB {
 	return d
 }
 
+// waitFor polls cond until it holds, failing t after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func dbPath(t testing.TB) string { return filepath.Join(t.TempDir(), "greyd.db") }
 
 // backends runs f against a file database and an in-memory one.
@@ -218,7 +230,14 @@ func TestExpiry(t *testing.T) {
 	if time.Since(start) < ttl && (!found || got != (Triplet{First: 1, Last: 2}) || err != nil) {
 		t.Errorf("Triplet(short) before its TTL = %+v, %v, %v; want {1 2}, true, nil", got, found, err)
 	}
-	time.Sleep(time.Until(start.Add(ttl + 20*time.Millisecond)))
+	waitFor(t, "short entries read as expired", func() bool {
+		_, tf, _ := d.Triplet(ctx, "short")
+		_, cf, _ := d.Client(ctx, "short")
+		return !tf && !cf
+	})
+	if time.Since(start) < ttl {
+		t.Errorf("entries read as expired %v after they were put with a TTL of %v", time.Since(start), ttl)
+	}
 	checkTriplet(t, d, "short", Triplet{}, false)
 	checkClient(t, d, "short", Client{}, false)
 	checkTriplet(t, d, "long", Triplet{First: 3, Last: 4}, true)
@@ -489,10 +508,7 @@ func TestAutoShrink(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	oldMin, oldEvery := autoShrinkMinSize, autoShrinkEvery
-	autoShrinkMinSize, autoShrinkEvery = 4096, 10*time.Millisecond
-	d = openT(t, path, Options{})
-	autoShrinkMinSize, autoShrinkEvery = oldMin, oldEvery // Open copied them
+	d = openT(t, path, Options{ShrinkMinSize: 4096, ShrinkEvery: 10 * time.Millisecond})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fi, err := os.Stat(path)
@@ -616,14 +632,19 @@ func TestCloseWhileBusy(t *testing.T) {
 	d := openT(t, dbPath(t), Options{})
 	ctx := context.Background()
 	var wg sync.WaitGroup
+	var busy sync.WaitGroup // every writer has written once
 	errs := make(chan error, 16)
 	for g := range 8 {
+		busy.Add(1)
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				key := fmt.Sprint(g, i)
 				err := d.PutTriplet(ctx, key, Triplet{First: 1, Last: 2}, time.Hour)
 				if err == nil {
 					_, _, err = d.Triplet(ctx, key)
+				}
+				if i == 0 {
+					busy.Done()
 				}
 				if errors.Is(err, ErrClosed) {
 					return
@@ -635,7 +656,7 @@ func TestCloseWhileBusy(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
+	busy.Wait()
 	if err := d.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -668,11 +689,8 @@ func TestAutoShrinkLiveFile(t *testing.T) {
 	}
 	live := fi.Size()
 
-	oldMin, oldEvery := autoShrinkMinSize, autoShrinkEvery
-	autoShrinkMinSize, autoShrinkEvery = 4096, 10*time.Millisecond
-	d = openT(t, path, Options{})
-	autoShrinkMinSize, autoShrinkEvery = oldMin, oldEvery
-	time.Sleep(200 * time.Millisecond) // twenty checks
+	d = openT(t, path, Options{ShrinkMinSize: 4096, ShrinkEvery: 10 * time.Millisecond})
+	waitFor(t, "twenty shrink checks", func() bool { return d.shrinkChecks.Load() >= 20 })
 	if fi, err := os.Stat(path); err != nil || fi.Size() != live {
 		t.Fatalf("file of live data rewritten at the first checks: %d bytes, was %d (%v)", fi.Size(), live, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
 )
 
 // index is a hash index of every entry in front of buntdb, which stays the
@@ -167,7 +169,7 @@ func (x *index) load(db *bunt.DB) (bad int, example string, live int64, err erro
 					if len(k) > 1 && k[0] == nsWhitelist && k[1] == ':' {
 						return true // the runtime whitelist is read from buntdb (admin.go)
 					}
-					a, b, ok := decodePair(v)
+					a, b, ok := store.ParseValue(v)
 					if !ok {
 						if r.bad++; r.bad == 1 {
 							r.example = k

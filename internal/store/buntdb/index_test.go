@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
 )
 
 // checkIndex fails unless the index holds exactly buntdb's live entries,
@@ -16,7 +18,7 @@ func checkIndex(t *testing.T, d *DB) {
 	want := map[string]entry{}
 	err := d.db.View(func(tx *bunt.Tx) error {
 		return tx.Ascend("", func(k, v string) bool {
-			a, b, ok := decodePair(v)
+			a, b, ok := store.ParseValue(v)
 			if ok {
 				want[k] = entry{a: a, b: b}
 			}
@@ -117,7 +119,10 @@ func TestExpireRenewed(t *testing.T) {
 	if err := d.PutTriplet(ctx, "gone", Triplet{First: 3, Last: 4}, time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Millisecond)
+	waitFor(t, "the entry put with a TTL of 1 ns reads as expired", func() bool {
+		_, found, _ := d.Triplet(ctx, "gone")
+		return !found
+	})
 	d.expire([]string{"t:renewed", "t:gone", "t:unknown"})
 	checkTriplet(t, d, "renewed", Triplet{First: 1, Last: 2}, true)
 	if !buntdbHas(t, d, "t:renewed") {
@@ -154,7 +159,10 @@ func TestIndexReopen(t *testing.T) {
 	if left < time.Hour-3*time.Second || left > time.Hour {
 		t.Errorf("after reopen an entry put with a TTL of 1h expires in %v", left)
 	}
-	time.Sleep(1600 * time.Millisecond)
+	waitFor(t, "the entry put with a TTL of 1.5 s reads as expired", func() bool {
+		_, found, _ := d.Triplet(ctx, "soon")
+		return !found
+	})
 	checkTriplet(t, d, "soon", Triplet{}, false)
 	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bunt "github.com/tidwall/buntdb"
+
+	"greyd/internal/store"
 )
 
 // Loading a big database in the background.
@@ -151,7 +153,7 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 	d.shrinkMu.Lock()
 	d.shrunk = live
 	d.shrinkMu.Unlock()
-	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	d.shrinkMin, d.shrinkEvery = opts.ShrinkMinSize, opts.ShrinkEvery
 	d.shrinkOn = true
 	go d.autoShrink()
 }
@@ -205,7 +207,7 @@ func (d *DB) rebuild(db *bunt.DB) error {
 		err := db.Update(func(tx *bunt.Tx) error {
 			var num [41]byte
 			for k, e := range sh.m {
-				if err := setEntry(tx, k, string(appendPair(num[:0], e.a, e.b)), e.expires); err != nil {
+				if err := setEntry(tx, k, string(store.AppendValue(num[:0], e.a, e.b)), e.expires); err != nil {
 					return err
 				}
 			}
@@ -361,7 +363,7 @@ func (d *DB) addMissing(sh *shard, k string) bool {
 		if err != nil {
 			return nil
 		}
-		a, b, good := decodePair(v)
+		a, b, good := store.ParseValue(v)
 		if !good {
 			return nil
 		}

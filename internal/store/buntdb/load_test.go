@@ -290,7 +290,7 @@ func FuzzReadFileAgrees(f *testing.F) {
 					return true
 				}
 				e, ok := r.idx.get([]byte(k), now.UnixNano())
-				a, b, good := decodePair(v)
+				a, b, good := store.ParseValue(v)
 				if k == "" || !good {
 					if ok {
 						t.Errorf("key %q (value %q): readFile has it, buntdb's value is not an entry", k, v)

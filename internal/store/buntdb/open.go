@@ -1,13 +1,16 @@
 package buntdb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,14 +22,6 @@ import (
 // use it to run against the real store without touching the disk.
 const Memory = ":memory:"
 
-// Auto-shrink thresholds: rewrite the file when it is over 32 MiB and
-// twice the size of the last rewrite, or at first twice the live data
-// that Open found. Variables so that tests can lower them before Open.
-var (
-	autoShrinkMinSize int64 = 32 << 20
-	autoShrinkEvery         = 5 * time.Second
-)
-
 // Open opens (creating it if needed) the database file at path, or an
 // in-memory database if path is Memory.
 //
@@ -35,6 +30,7 @@ var (
 // flock on path+".lock". A damaged file is moved aside to
 // path+".corrupt-<UTC time>" and replaced by an empty database, with an
 // ERROR log line: greylisting state is disposable, availability is not.
+// Of those copies the newest three are kept, older ones deleted.
 // A file that ends mid-record (a crash during a write) loses only that
 // record, with a WARN line.
 func Open(path string, opts Options) (*DB, error) {
@@ -43,6 +39,12 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ShrinkMinSize <= 0 {
+		opts.ShrinkMinSize = DefaultShrinkMinSize
+	}
+	if opts.ShrinkEvery <= 0 {
+		opts.ShrinkEvery = DefaultShrinkEvery
 	}
 	policy, err := opts.Sync.buntdb()
 	if err != nil {
@@ -111,7 +113,7 @@ func Open(path string, opts Options) (*DB, error) {
 	d.wdb = d.db
 	close(d.ready)
 	close(d.loadDone)
-	d.shrinkMin, d.shrinkEvery = autoShrinkMinSize, autoShrinkEvery
+	d.shrinkMin, d.shrinkEvery = opts.ShrinkMinSize, opts.ShrinkEvery
 	// The file is rewritten once it is twice what a rewrite would leave,
 	// not at the first check: right after a restart the rewrite would
 	// cost a second of CPU and a file's worth of memory for a file that
@@ -252,9 +254,22 @@ func openBuntdb(path string) (db *bunt.DB, err error) {
 	return db, err
 }
 
-// quarantine moves a damaged file aside, keeping it for a post-mortem.
+// Quarantined files are named path+corruptSuffix+<UTC time>, with ".2"
+// to ".99" after it for more than one in a second.
+const (
+	corruptSuffix = ".corrupt-"
+	corruptTime   = "20060102T150405Z"
+)
+
+// keepCorrupt is how many quarantined files of one database are kept: a
+// disk that damages the file at every start would otherwise fill up with
+// copies of it, and the newest few are what a post-mortem needs.
+const keepCorrupt = 3
+
+// quarantine moves a damaged file aside, keeping it for a post-mortem,
+// and deletes older quarantined files beyond keepCorrupt.
 func quarantine(path string, opts Options, cause error) error {
-	base := path + ".corrupt-" + opts.Now().UTC().Format("20060102T150405Z")
+	base := path + corruptSuffix + opts.Now().UTC().Format(corruptTime)
 	dst := base
 	for i := 2; i < 100; i++ {
 		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
@@ -268,7 +283,59 @@ func quarantine(path string, opts Options, cause error) error {
 	_ = syncDir(filepath.Dir(path))
 	opts.Logger.Error("database file is corrupt: moved it aside and started an empty database; greylisting state was reset",
 		"path", path, "moved_to", dst, "err", cause)
+	pruneQuarantined(path, dst, opts.Logger)
 	return nil
+}
+
+// pruneQuarantined deletes the quarantined files of path beyond the
+// newest keepCorrupt, by the time in their names. The file just moved
+// aside (kept) stays whatever its name says (a clock set back), and so do
+// files whose names are not quarantine's (an operator's copy).
+func pruneQuarantined(path, kept string, log *slog.Logger) {
+	dir, prefix := filepath.Dir(path), filepath.Base(path)+corruptSuffix
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		log.Warn("could not list old copies of a corrupt database to delete", "dir", dir, "err", err)
+		return
+	}
+	type aside struct {
+		name string
+		at   time.Time
+		n    int
+	}
+	var old []aside
+	for _, e := range entries {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok || !e.Type().IsRegular() || filepath.Join(dir, name) == kept {
+			continue
+		}
+		stamp, suffix, more := strings.Cut(rest, ".")
+		at, err := time.Parse(corruptTime, stamp)
+		n := 1
+		if more {
+			n, err = strconv.Atoi(suffix)
+			if err == nil && (n < 2 || n > 99 || suffix != strconv.Itoa(n)) {
+				err = errors.New("not a counter")
+			}
+		}
+		if err != nil {
+			continue
+		}
+		old = append(old, aside{name, at, n})
+	}
+	// Newest first.
+	slices.SortFunc(old, func(a, b aside) int {
+		return cmp.Or(b.at.Compare(a.at), cmp.Compare(b.n, a.n))
+	})
+	for _, a := range old[min(len(old), keepCorrupt-1):] {
+		name := filepath.Join(dir, a.name)
+		if err := os.Remove(name); err != nil {
+			log.Warn("could not delete an old copy of a corrupt database", "path", name, "err", err)
+			continue
+		}
+		log.Warn(fmt.Sprintf("deleted an old copy of a corrupt database: the newest %d are kept", keepCorrupt), "path", name)
+	}
 }
 
 // syncDir makes a rename in dir durable.

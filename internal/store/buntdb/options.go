@@ -23,7 +23,21 @@ type Options struct {
 	// time.Now. Expiry does not use it: buntdb stamps and sweeps TTLs with
 	// its own wall clock, so callers pass a duration, not a deadline.
 	Now func() time.Time
+
+	// ShrinkMinSize and ShrinkEvery drive the automatic rewrite of the
+	// file (DB.Shrink): every ShrinkEvery the file is rewritten if it is
+	// over ShrinkMinSize and twice what the last rewrite left. Zero
+	// means DefaultShrinkMinSize, DefaultShrinkEvery.
+	ShrinkMinSize int64
+	ShrinkEvery   time.Duration
 }
+
+// Auto-shrink defaults: a file under 32 MiB is never worth a rewrite, and
+// a check is one stat(2).
+const (
+	DefaultShrinkMinSize = 32 << 20
+	DefaultShrinkEvery   = 5 * time.Second
+)
 
 // SyncPolicy says how often the database file is fsynced.
 type SyncPolicy int

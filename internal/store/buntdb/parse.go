@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"greyd/internal/store"
 )
 
 // readFile fills the index straight from a buntdb file, without buntdb:
@@ -186,7 +188,7 @@ func (r *fileReader) set(k, v []byte, exp int64) {
 		return // not a key greyd writes; buntdb keeps it, reads never ask
 	}
 	sh := r.idx.shard(k)
-	a, b, ok := decodePair(unsafe.String(unsafe.SliceData(v), len(v)))
+	a, b, ok := store.ParseValue(unsafe.String(unsafe.SliceData(v), len(v)))
 	if !ok {
 		// Read as missing, as index.load did; the next put overwrites it.
 		sh.del(string(k))
@@ -209,7 +211,7 @@ func (r *fileReader) liveSize() int64 {
 	var num [41]byte
 	for i := range r.idx.shards {
 		for k, e := range r.idx.shards[i].m {
-			live += recordLen(len(k), len(appendPair(num[:0], e.a, e.b)), e.expires != 0)
+			live += recordLen(len(k), len(store.AppendValue(num[:0], e.a, e.b)), e.expires != 0)
 		}
 	}
 	for k, v := range r.wl {

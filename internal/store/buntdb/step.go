@@ -162,7 +162,7 @@ type pending struct {
 // over it are immutable.
 func prepare(ns byte, key string, a, b, ttlSeconds int64) pending {
 	var num [41]byte
-	v := appendPair(num[:0], a, b)
+	v := store.AppendValue(num[:0], a, b)
 	buf := make([]byte, 2+len(key)+len(v))
 	buf[0], buf[1] = ns, ':'
 	n := 2 + copy(buf[2:], key)

@@ -215,7 +215,7 @@ func (sc *scanner) batch(ctx context.Context, kind store.Kind, ns, pattern strin
 		if err != nil {
 			return nil, 0, adminErr("scan", err)
 		}
-		a, b, ok := parsePair(v)
+		a, b, ok := store.ParseValue(v) // as step.lua reads it
 		if !ok || ttl == -2 {
 			continue // not greyd's value (Step reads it as absent too), or gone
 		}
@@ -245,17 +245,6 @@ func redisTime(r rueidis.RedisResult) (int64, error) {
 		return 0, fmt.Errorf("TIME returned %q", t)
 	}
 	return sec*1000 + usec/1000, nil
-}
-
-// parsePair parses Postgrey's "a,b", as step.lua's read does.
-func parsePair(v string) (a, b int64, ok bool) {
-	as, bs, found := strings.Cut(v, ",")
-	if !found {
-		return 0, 0, false
-	}
-	a, err1 := strconv.ParseInt(as, 10, 64)
-	b, err2 := strconv.ParseInt(bs, 10, 64)
-	return a, b, err1 == nil && err2 == nil
 }
 
 // globEscape quotes the glob characters of SCAN's MATCH in a literal
@@ -341,11 +330,14 @@ func (s *Store) runAdmin(ctx context.Context, c rueidis.Client, keys, args []str
 // deadline to the millisecond (PEXPIREAT). Entries past their deadline by
 // Redis's clock are skipped. Two entries of one key in one import merge
 // with each other, as on buntdb: the later sees the earlier's write.
-// Numbers are Lua's doubles there: exact below 2^53, as every time and
-// count greyd writes.
+// Numbers are Lua's doubles there: exact up to store.MaxValue, and
+// entries with other numbers are refused before anything is written.
 func (s *Store) Import(ctx context.Context, entries []store.Entry, delay int64) (imported, merged int, err error) {
 	for _, e := range entries {
 		if _, _, err := s.namespace(e.Kind); err != nil {
+			return 0, 0, fmt.Errorf("redis: import %q: %w", e.Key, err)
+		}
+		if err := store.CheckEntry(e); err != nil {
 			return 0, 0, fmt.Errorf("redis: import %q: %w", e.Key, err)
 		}
 	}

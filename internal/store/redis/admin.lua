@@ -18,7 +18,8 @@
 --             replaced meanwhile stays). Returns nothing.
 --
 -- Numbers are Lua doubles: exact for every Unix time (in milliseconds
--- too) and count greyd uses.
+-- too) and count greyd uses, and for every number store.ValidNumber
+-- accepts (admin.go refuses to import others).
 
 local SCHEMA = '1'   -- schemaVersion in redis.go
 local HOUR_MS = 3600000
@@ -113,6 +114,23 @@ if op ~= 'import' then
   return redis.error_reply('unknown operation ' .. tostring(op))
 end
 
+-- parse is store.ParseValue, as in step.lua: change all three together.
+local MAX_VALUE = 9007199254740991
+local function number(s)
+  local digits = string.match(s, '^%-?(%d+)$')
+  if not digits or #digits > 19 then return nil end
+  local n = tonumber(s)
+  if n > MAX_VALUE or n < -MAX_VALUE then return nil end
+  return n
+end
+local function parse(v)
+  local a, b = string.match(v, '^([^,]*),(.*)$')
+  if not a then return nil end
+  a, b = number(a), number(b)
+  if not a or not b then return nil end
+  return a, b
+end
+
 -- store.Merge, translated: old stored, new imported.
 local function merge(kind, oa, ob, na, nb, delay)
   if kind == 't' then
@@ -138,11 +156,11 @@ for i = 3, #KEYS do
     if v then
       local p = redis.call('PTTL', key)
       old = bucketOf(kind, p)
-      local oa, ob = string.match(v, '^(%-?%d+),(%-?%d+)$')
+      local oa, ob = parse(v)
       if oa then
         -- Merged; the later deadline wins, and no deadline wins over
         -- any.
-        a, b = merge(kind, tonumber(oa), tonumber(ob), a, b, delay)
+        a, b = merge(kind, oa, ob, a, b, delay)
         if p == -1 or expires == 0 then
           deadline = 0
         elseif p >= 0 then

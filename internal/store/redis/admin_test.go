@@ -194,7 +194,13 @@ func TestWhitelistVersionAfterFlush(t *testing.T) {
 	if v, err := s.WhitelistVersion(ctx); err != nil || v != 0 {
 		t.Errorf("version after FLUSHALL: %d, %v; want 0", v, err)
 	}
-	time.Sleep(5 * time.Millisecond)
+	// Redis's clock past the versions seen: the new version starts from it.
+	redistest.WaitFor(t, 5*time.Second, "Redis's clock past the last version", func() bool {
+		ts := strings.Split(srv.Must("TIME"), "\n")
+		sec, _ := strconv.ParseInt(ts[0], 10, 64)
+		usec, _ := strconv.ParseInt(ts[1], 10, 64)
+		return sec*1000+usec/1000 > seen[2]
+	})
 	if _, err := s.AddWhitelist(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +231,15 @@ func TestCountsBuckets(t *testing.T) {
 	if got := srv.Must("HEXISTS", "{b:}n", "t:"+strconv.FormatInt(cur-1, 10)); got != "0" {
 		t.Error("a new bucket did not drop the past ones")
 	}
-	time.Sleep(time.Until(time.Unix(now.Unix()+1, 0)) + 50*time.Millisecond)
-	n := 0
-	s.Scan(ctx, nil, func(store.Entry) bool { n++; return true })
+	n := -1
+	redistest.WaitFor(t, 5*time.Second, "the entry expired", func() bool {
+		n = 0
+		s.Scan(ctx, nil, func(store.Entry) bool { n++; return true })
+		return n == 0
+	})
+	if time.Now().Unix() < now.Unix()+1 {
+		t.Errorf("the entry expired before its deadline %d", now.Unix()+1)
+	}
 	if nt, _ := s.Counts(); n != 0 || (nt != 1 && time.Now().UnixMilli()/3600000 == cur) {
 		t.Errorf("after the deadline: Scan lists %d, Counts %d; want 0 and 1 until the hour is over", n, nt)
 	}
@@ -283,7 +295,7 @@ func TestAdminWhileDown(t *testing.T) {
 		t.Fatalf("Counts() = %d", nt)
 	}
 	srv.Kill()
-	for range breakerThreshold {
+	for range DefaultBreakerThreshold {
 		step(s, "x")
 	}
 	if s.down.Load() == nil {

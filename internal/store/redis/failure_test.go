@@ -34,7 +34,7 @@ func TestFrozen(t *testing.T) {
 	srv := redistest.Start(t)
 	var logs logBuffer
 	const timeout = 200 * time.Millisecond
-	s := open(t, srv, Options{Timeout: timeout, Logger: logs.logger()})
+	s := open(t, srv, Options{Timeout: timeout, Logger: logs.logger(), ProbeMin: 10 * time.Millisecond, ProbeMax: 50 * time.Millisecond})
 	connected(t, s)
 	if _, err := step(s, "before"); err != nil {
 		t.Fatal(err)
@@ -98,14 +98,21 @@ func TestFrozen(t *testing.T) {
 		t.Errorf("Healthy while Redis is frozen: %v, want nil (the watchdog must not restart greyd)", err)
 	}
 
-	// Stay frozen long enough for a few probes to time out too.
-	time.Sleep(time.Second)
+	// Stay frozen until a few probes timed out too.
+	waitProbes(t, s, 3)
 	srv.Thaw()
 	thawed = true
 	d := time.Since(frozen)
 	back := waitSteps(t, s, 10*time.Second)
 	t.Logf("frozen for %v; steps succeed %v after SIGCONT", d.Round(time.Millisecond), back)
 	checkLogs(t, &logs)
+}
+
+// waitProbes waits until n more reconnection probes have failed.
+func waitProbes(t *testing.T, s *Store, n int64) {
+	t.Helper()
+	want := s.probes.Load() + n
+	redistest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d failed probes", n), func() bool { return s.probes.Load() >= want })
 }
 
 // waitSteps waits until a step succeeds and returns how long that took.
@@ -161,7 +168,7 @@ func TestKilledAndRestarted(t *testing.T) {
 	}
 	srv.Kill()
 	var worst time.Duration
-	for i := range int(breakerThreshold) + 5 {
+	for i := range DefaultBreakerThreshold + 5 {
 		err, d := timed(s, "dead")
 		if err == nil {
 			t.Fatalf("step %d succeeded on a dead Redis", i)
@@ -266,15 +273,15 @@ func TestOpenNoAnswer(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	srv := redistest.Start(t)
 	other := redistest.StartTCP(t)
-	s := open(t, srv, Options{})
+	s := open(t, srv, Options{ProbeMin: 10 * time.Millisecond, ProbeMax: 20 * time.Millisecond})
 	connected(t, s)
 	srv.Must("REPLICAOF", "127.0.0.1", fmt.Sprint(other.Port))
-	for i := range int(breakerThreshold) {
+	for i := range DefaultBreakerThreshold {
 		if _, err := step(s, "x"); err == nil || !strings.Contains(err.Error(), "READONLY") {
 			t.Fatalf("step %d on a replica: %v, want READONLY", i, err)
 		}
 	}
-	time.Sleep(3 * probeMin) // a few probes
+	waitProbes(t, s, 3)
 	if s.down.Load() == nil {
 		t.Fatal("breaker closed while the server is read-only")
 	}

@@ -65,11 +65,15 @@ const (
 // the breaker (a single lost connection costs one or two); while it is
 // open every Step fails at once, and a background probe (connect if
 // needed, then the schema check) runs at once, after 100 ms, then with
-// doubling gaps up to 5 s, until Redis answers.
+// doubling gaps up to 5 s, until Redis answers. Options can change the
+// three (tests do, to wait for probes without waiting seconds).
+const (
+	DefaultBreakerThreshold = 5
+	DefaultProbeMin         = 100 * time.Millisecond
+	DefaultProbeMax         = 5 * time.Second
+)
+
 var (
-	breakerThreshold int32 = 5
-	probeMin               = 100 * time.Millisecond
-	probeMax               = 5 * time.Second
 	// openWait is how long Open waits for the first connection attempt
 	// before it returns a store that fails until the background loop
 	// connects: a refused connection returns at once, a black-holed host
@@ -118,6 +122,14 @@ type Options struct {
 	// Logger receives the lines about Redis going away and coming back;
 	// nil discards them.
 	Logger *slog.Logger
+
+	// BreakerThreshold is the number of consecutive failed steps that
+	// opens the circuit breaker; 0 is DefaultBreakerThreshold.
+	BreakerThreshold int
+	// ProbeMin and ProbeMax bound the gaps between reconnection probes
+	// while the breaker is open, which double from ProbeMin up to
+	// ProbeMax; 0 is DefaultProbeMin, DefaultProbeMax.
+	ProbeMin, ProbeMax time.Duration
 }
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
@@ -134,6 +146,7 @@ type Store struct {
 
 	client atomic.Pointer[rueidisClient] // nil until the first connection
 	fails  atomic.Int32                  // consecutive failed steps
+	probes atomic.Int64                  // probes that failed, for tests to wait on
 	down   atomic.Pointer[outage]        // nil while the breaker is closed
 	wake   chan struct{}                 // the breaker opened: probe
 	closed atomic.Bool
@@ -177,6 +190,16 @@ func Open(opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.BreakerThreshold <= 0 {
+		opts.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if opts.ProbeMin <= 0 {
+		opts.ProbeMin = DefaultProbeMin
+	}
+	if opts.ProbeMax <= 0 {
+		opts.ProbeMax = DefaultProbeMax
+	}
+	opts.ProbeMax = max(opts.ProbeMax, opts.ProbeMin)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -321,7 +344,7 @@ func (o *Options) clientOption() rueidis.ClientOption {
 func (s *Store) run(first <-chan error) {
 	defer close(s.done)
 	for {
-		gap := probeMin
+		gap := s.opts.ProbeMin
 		for {
 			var err error
 			if first != nil {
@@ -334,6 +357,7 @@ func (s *Store) run(first <-chan error) {
 				break
 			}
 			s.stillDown(err)
+			s.probes.Add(1)
 			t := time.NewTimer(gap)
 			select {
 			case <-s.ctx.Done():
@@ -341,7 +365,7 @@ func (s *Store) run(first <-chan error) {
 				return
 			case <-t.C:
 			}
-			gap = min(2*gap, probeMax)
+			gap = min(2*gap, s.opts.ProbeMax)
 		}
 		select {
 		case <-s.ctx.Done():
@@ -410,7 +434,7 @@ func (s *Store) newOutage(cause error, first bool) *outage {
 
 // failed counts a failed step; the threshold opens the breaker.
 func (s *Store) failed(err error) {
-	if s.fails.Add(1) < breakerThreshold {
+	if int(s.fails.Add(1)) < s.opts.BreakerThreshold {
 		return
 	}
 	o := s.newOutage(err, false)

@@ -87,6 +87,25 @@ func TestSuiteTCP(t *testing.T) {
 	})
 }
 
+// Stored values are read as store.ParseValue reads them: step.lua's
+// numbers are doubles, and Go's are not.
+func TestStoredSuite(t *testing.T) {
+	srv := redistest.Start(t)
+	var n atomic.Int32
+	storetest.RunStored(t, func(t *testing.T, stored []storetest.Stored) store.Store {
+		s := open(t, srv, Options{KeyPrefix: fmt.Sprintf("stored%d:", n.Add(1))})
+		for _, v := range stored {
+			ns, _, err := s.namespace(v.Kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Must("SET", ns+v.Key, v.Value)
+		}
+		connected(t, s)
+		return s
+	})
+}
+
 // Two greyd hosts: two Store values, each with its own connections, on
 // one Redis and one key prefix.
 func TestConcurrentTwoHosts(t *testing.T) {
@@ -261,7 +280,7 @@ func TestSchemaMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Must("SET", "{other:}schema", "3")
-	for range breakerThreshold {
+	for range DefaultBreakerThreshold {
 		if _, err := step(s, "x"); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), `{other:}schema is "3"`) {
 			t.Fatalf("step on a changed schema: %v, want ErrSchema from the script", err)
 		}

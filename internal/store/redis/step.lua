@@ -16,7 +16,7 @@
 --          end the reply).
 --
 -- Numbers are Lua doubles: exact for every Unix time and count greyd uses
--- (and for Unix milliseconds).
+-- (and for Unix milliseconds), and for every stored number parse accepts.
 --
 -- Count buckets (store.Admin.Counts, admin.go, without a scan): KEYS[2] is
 -- a hash whose field "t:<H>" ("c:<H>") is the number of triplet (client)
@@ -62,6 +62,27 @@ if ARGV[2] == '1' then
 end
 local delay, retry, maxAge, awlClients = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 
+-- parse is store.ParseValue (value.go), translated: "a,b", each an
+-- optional '-' and 1 to 19 digits of magnitude at most 2^53-1
+-- (store.MaxValue: a double holds it exactly, so Lua reads the number Go
+-- reads); nil for anything else. admin.lua has the same: change all three
+-- together.
+local MAX_VALUE = 9007199254740991
+local function number(s)
+  local digits = string.match(s, '^%-?(%d+)$')
+  if not digits or #digits > 19 then return nil end
+  local n = tonumber(s)
+  if n > MAX_VALUE or n < -MAX_VALUE then return nil end
+  return n
+end
+local function parse(v)
+  local a, b = string.match(v, '^([^,]*),(.*)$')
+  if not a then return nil end
+  a, b = number(a), number(b)
+  if not a or not b then return nil end
+  return a, b
+end
+
 -- read returns found, a, b of a "a,b" value; anything else is not found,
 -- as on buntdb. exists[key] records that the key is there (malformed or
 -- not), so that a write knows there is an old deadline to uncount.
@@ -70,8 +91,8 @@ local function read(key)
   local v = redis.call('GET', key)
   if v then
     exists[key] = true
-    local a, b = string.match(v, '^(%-?%d+),(%-?%d+)$')
-    if a then return true, tonumber(a), tonumber(b) end
+    local a, b = parse(v)
+    if a then return true, a, b end
   end
   return false, 0, 0
 end
@@ -137,7 +158,9 @@ local function result(outcome)
     flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast}
 end
 
--- needsWrite and tripletTTL: as in transition.go.
+-- countUp, needsWrite and tripletTTL: as in transition.go.
+local function countUp(n) return math.min(n + 1, MAX_VALUE) end
+
 local function needsWrite(found, oldFirst, oldLast, first, now, diff, lastOK)
   if not found or oldFirst ~= first then return true end
   if diff > 0 then return false end
@@ -164,7 +187,7 @@ beforeC = cfound
 if awl and cfound and ccount >= awlClients then
   if now >= clast + AWL_INTERVAL or clast > now then
     -- Keep-alive, at most hourly, as Postgrey.
-    write(clientKey, 'c', ccount + 1, now, maxAge + 1)
+    write(clientKey, 'c', countUp(ccount), now, maxAge + 1)
   end
   first = now
   return result(AUTO_WHITELISTED)
@@ -216,7 +239,7 @@ if awl and diff <= 0 and not lastOK then
   -- most once an hour.
   if not cfound or now >= clast + AWL_INTERVAL then
     local n = 1
-    if cfound then n = ccount + 1 end
+    if cfound then n = countUp(ccount) end
     write(clientKey, 'c', n, now, maxAge + 1)
     if n == awlClients then newly = 1 end
   end

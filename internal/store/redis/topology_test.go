@@ -62,7 +62,14 @@ func TestSentinelFailover(t *testing.T) {
 		stop.Store(true)
 		<-done
 	}()
-	time.Sleep(500 * time.Millisecond)
+	acks := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	// A history before the kill, some of it older than the replication
+	// lag the checks below allow.
+	redistest.WaitFor(t, 20*time.Second, "150 writes acknowledged", func() bool { return acks() >= 150 })
 
 	x.Master.Kill()
 	killed := time.Now()
@@ -84,7 +91,9 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Some more on the new master.
+	more := acks() + 50
+	redistest.WaitFor(t, 20*time.Second, "50 more writes acknowledged", func() bool { return acks() >= more })
 	stop.Store(true)
 	<-done
 

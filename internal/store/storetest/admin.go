@@ -3,7 +3,9 @@ package storetest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +33,7 @@ func RunAdmin(t *testing.T, open Opener) {
 		{"scan leaves out expired entries", adminScanExpired},
 		{"delete by kind and keys", adminDelete},
 		{"import merges by store.Merge", adminImportMerge},
+		{"import refuses numbers that cannot be stored", adminImportRange},
 		{"import and delete in several batches", adminImportMany},
 		{"step sees imported entries as its own", adminImportStep},
 		{"counts follow steps, deletes and imports", adminCounts},
@@ -90,6 +93,18 @@ func scanAll(t *testing.T, a store.Admin, kinds ...store.Kind) []store.Entry {
 		}
 	}
 	return out
+}
+
+// waitFor polls cond until it holds, failing t after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func compareEntries(a, b store.Entry) int {
@@ -201,8 +216,15 @@ func adminScanExpired(t *testing.T, open Opener) {
 	if got := scanAll(t, a); len(got) != 3 {
 		t.Fatalf("before the deadline: %+v, want 3 entries", got)
 	}
-	time.Sleep(time.Until(time.Unix(now+2, 0)) + 50*time.Millisecond)
-	got := scanAll(t, a)
+	// Polled: the deadline is a wall-clock second.
+	var got []store.Entry
+	waitFor(t, "the deadline of two entries", func() bool {
+		got = scanAll(t, a)
+		return len(got) <= 1
+	})
+	if time.Now().Unix() < now+2 {
+		t.Errorf("entries left Scan before their deadline %d: %+v", now+2, got)
+	}
 	if len(got) != 1 || got[0].Key != "long" {
 		t.Errorf("after the deadline of two: Scan = %+v, want only %q", got, "long")
 	}
@@ -337,6 +359,39 @@ func adminImportMerge(t *testing.T, open Opener) {
 }
 
 // adminImportMany: imports and deletes larger than any backend's batch.
+// adminImportRange: a number past store.MaxValue would come back as
+// another number (Lua rounds it) or as no entry (ParseValue refuses it):
+// the whole import is refused before anything is written.
+func adminImportRange(t *testing.T, open Opener) {
+	_, a := adminOf(t, open)
+	ctx := context.Background()
+	now := time.Now().Unix()
+	good := store.Entry{Kind: store.KindTriplet, Key: "good", A: now, B: now, Expires: now + 3600}
+	for _, bad := range []store.Entry{
+		{Kind: store.KindTriplet, Key: "big", A: store.MaxValue + 1, B: now + 2},
+		{Kind: store.KindTriplet, Key: "small", A: now, B: -store.MaxValue - 1},
+		{Kind: store.KindClient, Key: "192.0.2.1", A: math.MaxInt64, B: now},
+	} {
+		imp, mer, err := a.Import(ctx, []store.Entry{good, bad}, Delay)
+		if !errors.Is(err, store.ErrRange) || imp != 0 || mer != 0 {
+			t.Errorf("Import of %+v = %d, %d, %v; want 0, 0 and store.ErrRange", bad, imp, mer, err)
+		}
+	}
+	if got := scanAll(t, a); len(got) != 0 {
+		t.Errorf("after refused imports, the store holds %+v", got)
+	}
+	edge := []store.Entry{
+		{Kind: store.KindTriplet, Key: "max", A: -store.MaxValue, B: store.MaxValue},
+		{Kind: store.KindClient, Key: "192.0.2.1", A: store.MaxValue, B: -store.MaxValue},
+	}
+	if imp, mer, err := a.Import(ctx, edge, Delay); err != nil || imp != 2 || mer != 0 {
+		t.Fatalf("Import of numbers at the limits = %d, %d, %v; want 2, 0", imp, mer, err)
+	}
+	if got := scanAll(t, a); !slices.EqualFunc(got, []store.Entry{edge[1], edge[0]}, sameEntry) {
+		t.Errorf("numbers at the limits: Scan = %+v, want %+v exactly", got, edge)
+	}
+}
+
 func adminImportMany(t *testing.T, open Opener) {
 	_, a := adminOf(t, open)
 	ctx := context.Background()
@@ -625,7 +680,13 @@ func adminWhitelistExpiry(t *testing.T, open Opener) {
 	if got, err := a.Whitelist(ctx); err != nil || len(got) != 2 {
 		t.Fatalf("before the deadline: %+v, %v", got, err)
 	}
-	time.Sleep(time.Until(time.Unix(now+2, 0)) + 50*time.Millisecond)
+	waitFor(t, "the deadline of the short entry", func() bool {
+		got, err := a.Whitelist(ctx)
+		return err != nil || len(got) < 2
+	})
+	if time.Now().Unix() < now+2 {
+		t.Errorf("a whitelist entry left before its deadline %d", now+2)
+	}
 	for i := range 2 { // the second read after the first dropped it
 		if got, err := a.Whitelist(ctx); err != nil || len(got) != 1 || got[0] != keep {
 			t.Errorf("read %d after the deadline: %+v, %v; want only %+v", i, got, err, keep)

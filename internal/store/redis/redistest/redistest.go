@@ -278,6 +278,11 @@ func (s *Server) Do(args ...string) (string, error) {
 		return "", err
 	}
 	defer c.Close()
+	return do(c, bufio.NewReader(c), args)
+}
+
+// do sends one command on c and reads its reply from r.
+func do(c net.Conn, r *bufio.Reader, args []string) (string, error) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
@@ -287,7 +292,40 @@ func (s *Server) Do(args ...string) (string, error) {
 	if _, err := c.Write([]byte(b.String())); err != nil {
 		return "", err
 	}
-	return readReply(bufio.NewReader(c))
+	return readReply(r)
+}
+
+// Conn is one connection kept for many commands: Do dials for each,
+// which a fuzz target running thousands of inputs cannot afford.
+type Conn struct {
+	t testing.TB
+	c net.Conn
+	r *bufio.Reader
+}
+
+// Dial opens a Conn, closed at t's cleanup.
+func (s *Server) Dial() *Conn {
+	s.t.Helper()
+	c, err := net.DialTimeout(s.Network(), s.Addr(), time.Second)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return &Conn{t: s.t, c: c, r: bufio.NewReader(c)}
+}
+
+// Do sends one command and returns the reply as Server.Do does. After an
+// error other than a Redis error reply the connection is unusable.
+func (c *Conn) Do(args ...string) (string, error) { return do(c.c, c.r, args) }
+
+// Must is Do that fails the test on an error.
+func (c *Conn) Must(args ...string) string {
+	c.t.Helper()
+	r, err := c.Do(args...)
+	if err != nil {
+		c.t.Fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	return r
 }
 
 // Must is Do that fails the test on an error.
