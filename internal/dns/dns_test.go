@@ -427,18 +427,28 @@ func TestCacheBound(t *testing.T) {
 // A full cache drops its expired entries before live ones.
 func TestCacheEvictsExpiredFirst(t *testing.T) {
 	s := dnstest.Start(t)
-	s.A("old.example", 60, "192.0.2.1")
-	s.A("live.example", 3600, "192.0.2.2")
-	s.A("new.example", 3600, "192.0.2.3")
 	c := newClock()
-	r := newResolver(t, Config{MaxEntries: 2, Now: c.Now}, s)
-	lookup(t, r, "live.example", TypeA)
-	lookup(t, r, "old.example", TypeA)
+	r := newResolver(t, Config{MaxEntries: 20, Now: c.Now}, s)
+	for i := range 10 {
+		s.A(fmt.Sprintf("old%d.example", i), 60, "192.0.2.1")
+		s.A(fmt.Sprintf("live%d.example", i), 3600, "192.0.2.2")
+		s.A(fmt.Sprintf("new%d.example", i), 3600, "192.0.2.3")
+	}
+	for _, kind := range []string{"old", "live"} {
+		for i := range 10 {
+			lookup(t, r, fmt.Sprintf("%s%d.example", kind, i), TypeA)
+		}
+	}
 	c.Advance(2 * time.Minute)
-	lookup(t, r, "new.example", TypeA)
-	for _, name := range []string{"live.example", "new.example"} {
-		if got := lookup(t, r, name, TypeA); !got.Cached {
-			t.Errorf("%s: got %s, want it cached (old.example had expired)", name, show(got))
+	for i := range 10 {
+		lookup(t, r, fmt.Sprintf("new%d.example", i), TypeA)
+	}
+	for _, kind := range []string{"live", "new"} {
+		for i := range 10 {
+			name := fmt.Sprintf("%s%d.example", kind, i)
+			if got := lookup(t, r, name, TypeA); !got.Cached {
+				t.Errorf("%s: got %s, want it cached (the old entries had expired)", name, show(got))
+			}
 		}
 	}
 }
