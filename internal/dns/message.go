@@ -106,8 +106,8 @@ func parseResponse(msg []byte, id uint16, q dnsmessage.Question) (res Result, tr
 	if h.Truncated {
 		return Result{}, true, nil
 	}
-	if err := p.SkipAllQuestions(); err != nil {
-		return Result{}, false, fmt.Errorf("%w: questions: %v", errNotOurs, err)
+	if _, err := p.Question(); err != dnsmessage.ErrSectionDone {
+		return Result{}, false, fmt.Errorf("%w: not one question", errNotOurs)
 	}
 
 	switch h.RCode {
