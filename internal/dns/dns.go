@@ -295,6 +295,11 @@ func (r *Resolver) Lookup(ctx context.Context, name string, t Type) Result {
 	case <-f.done:
 		return r.finish(ctx, t, f.res, start)
 	case <-ctx.Done():
+		select {
+		case <-f.done: // both ready: the answer is worth more
+			return r.finish(ctx, t, f.res, start)
+		default:
+		}
 		r.leave(k, f)
 		return r.finish(ctx, t, Result{
 			Status: Timeout,
