@@ -36,7 +36,7 @@ func TestSPF(t *testing.T) {
 	s.TXT("include.example", 300, "v=spf1 include:dead.example -all")
 	s.Set("dead.example", dnstest.Drop)
 	s.TXT("mxnx.example", 300, "v=spf1 mx:nx.mxnx.example ~all")
-	r := newResolver(t, Config{Timeout: 100 * time.Millisecond, Attempts: 1}, s)
+	r := newResolver(t, Config{Timeout: time.Second, Attempts: 1}, s)
 	nr := NetResolver{Resolver: r, Label: "spf"}
 
 	tests := []struct {
@@ -81,7 +81,7 @@ func TestNetResolverErrors(t *testing.T) {
 	s.Set("servfail.example", dnstest.ServFail)
 	s.Set("refused.example", dnstest.Refused)
 	s.Set("drop.example", dnstest.Drop)
-	r := newResolver(t, Config{Timeout: 100 * time.Millisecond, Attempts: 1}, s)
+	r := newResolver(t, Config{Timeout: 500 * time.Millisecond, Attempts: 1}, s)
 	nr := NetResolver{Resolver: r}
 	ctx := context.Background()
 
