@@ -13,6 +13,7 @@
 package signals
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"greyd/internal/dns"
 	"greyd/internal/identity"
 	"greyd/internal/whitelist"
 )
@@ -130,6 +132,9 @@ type list struct {
 	weight   int
 	listed   []Range // dnsbl
 	minTrust int     // dnswl
+	// label carries the zone for the metrics hook on cache reads, which
+	// need nothing else of a context: made once, not per request.
+	label context.Context
 }
 
 // Range is an inclusive range of IPv4 answers.
@@ -277,7 +282,7 @@ func NewConfig(s Spec) (*Config, error) {
 			errs = append(errs, fmt.Errorf("dnsbl %q: weight %d is negative: a listing in a block list adds; put lists of good senders in a dnswl block", b.Zone, b.Weight))
 			ok = false
 		}
-		l := list{zone: z, name: "dnsbl." + z, weight: b.Weight}
+		l := list{zone: z, name: "dnsbl." + z, weight: b.Weight, label: dns.WithLabel(context.Background(), z)}
 		listed := b.Listed
 		if len(listed) == 0 {
 			listed = []string{DefaultListed}
@@ -301,7 +306,8 @@ func NewConfig(s Spec) (*Config, error) {
 			errs = append(errs, fmt.Errorf("dnswl %q: weight %d is positive: a listing in a white list should lower the score (weight 0 or less)", w.Zone, w.Weight))
 			ok = false
 		}
-		l := list{white: true, zone: z, name: "dnswl." + z, weight: w.Weight, minTrust: DefaultMinTrust}
+		l := list{white: true, zone: z, name: "dnswl." + z, weight: w.Weight, minTrust: DefaultMinTrust,
+			label: dns.WithLabel(context.Background(), z)}
 		if w.MinTrust != nil {
 			l.minTrust = *w.MinTrust
 			if err := CheckMinTrust(l.minTrust); err != nil {

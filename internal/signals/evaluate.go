@@ -177,7 +177,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			continue
 		}
 		qname := dns.ReverseName(in.Addr, l.zone)
-		if res, ok := e.Resolver.LookupCached(dns.WithLabel(ctx, l.zone), qname, dns.TypeA); ok {
+		if res, ok := e.Resolver.LookupCached(l.label, qname, dns.TypeA); ok {
 			l.read(s, res)
 			continue
 		}
@@ -185,8 +185,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			answers = make(chan answer, len(c.lists))
 		}
 		pending++
-		bctx := dns.WithLabel(ev.budgetCtx(), l.zone)
-		go func() { answers <- answer{i, e.Resolver.Lookup(bctx, qname, dns.TypeA)} }()
+		bctx, ch := dns.WithLabel(ev.budgetCtx(), l.zone), answers
+		go func() { ch <- answer{i, e.Resolver.Lookup(bctx, qname, dns.TypeA)} }()
 	}
 	if spfAt >= 0 {
 		spfStart := now()

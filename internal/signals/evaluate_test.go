@@ -529,3 +529,23 @@ func TestScoreFormat(t *testing.T) {
 		t.Errorf("Unknown() = %d, want 2", n)
 	}
 }
+
+// A warm evaluation runs on the caller's goroutine without a timer: it
+// allocates the signals and the lists' query names, nothing else.
+func TestEvaluateWarmCheap(t *testing.T) {
+	s := dnstest.Start(t)
+	c := mustConfig(t, Spec{RDNSMissing: w(3), HELOInvalid: w(1),
+		DNSBLs: []DNSBLSpec{{Zone: bl, Weight: 3}, {Zone: "bl2.example", Weight: 2}}, DNSWLs: wl3})
+	e := &Evaluator{Resolver: newResolver(t, s, dns.Config{})}
+	in := Input{Addr: client, Name: "mail.example.com", HELO: "mail.example.com"}
+	evaluate(t, e, c, in)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		if sc := e.Evaluate(ctx, c, in); !sc.Signals[2].Cached {
+			t.Fatalf("not warm: %s", show(sc))
+		}
+	})
+	if allocs > 4 {
+		t.Errorf("a warm evaluation allocates %v times, want at most 4 (signals, 3 query names)", allocs)
+	}
+}

@@ -27,6 +27,10 @@ func spfName(r spf.Result) string {
 	return "spf_permerror"
 }
 
+// spfLabel carries "spf" for the metrics hook on cache reads, which need
+// nothing else of a context.
+var spfLabel = dns.WithLabel(context.Background(), "spf")
+
 var (
 	errNoAddr    = errors.New("no client address")
 	errBadDomain = errors.New("not a multi-label domain name")
@@ -41,7 +45,10 @@ func (c *Config) evalSPF(ev *evaluation, in Input, s *Signal) {
 	sender, domain := spfIdentity(in.Sender, in.HELO)
 	var res spf.Result
 	var err error
-	r := &spfResolver{ev: ev}
+	// The resolver works on a copy of ev, written back at the end, so
+	// that ev stays on the caller's stack when there is no SPF to check.
+	r := &spfResolver{ev: *ev}
+	defer func() { *ev = r.ev }()
 	switch {
 	case ev.r == nil:
 		res, err = spf.TempError, errors.New("no resolver")
@@ -52,9 +59,8 @@ func (c *Config) evalSPF(ev *evaluation, in Input, s *Signal) {
 		// without a lookup.
 		res, err = spf.None, errBadDomain
 	default:
-		r.label = dns.WithLabel(ev.ctx, "spf")
 		res, err = spf.CheckHostWithSender(net.IP(in.Addr.Unmap().AsSlice()), in.HELO, sender,
-			spf.WithResolver(r), spf.WithContext(r.label))
+			spf.WithResolver(r), spf.WithContext(ev.ctx))
 		s.Cached = r.hits > 0 && !r.missed
 	}
 	s.Name, s.Result, s.Answer = spfName(res), string(res), string(res)
@@ -115,14 +121,13 @@ func multiLabel(d string) bool {
 // on the calling goroutine and asks what the cache lacks within the
 // budget, through dns.NetResolver. Only the evaluating goroutine uses it.
 type spfResolver struct {
-	ev     *evaluation
-	label  context.Context // labelled "spf" for the metrics hook
+	ev     evaluation
 	hits   int
 	missed bool
 }
 
 func (r *spfResolver) cached(name string, t dns.Type) (dns.Result, bool) {
-	res, ok := r.ev.r.LookupCached(r.label, name, t)
+	res, ok := r.ev.r.LookupCached(spfLabel, name, t)
 	if ok {
 		r.hits++
 	} else {
