@@ -129,6 +129,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 	missing := in.Name == "" || strings.EqualFold(in.Name, "unknown")
 	if c.rdnsMissing.set {
 		s := Signal{Name: RDNSMissing, Result: No, Answer: in.Name}
+		if in.Name == "" {
+			s.Answer = "empty"
+		}
 		if missing {
 			s.Result, s.Weight = Yes, c.rdnsMissing.n
 		}
