@@ -171,3 +171,21 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRange(f *testing.F) {
+	for _, s := range []string{DefaultListed, "127.0.0.2", "127.0.0.0/24", "::1", "1-2", "127.0.0.3-127.0.0.2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRange(s)
+		if err != nil {
+			return
+		}
+		if !r.Lo.Is4() || !r.Hi.Is4() || r.Hi.Less(r.Lo) || !r.Contains(r.Lo) || !r.Contains(r.Hi) {
+			t.Fatalf("ParseRange(%q) = %v: not an IPv4 range", s, r)
+		}
+		if again, err := ParseRange(r.String()); err != nil || again != r {
+			t.Fatalf("ParseRange(%q) = %v, but ParseRange(%q) = %v, %v", s, r, r.String(), again, err)
+		}
+	})
+}

@@ -177,6 +177,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 		s := &sc.Signals[listsAt+i]
 		if e.Resolver == nil || !in.Addr.IsValid() {
 			l.read(s, dns.Result{Status: dns.Error})
+			s.Answer = "no resolver"
+			if !in.Addr.IsValid() {
+				s.Answer = "no client address"
+			}
 			continue
 		}
 		qname := dns.ReverseName(in.Addr, l.zone)
