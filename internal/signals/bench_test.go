@@ -12,7 +12,7 @@ import (
 // warmEvaluator returns an Evaluator and a Config of the example
 // (rdns, HELO, SPF with an include, two DNSBLs, a DNSWL, the shipped
 // dynamic_names) with every answer for in cached.
-func warmEvaluator(b *testing.B, in Input) (*Evaluator, *Config) {
+func warmEvaluator(b *testing.B, in Input, withSPF bool) (*Evaluator, *Config) {
 	s := dnstest.Start(b)
 	s.SOA("example", 3600, 3600)
 	s.A(dns.ReverseName(in.Addr, "zen.example"), 3600, "127.0.0.2")
@@ -22,14 +22,17 @@ func warmEvaluator(b *testing.B, in Input) (*Evaluator, *Config) {
 	if len(probs) > 0 {
 		b.Fatal(probs)
 	}
-	c := mustConfig(b, Spec{
+	spec := Spec{
 		RDNSMissing: w(3), RDNSDynamic: w(2), HELOInvalid: w(1),
-		SPFFail: w(2), SPFSoftfail: w(1), SPFPass: w(0),
 		DNSBLs:       []DNSBLSpec{{Zone: "zen.example", Weight: 3}, {Zone: "bl2.example", Weight: 2}},
 		DNSWLs:       []DNSWLSpec{{Zone: "wl.example", Weight: -3}},
 		DynamicNames: names,
 		Identity:     identity.New(identity.Defaults()),
-	})
+	}
+	if withSPF {
+		spec.SPFFail, spec.SPFSoftfail, spec.SPFPass = w(2), w(1), w(0)
+	}
+	c := mustConfig(b, spec)
 	e := &Evaluator{Resolver: newResolver(b, s, dns.Config{})}
 	evaluate(b, e, c, in)
 	q := s.Total()
@@ -42,16 +45,19 @@ func warmEvaluator(b *testing.B, in Input) (*Evaluator, *Config) {
 // BenchmarkEvaluateWarm is a request of a client seen within the TTL:
 // every answer from the cache, no goroutine, no timer.
 func BenchmarkEvaluateWarm(b *testing.B) {
+	verified := Input{Addr: client, Name: "mail.example.com", HELO: "mail.example.com", Sender: "a@example.com"}
 	for _, bc := range []struct {
 		name string
 		in   Input
+		spf  bool
 	}{
-		{"verified", Input{Addr: client, Name: "mail.example.com", HELO: "mail.example.com", Sender: "a@example.com"}},
-		{"dynamic", Input{Addr: client, Name: "c-192-0-2-1.hsd1.ca.comcast.net", HELO: "localhost", Sender: "a@example.com"}},
-		{"unknown", Input{Addr: client, Name: "unknown", HELO: "mail.example.com", Sender: "a@example.com"}},
+		{"verified", verified, true},
+		{"verified-no-spf", verified, false},
+		{"dynamic", Input{Addr: client, Name: "c-192-0-2-1.hsd1.ca.comcast.net", HELO: "localhost", Sender: "a@example.com"}, true},
+		{"unknown", Input{Addr: client, Name: "unknown", HELO: "mail.example.com", Sender: "a@example.com"}, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e, c := warmEvaluator(b, bc.in)
+			e, c := warmEvaluator(b, bc.in, bc.spf)
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -64,7 +70,7 @@ func BenchmarkEvaluateWarm(b *testing.B) {
 // BenchmarkEvaluateWarmParallel is the same from every CPU at once.
 func BenchmarkEvaluateWarmParallel(b *testing.B) {
 	in := Input{Addr: client, Name: "mail.example.com", HELO: "mail.example.com", Sender: "a@example.com"}
-	e, c := warmEvaluator(b, in)
+	e, c := warmEvaluator(b, in, true)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
