@@ -126,36 +126,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 	start := now()
 	sc := Score{Signals: make([]Signal, 0, c.n)}
 
-	missing := in.Name == "" || strings.EqualFold(in.Name, "unknown")
-	if c.rdnsMissing.set {
-		s := Signal{Name: RDNSMissing, Result: No, Answer: in.Name}
-		if in.Name == "" {
-			s.Answer = "empty"
-		}
-		if missing {
-			s.Result, s.Weight = Yes, c.rdnsMissing.n
-		}
-		sc.Signals = append(sc.Signals, s)
-	}
-	if c.rdnsDynamic.set {
-		s := Signal{Name: RDNSDynamic, Result: No, Answer: "no name"}
-		if !missing {
-			s.Answer = "not dynamic"
-			if why := c.dynamicRule(in); why != "" {
-				s.Result, s.Weight, s.Answer = Yes, c.rdnsDynamic.n, why
-			}
-		}
-		sc.Signals = append(sc.Signals, s)
-	}
-	if c.heloInvalid.set {
-		s := Signal{Name: HELOInvalid, Result: No}
-		invalid, why := heloCheck(in.HELO, in.Addr)
-		s.Answer = why
-		if invalid {
-			s.Result, s.Weight = Yes, c.heloInvalid.n
-		}
-		sc.Signals = append(sc.Signals, s)
-	}
+	sc.Signals = c.localSignals(sc.Signals, in)
 
 	ev := evaluation{r: e.Resolver, ctx: ctx, budget: c.budget}
 	defer ev.close()
@@ -234,6 +205,42 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 	}
 	sc.Took = now().Sub(start)
 	return sc
+}
+
+// localSignals appends the signals that need no lookup: rdns_missing,
+// rdns_dynamic, helo_invalid.
+func (c *Config) localSignals(out []Signal, in Input) []Signal {
+	missing := in.Name == "" || strings.EqualFold(in.Name, "unknown")
+	if c.rdnsMissing.set {
+		s := Signal{Name: RDNSMissing, Result: No, Answer: in.Name}
+		if in.Name == "" {
+			s.Answer = "empty"
+		}
+		if missing {
+			s.Result, s.Weight = Yes, c.rdnsMissing.n
+		}
+		out = append(out, s)
+	}
+	if c.rdnsDynamic.set {
+		s := Signal{Name: RDNSDynamic, Result: No, Answer: "no name"}
+		if !missing {
+			s.Answer = "not dynamic"
+			if why := c.dynamicRule(in); why != "" {
+				s.Result, s.Weight, s.Answer = Yes, c.rdnsDynamic.n, why
+			}
+		}
+		out = append(out, s)
+	}
+	if c.heloInvalid.set {
+		s := Signal{Name: HELOInvalid, Result: No}
+		invalid, why := heloCheck(in.HELO, in.Addr)
+		s.Answer = why
+		if invalid {
+			s.Result, s.Weight = Yes, c.heloInvalid.n
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // dynamicRule says why in's verified name looks dynamic, or "".
