@@ -212,6 +212,9 @@ func CheckZone(z string) error {
 	case !strings.Contains(z, "."):
 		return errors.New("is a single label: write the list's full zone, e.g. zen.spamhaus.org")
 	}
+	if tld := z[strings.LastIndexByte(z, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
+		return errors.New("ends in a numeric label: write the list's zone, not an address")
+	}
 	for _, l := range strings.Split(z, ".") {
 		if l == "" || len(l) > 63 {
 			return fmt.Errorf("has an empty label or one over 63 characters (%q)", l)

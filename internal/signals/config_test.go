@@ -33,6 +33,7 @@ func TestNewConfig(t *testing.T) {
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: "zen"}}}, `dnsbl "zen": zone is a single label`, true},
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: ""}}}, `dnsbl "": zone is empty`, true},
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: "a..b"}}}, `dnsbl "a..b": zone has an empty label`, true},
+		{Spec{DNSBLs: []DNSBLSpec{{Zone: "127.0.0.1"}}}, `dnsbl "127.0.0.1": zone ends in a numeric label`, true},
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: "zen spamhaus.org"}}}, `dnsbl "zen spamhaus.org": zone has ' '`, true},
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: strings.Repeat("a.", 95) + "org"}}}, "characters long", true},
 		{Spec{DNSBLs: []DNSBLSpec{{Zone: "zen.spamhaus.org"}, {Zone: "ZEN.spamhaus.org."}}}, `dnsbl "zen.spamhaus.org": listed twice`, true},
