@@ -3,15 +3,44 @@ package control
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"greyd/internal/greylist"
 	"greyd/internal/normalize"
+	"greyd/internal/policy"
 	"greyd/internal/store"
 	"greyd/internal/whitelist"
 )
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	addr, name, sender, rcpt := q.Get("client_address"), q.Get("client_name"), q.Get("sender"), q.Get("recipient")
+	if addr == "" || rcpt == "" {
+		writeError(w, http.StatusBadRequest, "explain needs client_address, client_name, sender and recipient")
+		return
+	}
+	if name == "" {
+		name = "unknown" // what Postfix sends for a client without a verified name
+	}
+	if sender == "<>" {
+		sender = ""
+	}
+	for _, v := range []string{addr, name, sender, rcpt} {
+		if strings.ContainsAny(v, "\r\n") {
+			writeError(w, http.StatusBadRequest, "attribute values cannot contain line breaks: %q", v)
+			return
+		}
+	}
+	// As Postfix sends it at RCPT time; etrn_domain is always there, and
+	// decides the reply's "4.2.0 " prefix.
+	req := policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=" + addr +
+		"\nclient_name=" + name + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n")
+	x := s.opts.Engine.Explain(r.Context(), req)
+	writeJSON(w, http.StatusOK, s.explanation(x, name, addr, sender, rcpt))
+}
 
 // explanation turns the engine's Explanation into the API's, finding the
 // whitelist entry that matched in the files (file:line) or among the
