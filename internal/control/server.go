@@ -152,5 +152,18 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 
 // storeError answers a failed store operation.
 func storeError(w http.ResponseWriter, what string, err error) {
-	writeError(w, http.StatusServiceUnavailable, "%s: %v (greyd stats shows the store's health)", what, err)
+	storeFailure(what, err).write(w)
+}
+
+// failure is an error answer decided away from the handler.
+type failure struct {
+	status int
+	msg    string
+}
+
+func (f *failure) write(w http.ResponseWriter) { writeError(w, f.status, "%s", f.msg) }
+
+// storeFailure is the answer to a failed store operation.
+func storeFailure(what string, err error) *failure {
+	return &failure{http.StatusServiceUnavailable, fmt.Sprintf("%s: %v (greyd stats shows the store's health)", what, err)}
 }

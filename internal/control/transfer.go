@@ -2,6 +2,8 @@ package control
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -58,126 +60,23 @@ const importBatch = 1000
 const maxImportErrors = 20
 
 func (s *Server) importEntries(w http.ResponseWriter, r *http.Request) {
-	snap := s.opts.Engine.Snapshot()
-	delay := int64(snap.Delay / time.Second)
-	maxAge, retry := int64(snap.MaxAge/time.Second), int64(snap.RetryWindow/time.Second)
-	now := time.Now().Unix()
-	var res ImportResult
-	bad := func(line int, format string, args ...any) {
-		res.Skipped++
-		if len(res.Errors) < maxImportErrors {
-			res.Errors = append(res.Errors, fmt.Sprintf("line %d: ", line)+fmt.Sprintf(format, args...))
-		}
-	}
-	var batch []store.Entry
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		i, m, err := s.opts.Admin.Import(r.Context(), batch, delay)
-		res.Imported += i
-		res.Merged += m
-		batch = batch[:0]
-		return err
-	}
+	im := s.newImporter(r.Context())
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	line := 0
 	for sc.Scan() {
 		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		var rec Record
-		if err := json.Unmarshal([]byte(text), &rec); err != nil {
-			bad(line, "not a JSON object: %v", err)
-			continue
-		}
-		switch rec.Kind {
-		case "header":
-			if !strings.HasPrefix(rec.Format, "greyd-export/") {
-				bad(line, "unknown format %q", rec.Format)
-				continue
-			}
-			if rec.Privacy != (snap.Privacy != nil) || rec.PrivacyKey != keyID(snap) {
-				writeError(w, http.StatusConflict, "the export was made with privacy = %v and this greyd runs with privacy = %v (or another privacy key): its keys would never match; nothing was imported. Import into a greyd configured like the one that exported, with the same privacy.key", rec.Privacy, snap.Privacy != nil)
-				return
-			}
-			continue
-		case "triplet", "client":
-			if rec.KeyBase64 != "" {
-				k, err := base64.StdEncoding.DecodeString(rec.KeyBase64)
-				if err != nil {
-					bad(line, "key_base64: %v", err)
-					continue
-				}
-				rec.Key = string(k)
-			}
-			if rec.Key == "" {
-				bad(line, "%s without key", rec.Kind)
-				continue
-			}
-			e := store.Entry{Kind: store.Kind(rec.Kind), Key: rec.Key, A: rec.First, B: rec.Last, Expires: rec.Expires}
-			if e.Kind == store.KindClient {
-				e.A = rec.Count
-			}
-			if e.Expires == 0 {
-				// By the rules that set a deadline at every write.
-				switch {
-				case e.Kind == store.KindClient, e.B-e.A >= delay:
-					e.Expires = e.B + maxAge + 1
-				default:
-					e.Expires = e.A + retry + 1
-				}
-			}
-			res.Read++
-			if e.Expires <= now {
-				res.Expired++
-				continue
-			}
-			batch = append(batch, e)
-			if len(batch) >= importBatch {
-				if err := flush(); err != nil {
-					storeError(w, fmt.Sprintf("importing at line %d (%d imported, %d merged before)", line, res.Imported, res.Merged), err)
-					return
-				}
-			}
-		case "whitelist":
-			kind, err := store.ParseWhitelistKind(rec.List)
-			if err != nil {
-				bad(line, "%v", err)
-				continue
-			}
-			res.Read++
-			value := canonical(rec.Value)
-			if msg := checkEntry(kind, value); msg != "" {
-				bad(line, "%s whitelist entry: %s", kind, msg)
-				continue
-			}
-			if rec.Expires != 0 && rec.Expires <= now {
-				res.Expired++
-				continue
-			}
-			if rec.Added == 0 {
-				rec.Added = now
-			}
-			if _, err := s.opts.Admin.AddWhitelist(r.Context(), store.WhitelistEntry{Kind: kind, Value: value, Comment: rec.Comment, Added: rec.Added, Expires: rec.Expires}); err != nil {
-				storeError(w, fmt.Sprintf("importing at line %d", line), err)
-				return
-			}
-			res.Whitelist++
-		case "error":
-			bad(line, "the export ended with an error: %s", rec.Value)
-		default:
-			bad(line, "unknown kind %q (want triplet, client, whitelist or header)", rec.Kind)
+		if f := im.line(line, sc.Bytes()); f != nil {
+			f.write(w)
+			return
 		}
 	}
+	res := &im.res
 	if err := sc.Err(); err != nil {
 		writeError(w, http.StatusBadRequest, "reading line %d: %v (%d imported, %d merged before)", line+1, err, res.Imported, res.Merged)
 		return
 	}
-	if err := flush(); err != nil {
+	if err := im.flush(); err != nil {
 		storeError(w, "importing", err)
 		return
 	}
@@ -187,4 +86,164 @@ func (s *Server) importEntries(w http.ResponseWriter, r *http.Request) {
 	s.opts.Log.Info(fmt.Sprintf("control: imported %d entries, merged %d, %d expired, %d runtime whitelist entries, %d lines skipped",
 		res.Imported, res.Merged, res.Expired, res.Whitelist, res.Skipped))
 	writeJSON(w, http.StatusOK, res)
+}
+
+// importer is one import in progress: what it counted so far, and the
+// entries waiting for the next Admin.Import.
+type importer struct {
+	ctx   context.Context
+	admin store.Admin
+	snap  *greylist.Snapshot
+	now   int64
+	// The rules that give an entry without a deadline the one greyd's
+	// own write would, in seconds.
+	delay, maxAge, retry int64
+	res                  ImportResult
+	batch                []store.Entry
+}
+
+func (s *Server) newImporter(ctx context.Context) *importer {
+	snap := s.opts.Engine.Snapshot()
+	return &importer{
+		ctx: ctx, admin: s.opts.Admin, snap: snap, now: time.Now().Unix(),
+		delay: int64(snap.Delay / time.Second), maxAge: int64(snap.MaxAge / time.Second), retry: int64(snap.RetryWindow / time.Second),
+	}
+}
+
+// bad skips a line and says why.
+func (im *importer) bad(line int, format string, args ...any) {
+	im.res.Skipped++
+	if len(im.res.Errors) < maxImportErrors {
+		im.res.Errors = append(im.res.Errors, fmt.Sprintf("line %d: ", line)+fmt.Sprintf(format, args...))
+	}
+}
+
+// flush stores the waiting entries.
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	i, m, err := im.admin.Import(im.ctx, im.batch, im.delay)
+	im.res.Imported += i
+	im.res.Merged += m
+	im.batch = im.batch[:0]
+	return err
+}
+
+// line reads line n of the import; a failure ends the import.
+func (im *importer) line(n int, text []byte) *failure {
+	text = bytes.TrimSpace(text)
+	if len(text) == 0 {
+		return nil
+	}
+	var rec Record
+	if err := json.Unmarshal(text, &rec); err != nil {
+		im.bad(n, "not a JSON object: %v", err)
+		return nil
+	}
+	switch rec.Kind {
+	case "header":
+		return im.header(n, &rec)
+	case "triplet", "client":
+		return im.entry(n, &rec)
+	case "whitelist":
+		return im.whitelist(n, &rec)
+	case "error":
+		im.bad(n, "the export ended with an error: %s", rec.Value)
+	default:
+		im.bad(n, "unknown kind %q (want triplet, client, whitelist or header)", rec.Kind)
+	}
+	return nil
+}
+
+// header checks that the export's keys can match this greyd's.
+func (im *importer) header(n int, rec *Record) *failure {
+	if !strings.HasPrefix(rec.Format, "greyd-export/") {
+		im.bad(n, "unknown format %q", rec.Format)
+		return nil
+	}
+	if rec.Privacy != (im.snap.Privacy != nil) || rec.PrivacyKey != keyID(im.snap) {
+		return &failure{http.StatusConflict, fmt.Sprintf("the export was made with privacy = %v and this greyd runs with privacy = %v (or another privacy key): its keys would never match; nothing was imported. Import into a greyd configured like the one that exported, with the same privacy.key", rec.Privacy, im.snap.Privacy != nil)}
+	}
+	return nil
+}
+
+// entry queues a triplet or client entry.
+func (im *importer) entry(n int, rec *Record) *failure {
+	e, ok := im.storeEntry(n, rec)
+	if !ok {
+		return nil
+	}
+	im.res.Read++
+	if e.Expires <= im.now {
+		im.res.Expired++
+		return nil
+	}
+	im.batch = append(im.batch, e)
+	if len(im.batch) >= importBatch {
+		if err := im.flush(); err != nil {
+			return storeFailure(fmt.Sprintf("importing at line %d (%d imported, %d merged before)", n, im.res.Imported, im.res.Merged), err)
+		}
+	}
+	return nil
+}
+
+// storeEntry is the entry a triplet or client line stands for; false:
+// the line is skipped.
+func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
+	if rec.KeyBase64 != "" {
+		k, err := base64.StdEncoding.DecodeString(rec.KeyBase64)
+		if err != nil {
+			im.bad(n, "key_base64: %v", err)
+			return store.Entry{}, false
+		}
+		rec.Key = string(k)
+	}
+	if rec.Key == "" {
+		im.bad(n, "%s without key", rec.Kind)
+		return store.Entry{}, false
+	}
+	e := store.Entry{Kind: store.Kind(rec.Kind), Key: rec.Key, A: rec.First, B: rec.Last, Expires: rec.Expires}
+	if e.Kind == store.KindClient {
+		e.A = rec.Count
+	}
+	if e.Expires == 0 {
+		e.Expires = im.deadline(e)
+	}
+	return e, true
+}
+
+// deadline is the expiry the rules that set one at every write give e.
+func (im *importer) deadline(e store.Entry) int64 {
+	if e.Kind == store.KindClient || e.B-e.A >= im.delay {
+		return e.B + im.maxAge + 1
+	}
+	return e.A + im.retry + 1
+}
+
+// whitelist stores a runtime whitelist entry.
+func (im *importer) whitelist(n int, rec *Record) *failure {
+	kind, err := store.ParseWhitelistKind(rec.List)
+	if err != nil {
+		im.bad(n, "%v", err)
+		return nil
+	}
+	im.res.Read++
+	value := canonical(rec.Value)
+	if msg := checkEntry(kind, value); msg != "" {
+		im.bad(n, "%s whitelist entry: %s", kind, msg)
+		return nil
+	}
+	if rec.Expires != 0 && rec.Expires <= im.now {
+		im.res.Expired++
+		return nil
+	}
+	if rec.Added == 0 {
+		rec.Added = im.now
+	}
+	if _, err := im.admin.AddWhitelist(im.ctx, store.WhitelistEntry{Kind: kind, Value: value, Comment: rec.Comment, Added: rec.Added, Expires: rec.Expires}); err != nil {
+		return storeFailure(fmt.Sprintf("importing at line %d", n), err)
+	}
+	im.res.Whitelist++
+	return nil
 }
