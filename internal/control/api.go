@@ -114,10 +114,13 @@ type TripletState struct {
 //	"whitelist": list ("client" or "recipient"), value, comment, added,
 //	             expires
 //	"header":    format, version, exported, privacy, privacy_key (the
-//	             first line of an export)
+//	             first line of an export; an import that does not start
+//	             with one is refused, nothing stored)
 //
 // Times are Unix seconds; expires 0 (or absent) means: in an import,
-// computed from the rules; in a listing, never.
+// computed from the rules; in a listing, never. An import skips a line
+// whose deadline is negative or more than 10 years ahead, and a runtime
+// whitelist comment that whitelist add would refuse.
 type Record struct {
 	Kind string `json:"kind"`
 	Key  string `json:"key,omitempty"`

@@ -405,7 +405,8 @@ func TestServer(t *testing.T) {
 	}
 	// A key that is not UTF-8 goes out and comes back as key_base64.
 	bad := Record{Kind: "triplet", Key: "198.51.100.0/\xff@x/r@y", First: 1, Last: 2, Expires: time.Now().Unix() + 60}
-	if res, err := d2.client.Import(ctx, bytes.NewReader(appendRecord(nil, &bad))); err != nil || res.Imported != 1 {
+	hdr := Header(testSnap(t, false), "test", time.Now())
+	if res, err := d2.client.Import(ctx, bytes.NewReader(appendRecord(appendRecord(nil, &hdr), &bad))); err != nil || res.Imported != 1 {
 		t.Errorf("import of a key_base64 record: %+v, %v", res, err)
 	}
 	buf.Reset()

@@ -24,6 +24,14 @@ func keyID(snap *greylist.Snapshot) string {
 	return string(snap.Privacy.Append(nil, []byte("greyd export key id")))[:16]
 }
 
+// Header is the first line of an export, and must be the first of an
+// import: it says how the keys that follow are hashed (snap's privacy
+// and key).
+func Header(snap *greylist.Snapshot, version string, now time.Time) Record {
+	return Record{Kind: "header", Format: ExportFormat, Version: version, Exported: now.Unix(),
+		Privacy: snap.Privacy != nil, PrivacyKey: keyID(snap)}
+}
+
 func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	snap := s.opts.Engine.Snapshot()
 	wl, err := s.opts.Admin.Whitelist(r.Context())
@@ -32,8 +40,8 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := newNDJSON(w)
-	out.write(&Record{Kind: "header", Format: ExportFormat, Version: s.opts.Version, Exported: time.Now().Unix(),
-		Privacy: snap.Privacy != nil, PrivacyKey: keyID(snap)})
+	hdr := Header(snap, s.opts.Version, time.Now())
+	out.write(&hdr)
 	var werr error
 	err = s.opts.Admin.Scan(r.Context(), nil, func(e store.Entry) bool {
 		rec := record(snap, e, false)
@@ -58,6 +66,11 @@ const importBatch = 1000
 
 // maxImportErrors bounds the error messages an import answers with.
 const maxImportErrors = 20
+
+// maxAhead bounds how far in the future an imported deadline may be:
+// greyd's own rules never give more than max_age ahead, and a deadline
+// is kept in nanoseconds by buntdb, whose int64 ends in 2262.
+const maxAhead = 10 * 365 * 24 * time.Hour
 
 func (s *Server) importEntries(w http.ResponseWriter, r *http.Request) {
 	im := s.newImporter(r.Context())
@@ -100,6 +113,9 @@ type importer struct {
 	delay, maxAge, retry int64
 	res                  ImportResult
 	batch                []store.Entry
+	// headed: the first line was the header, so the keys are known to
+	// be hashed as this greyd hashes them.
+	headed bool
 }
 
 func (s *Server) newImporter(ctx context.Context) *importer {
@@ -137,7 +153,13 @@ func (im *importer) line(n int, text []byte) *failure {
 		return nil
 	}
 	var rec Record
-	if err := json.Unmarshal(text, &rec); err != nil {
+	err := json.Unmarshal(text, &rec)
+	if !im.headed && (err != nil || rec.Kind != "header") {
+		// Its privacy check must come before anything is stored.
+		return &failure{http.StatusBadRequest, fmt.Sprintf("line %d: an import starts with the header line of greyd export "+
+			`({"kind":"header","format":%q,...}), which says how its keys are hashed; nothing was imported`, n, ExportFormat)}
+	}
+	if err != nil {
 		im.bad(n, "not a JSON object: %v", err)
 		return nil
 	}
@@ -156,16 +178,33 @@ func (im *importer) line(n int, text []byte) *failure {
 	return nil
 }
 
-// header checks that the export's keys can match this greyd's.
+// header checks that the export's keys can match this greyd's. Exports
+// joined into one import each have theirs.
 func (im *importer) header(n int, rec *Record) *failure {
 	if !strings.HasPrefix(rec.Format, "greyd-export/") {
-		im.bad(n, "unknown format %q", rec.Format)
-		return nil
+		return &failure{http.StatusBadRequest, fmt.Sprintf("line %d: unknown export format %q (want %s); %s", n, rec.Format, ExportFormat, im.done(n))}
 	}
 	if rec.Privacy != (im.snap.Privacy != nil) || rec.PrivacyKey != keyID(im.snap) {
-		return &failure{http.StatusConflict, fmt.Sprintf("the export was made with privacy = %v and this greyd runs with privacy = %v (or another privacy key): its keys would never match; nothing was imported. Import into a greyd configured like the one that exported, with the same privacy.key", rec.Privacy, im.snap.Privacy != nil)}
+		return &failure{http.StatusConflict, fmt.Sprintf("the export was made with privacy = %v and this greyd runs with privacy = %v (or another privacy key): its keys would never match; %s. Import into a greyd configured like the one that exported, with the same privacy.key", rec.Privacy, im.snap.Privacy != nil, im.done(n))}
 	}
+	im.headed = true
 	return nil
+}
+
+// done says what an import that ends at line n stored.
+func (im *importer) done(n int) string {
+	if im.res.Imported+im.res.Merged+im.res.Whitelist == 0 {
+		return "nothing was imported"
+	}
+	return fmt.Sprintf("%d entries imported, %d merged and %d runtime whitelist entries added before line %d", im.res.Imported, im.res.Merged, im.res.Whitelist, n)
+}
+
+// checkExpires reports what is wrong with an imported deadline, or "".
+func (im *importer) checkExpires(expires int64) string {
+	if limit := im.now + int64(maxAhead/time.Second); expires < 0 || expires > limit {
+		return fmt.Sprintf("expires %d is not a time greyd could keep (from 0 to %d, %v from now)", expires, limit, maxAhead)
+	}
+	return ""
 }
 
 // entry queues a triplet or client entry.
@@ -210,6 +249,10 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 	if e.Expires == 0 {
 		e.Expires = im.deadline(e)
 	}
+	if msg := im.checkExpires(e.Expires); msg != "" {
+		im.bad(n, "%s", msg)
+		return store.Entry{}, false
+	}
 	return e, true
 }
 
@@ -232,6 +275,14 @@ func (im *importer) whitelist(n int, rec *Record) *failure {
 	value := canonical(rec.Value)
 	if msg := checkEntry(kind, value); msg != "" {
 		im.bad(n, "%s whitelist entry: %s", kind, msg)
+		return nil
+	}
+	if msg := checkComment(rec.Comment); msg != "" {
+		im.bad(n, "%s", msg)
+		return nil
+	}
+	if msg := im.checkExpires(rec.Expires); msg != "" {
+		im.bad(n, "%s", msg)
 		return nil
 	}
 	if rec.Expires != 0 && rec.Expires <= im.now {

@@ -58,6 +58,15 @@ func (s *Server) whitelistFiles() (clients, rcpts []string) { return s.opts.Whit
 // maxComment bounds a runtime entry's comment.
 const maxComment = 500
 
+// checkComment reports what is wrong with a runtime entry's comment, or
+// "": whitelist list prints it on the entry's line.
+func checkComment(c string) string {
+	if len(c) > maxComment || strings.ContainsFunc(c, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Sprintf("comment: at most %d bytes on one line, without control characters", maxComment)
+	}
+	return ""
+}
+
 func (s *Server) whitelistAdd(w http.ResponseWriter, r *http.Request) {
 	var in WhitelistAdd
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -76,8 +85,8 @@ func (s *Server) whitelistAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s whitelist entry: %s", kind, msg)
 		return
 	}
-	if len(in.Comment) > maxComment || strings.ContainsFunc(in.Comment, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		writeError(w, http.StatusBadRequest, "comment: at most %d bytes on one line, without control characters", maxComment)
+	if msg := checkComment(in.Comment); msg != "" {
+		writeError(w, http.StatusBadRequest, "%s", msg)
 		return
 	}
 	if in.TTLSeconds < 0 {
