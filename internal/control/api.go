@@ -211,6 +211,9 @@ type Stats struct {
 	Reload  ReloadStats `json:"reload"`
 
 	RuntimeWhitelist int `json:"runtime_whitelist_entries"`
+	// LogDropped counts the log lines dropped since start because the
+	// log could not keep up (greyd never waits for its log).
+	LogDropped uint64 `json:"log_dropped"`
 }
 
 // DecisionCount is the number of requests answered with one action and
@@ -221,7 +224,9 @@ type DecisionCount struct {
 	Count  uint64 `json:"count"`
 }
 
-// EntryCounts are the store's entries by kind and state.
+// EntryCounts are the store's entries by kind and state. The counts by
+// state need a pass over every entry: they are reused for a few seconds,
+// and a pass that failed leaves them 0 with Error saying why.
 type EntryCounts struct {
 	Triplets        int `json:"triplets"`
 	TripletsPending int `json:"triplets_pending"`
@@ -229,6 +234,8 @@ type EntryCounts struct {
 	Clients         int `json:"clients"`
 	// ClientsWhitelisted have reached the auto-whitelist threshold.
 	ClientsWhitelisted int `json:"clients_whitelisted"`
+	// Error: the counts by state are unknown.
+	Error string `json:"error,omitempty"`
 }
 
 // StoreStats say how the store is doing.

@@ -328,6 +328,13 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startServer(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB) *daemon {
 	t.Helper()
+	return startServerWith(t, snap, db, Options{})
+}
+
+// startServerWith is startServer with opts (Engine, Admin, Log, Version
+// and Started are filled in).
+func startServerWith(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB, opts Options) *daemon {
+	t.Helper()
 	if db == nil {
 		var err error
 		if db, err = buntdb.Open(buntdb.Memory, buntdb.Options{}); err != nil {
@@ -343,7 +350,8 @@ func startServer(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Options{Engine: e, Admin: db, Log: log, Version: "test", Started: time.Now()})
+	opts.Engine, opts.Admin, opts.Log, opts.Version, opts.Started = e, db, log, "test", time.Now()
+	srv := NewServer(opts)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return &daemon{engine: e, db: db, client: NewClient(path), logs: logs}

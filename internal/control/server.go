@@ -32,8 +32,12 @@ type Options struct {
 	// doing ("redis: UNREACHABLE since ..."): CheckStore only asks
 	// greyd's own side, which stays healthy while Redis is down.
 	StoreStatus func() string
-	Version     string
-	Started     time.Time
+	// LogDropped returns how many log lines were dropped; nil: none.
+	LogDropped func() uint64
+	// Now is the server's clock; nil: time.Now.
+	Now     func() time.Time
+	Version string
+	Started time.Time
 }
 
 // DaemonStats are the counters of the daemon outside the engine.
@@ -49,6 +53,9 @@ type Server struct {
 	access  *access
 	http    *http.Server
 	refused logging.Limiter
+	states  *stateCounter
+	// stop ends what outlives a request (a count of entries).
+	stop context.CancelFunc
 }
 
 // refusedEvery is how often a refused peer is logged: a script run by
@@ -66,7 +73,13 @@ func NewServer(opts Options) *Server {
 	if opts.Daemon == nil {
 		opts.Daemon = func() DaemonStats { return DaemonStats{} }
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Server{opts: opts}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.states = &stateCounter{ttl: countTTL, now: opts.Now, count: s.countStates, ctx: ctx}
 	s.refused.Interval = refusedEvery
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/explain", s.explain)
@@ -106,6 +119,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // progress get until ctx ends (a listing streaming to a stalled reader is
 // then cut off).
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.stop()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		s.http.Close()

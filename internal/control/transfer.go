@@ -40,7 +40,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := newNDJSON(w)
-	hdr := Header(snap, s.opts.Version, time.Now())
+	hdr := Header(snap, s.opts.Version, s.opts.Now())
 	out.write(&hdr)
 	var werr error
 	err = s.opts.Admin.Scan(r.Context(), nil, func(e store.Entry) bool {
@@ -121,7 +121,7 @@ type importer struct {
 func (s *Server) newImporter(ctx context.Context) *importer {
 	snap := s.opts.Engine.Snapshot()
 	return &importer{
-		ctx: ctx, admin: s.opts.Admin, snap: snap, now: time.Now().Unix(),
+		ctx: ctx, admin: s.opts.Admin, snap: snap, now: s.opts.Now().Unix(),
 		delay: int64(snap.Delay / time.Second), maxAge: int64(snap.MaxAge / time.Second), retry: int64(snap.RetryWindow / time.Second),
 	}
 }

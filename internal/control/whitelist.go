@@ -93,7 +93,7 @@ func (s *Server) whitelistAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "ttl: must not be negative")
 		return
 	}
-	now := time.Now().Unix()
+	now := s.opts.Now().Unix()
 	e := store.WhitelistEntry{Kind: kind, Value: value, Comment: in.Comment, Added: now}
 	if in.TTLSeconds > 0 {
 		e.Expires = now + in.TTLSeconds
