@@ -266,7 +266,7 @@ func TestCheckEntry(t *testing.T) {
 func TestListen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "control.sock")
-	ln, err := Listen(path)
+	ln, _, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,28 +274,28 @@ func TestListen(t *testing.T) {
 		t.Errorf("mode %v, want 0660", fi.Mode().Perm())
 	}
 	// A live socket is not taken over.
-	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another process") {
+	if _, _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Errorf("second Listen on a live socket: %v", err)
 	}
 	// A stale one is: a listener closed without unlinking, as after a
 	// crash.
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	ln, err = Listen(path)
+	ln, _, err = Listen(path)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	ln.Close()
 	os.WriteFile(path, []byte("x"), 0o600)
-	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a file: %v", err)
 	}
-	if _, err := Listen(filepath.Join(dir, "missing", "deeper", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
+	if _, _, err := Listen(filepath.Join(dir, "missing", "deeper", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
 		t.Errorf("Listen in a missing directory whose parent is missing too: %v", err)
 	}
 	// A missing directory (greyd started by hand: no RuntimeDirectory=)
 	// is made when its parent exists.
-	ln, err = Listen(filepath.Join(dir, "made", "c.sock"))
+	ln, _, err = Listen(filepath.Join(dir, "made", "c.sock"))
 	if err != nil {
 		t.Fatalf("Listen in a missing directory: %v", err)
 	}
@@ -346,7 +346,7 @@ func startServerWith(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB, opts 
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	e := greylist.NewEngine(db, snap, time.Now, log)
 	path := filepath.Join(t.TempDir(), "c.sock")
-	ln, err := Listen(path)
+	ln, _, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,9 @@ func NewServer(opts Options) *Server {
 // Serve serves the API on ln, a unix listener made by Listen, until
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.access = newAccess(ln.Addr().String())
+	if s.access == nil { // set by tests
+		s.access = newAccess(ln.Addr().String())
+	}
 	err := s.http.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -144,7 +146,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 					}
 					s.opts.Log.Warn(msg)
 				}
-				writeError(w, http.StatusForbidden, "permission denied: %s is %s; run greyd's commands as root or as a member of group %s", p, why, Group)
+				writeError(w, http.StatusForbidden, "permission denied: %s is %s; run greyd's commands %s", p, why, s.access.hint())
 				return
 			}
 		}
