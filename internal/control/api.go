@@ -6,7 +6,9 @@
 // {"error": "..."} whose message says what to do. Only root, the daemon's
 // own user and members of group greyd may use it: the socket is mode 0660,
 // group greyd, and each connection's peer credentials (SO_PEERCRED) are
-// checked again.
+// checked again. A greyd that may not give the socket to group greyd
+// (started by hand by a user outside it) keeps it to its own user and
+// root: mode 0600, and the peer check admits no group member.
 //
 // Endpoints (all answers are JSON unless said otherwise):
 //
