@@ -487,8 +487,12 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 	for _, d := range s.Decisions {
 		line("  "+d.Action, "%-20s %d", d.Reason, d.Count)
 	}
-	line("entries", "%d triplets (%d pending, %d passed), %d clients (%d auto-whitelisted)",
-		s.Entries.Triplets, s.Entries.TripletsPending, s.Entries.TripletsPassed, s.Entries.Clients, s.Entries.ClientsWhitelisted)
+	if e := s.Entries; e.Error != "" {
+		line("entries", "%d triplets, %d clients; by state: FAILED: %s", e.Triplets, e.Clients, e.Error)
+	} else {
+		line("entries", "%d triplets (%d pending, %d passed), %d clients (%d auto-whitelisted)",
+			e.Triplets, e.TripletsPending, e.TripletsPassed, e.Clients, e.ClientsWhitelisted)
+	}
 	health := "healthy"
 	if !s.Store.Healthy {
 		health = "FAILING: " + s.Store.Error
@@ -507,6 +511,7 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 		line("reload", "last %s: FAILED, the previous configuration runs (%d ok, %d failed)", timeText(s.Reload.Last), s.Reload.OK, s.Reload.Failed)
 	}
 	line("runtime whitelist", "%d entries", s.RuntimeWhitelist)
+	line("log", "%d line(s) dropped (greyd never waits for its log)", s.LogDropped)
 	if s.Privacy {
 		line("privacy", "on: keys are hashes")
 	}

@@ -93,7 +93,10 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 	}
 
 	if path := cfg.Control.Socket; path != "" {
-		ln, err := control.Listen(path)
+		ln, warning, err := control.Listen(path)
+		if warning != "" {
+			log.Warn(warning)
+		}
 		if err != nil {
 			log.Error(fmt.Sprintf("%v; serving without the control socket (greyd explain, list, whitelist... will not work until greyd restarts)", err))
 		} else {

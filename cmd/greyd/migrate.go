@@ -311,6 +311,11 @@ func sendImport(ctx context.Context, c *control.Client, im *postgrey.Importer, s
 		enc := json.NewEncoder(bw)
 		enc.SetEscapeHTML(false)
 		err := func() error {
+			// First: the daemon refuses entries whose hashing it cannot check.
+			hdr := control.Header(snap, version, time.Unix(now, 0))
+			if err := enc.Encode(&hdr); err != nil {
+				return err
+			}
 			for _, k := range postgrey.Keys(im.Triplets) {
 				t := im.Triplets[k]
 				r := control.Record{Kind: "triplet", First: t.First, Last: t.Last, Expires: now + postgrey.TripletTTL(t, now, delay, retry, maxAge)}

@@ -6,7 +6,9 @@
 // {"error": "..."} whose message says what to do. Only root, the daemon's
 // own user and members of group greyd may use it: the socket is mode 0660,
 // group greyd, and each connection's peer credentials (SO_PEERCRED) are
-// checked again.
+// checked again. A greyd that may not give the socket to group greyd
+// (started by hand by a user outside it) keeps it to its own user and
+// root: mode 0600, and the peer check admits no group member.
 //
 // Endpoints (all answers are JSON unless said otherwise):
 //
@@ -114,10 +116,13 @@ type TripletState struct {
 //	"whitelist": list ("client" or "recipient"), value, comment, added,
 //	             expires
 //	"header":    format, version, exported, privacy, privacy_key (the
-//	             first line of an export)
+//	             first line of an export; an import that does not start
+//	             with one is refused, nothing stored)
 //
 // Times are Unix seconds; expires 0 (or absent) means: in an import,
-// computed from the rules; in a listing, never.
+// computed from the rules; in a listing, never. An import skips a line
+// whose deadline is negative or more than 10 years ahead, and a runtime
+// whitelist comment that whitelist add would refuse.
 type Record struct {
 	Kind string `json:"kind"`
 	Key  string `json:"key,omitempty"`
@@ -208,6 +213,9 @@ type Stats struct {
 	Reload  ReloadStats `json:"reload"`
 
 	RuntimeWhitelist int `json:"runtime_whitelist_entries"`
+	// LogDropped counts the log lines dropped since start because the
+	// log could not keep up (greyd never waits for its log).
+	LogDropped uint64 `json:"log_dropped"`
 }
 
 // DecisionCount is the number of requests answered with one action and
@@ -218,7 +226,9 @@ type DecisionCount struct {
 	Count  uint64 `json:"count"`
 }
 
-// EntryCounts are the store's entries by kind and state.
+// EntryCounts are the store's entries by kind and state. The counts by
+// state need a pass over every entry: they are reused for a few seconds,
+// and a pass that failed leaves them 0 with Error saying why.
 type EntryCounts struct {
 	Triplets        int `json:"triplets"`
 	TripletsPending int `json:"triplets_pending"`
@@ -226,6 +236,8 @@ type EntryCounts struct {
 	Clients         int `json:"clients"`
 	// ClientsWhitelisted have reached the auto-whitelist threshold.
 	ClientsWhitelisted int `json:"clients_whitelisted"`
+	// Error: the counts by state are unknown.
+	Error string `json:"error,omitempty"`
 }
 
 // StoreStats say how the store is doing.

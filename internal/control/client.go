@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
 )
@@ -45,6 +46,9 @@ func (e *UnreachableError) Error() string {
 	switch {
 	case errors.Is(e.Err, syscall.EACCES), errors.Is(e.Err, syscall.EPERM):
 		hint = "run greyd's commands as root or as a member of group " + Group
+		if uid, ok := ownerOnly(e.Socket); ok {
+			hint = fmt.Sprintf("greyd could not give its control socket to group %s: only root and uid %d, which runs greyd, may use it", Group, uid)
+		}
 	case errors.Is(e.Err, syscall.ENOENT):
 		hint = "is greyd running, with control { socket = ... } set to this path?"
 	case errors.Is(e.Err, syscall.ECONNREFUSED):
@@ -54,6 +58,20 @@ func (e *UnreachableError) Error() string {
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// ownerOnly reports whether the socket at path admits its owner only
+// (see Listen), and who that is.
+func ownerOnly(path string) (uint32, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Uid, fi.Mode().Perm()&0o077 == 0
+}
 
 // rootCause drops the layers of net.OpError that repeat the address:
 // "no such file or directory" rather than "dial unix /run/...: connect:

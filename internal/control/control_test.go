@@ -266,7 +266,7 @@ func TestCheckEntry(t *testing.T) {
 func TestListen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "control.sock")
-	ln, err := Listen(path)
+	ln, _, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,28 +274,28 @@ func TestListen(t *testing.T) {
 		t.Errorf("mode %v, want 0660", fi.Mode().Perm())
 	}
 	// A live socket is not taken over.
-	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another process") {
+	if _, _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Errorf("second Listen on a live socket: %v", err)
 	}
 	// A stale one is: a listener closed without unlinking, as after a
 	// crash.
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	ln, err = Listen(path)
+	ln, _, err = Listen(path)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	ln.Close()
 	os.WriteFile(path, []byte("x"), 0o600)
-	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a file: %v", err)
 	}
-	if _, err := Listen(filepath.Join(dir, "missing", "deeper", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
+	if _, _, err := Listen(filepath.Join(dir, "missing", "deeper", "c.sock")); err == nil || !strings.Contains(err.Error(), "RuntimeDirectory") {
 		t.Errorf("Listen in a missing directory whose parent is missing too: %v", err)
 	}
 	// A missing directory (greyd started by hand: no RuntimeDirectory=)
 	// is made when its parent exists.
-	ln, err = Listen(filepath.Join(dir, "made", "c.sock"))
+	ln, _, err = Listen(filepath.Join(dir, "made", "c.sock"))
 	if err != nil {
 		t.Fatalf("Listen in a missing directory: %v", err)
 	}
@@ -328,6 +328,13 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startServer(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB) *daemon {
 	t.Helper()
+	return startServerWith(t, snap, db, Options{})
+}
+
+// startServerWith is startServer with opts (Engine, Admin, Log, Version
+// and Started are filled in).
+func startServerWith(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB, opts Options) *daemon {
+	t.Helper()
 	if db == nil {
 		var err error
 		if db, err = buntdb.Open(buntdb.Memory, buntdb.Options{}); err != nil {
@@ -339,11 +346,12 @@ func startServer(t testing.TB, snap *greylist.Snapshot, db *buntdb.DB) *daemon {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	e := greylist.NewEngine(db, snap, time.Now, log)
 	path := filepath.Join(t.TempDir(), "c.sock")
-	ln, err := Listen(path)
+	ln, _, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Options{Engine: e, Admin: db, Log: log, Version: "test", Started: time.Now()})
+	opts.Engine, opts.Admin, opts.Log, opts.Version, opts.Started = e, db, log, "test", time.Now()
+	srv := NewServer(opts)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return &daemon{engine: e, db: db, client: NewClient(path), logs: logs}
@@ -405,7 +413,8 @@ func TestServer(t *testing.T) {
 	}
 	// A key that is not UTF-8 goes out and comes back as key_base64.
 	bad := Record{Kind: "triplet", Key: "198.51.100.0/\xff@x/r@y", First: 1, Last: 2, Expires: time.Now().Unix() + 60}
-	if res, err := d2.client.Import(ctx, bytes.NewReader(appendRecord(nil, &bad))); err != nil || res.Imported != 1 {
+	hdr := Header(testSnap(t, false), "test", time.Now())
+	if res, err := d2.client.Import(ctx, bytes.NewReader(appendRecord(appendRecord(nil, &hdr), &bad))); err != nil || res.Imported != 1 {
 		t.Errorf("import of a key_base64 record: %+v, %v", res, err)
 	}
 	buf.Reset()

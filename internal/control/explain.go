@@ -3,20 +3,67 @@ package control
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"greyd/internal/greylist"
 	"greyd/internal/normalize"
+	"greyd/internal/policy"
 	"greyd/internal/store"
 	"greyd/internal/whitelist"
 )
 
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	addr, name, sender, rcpt := q.Get("client_address"), q.Get("client_name"), q.Get("sender"), q.Get("recipient")
+	if addr == "" || rcpt == "" {
+		writeError(w, http.StatusBadRequest, "explain needs client_address, client_name, sender and recipient")
+		return
+	}
+	if name == "" {
+		name = "unknown" // what Postfix sends for a client without a verified name
+	}
+	if sender == "<>" {
+		sender = ""
+	}
+	for _, v := range []string{addr, name, sender, rcpt} {
+		if strings.ContainsAny(v, "\r\n") {
+			writeError(w, http.StatusBadRequest, "attribute values cannot contain line breaks: %q", v)
+			return
+		}
+	}
+	// As Postfix sends it at RCPT time; etrn_domain is always there, and
+	// decides the reply's "4.2.0 " prefix.
+	req := policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=" + addr +
+		"\nclient_name=" + name + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n")
+	x := s.opts.Engine.Explain(r.Context(), req)
+	writeJSON(w, http.StatusOK, s.explanation(x, name, addr, rcpt))
+}
+
 // explanation turns the engine's Explanation into the API's, finding the
 // whitelist entry that matched in the files (file:line) or among the
 // runtime entries.
-func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, sender, rcpt string) Explanation {
+func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcpt string) Explanation {
+	out := summary(x)
+	if x.Decision.Kind == greylist.Skip {
+		return out
+	}
+	s.whitelistSteps(&out, x, clientName, clientAddr, rcpt)
+	if x.StoreErr != nil {
+		out.StoreError = x.StoreErr.Error()
+	}
+	if x.Input.TripletKey == "" {
+		return out
+	}
+	out.AutoWhitelist = autoWhitelistState(x)
+	out.Triplet = requestTriplet(x)
+	return out
+}
+
+// summary is the decision and the reply, without the steps.
+func summary(x greylist.Explanation) Explanation {
 	snap, d := x.Snapshot, x.Decision
 	out := Explanation{
 		Action:         x.Reply,
@@ -38,85 +85,95 @@ func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, sen
 		out.StoreError = d.Err.Error()
 	}
 	out.Greylisted = !snap.DryRun && (d.Kind == greylist.Greylist || d.Kind == greylist.Failed && snap.DeferOnStoreError)
-	if d.Kind == greylist.Skip {
-		return out
-	}
+	return out
+}
+
+// whitelistSteps fills in the three whitelist steps: which ones the
+// decision reached, and the entry that matched, with its file and line
+// or its runtime comment and expiry.
+func (s *Server) whitelistSteps(out *Explanation, x greylist.Explanation, clientName, clientAddr, rcpt string) {
+	snap, d := x.Snapshot, x.Decision
 	ip, _ := normalize.ParseAddr(clientAddr)
 	files, rfiles := s.whitelistFiles()
-
 	runtime := s.opts.Engine.RuntimeEntries()
-	var rtClients, rtRcpts int
-	for _, e := range runtime {
-		if e.Kind == store.WhitelistClient {
-			rtClients++
-		} else {
-			rtRcpts++
-		}
-	}
 	out.ClientWhitelist = WhitelistCheck{Reached: true, Entries: snap.Clients.Len()}
 	out.RecipientWhitelist = WhitelistCheck{Entries: snap.Recipients.Len()}
-	out.RuntimeWhitelist = WhitelistCheck{Entries: rtClients + rtRcpts}
+	out.RuntimeWhitelist = WhitelistCheck{Entries: len(runtime)}
 	matchClient := func(c *whitelist.Clients) bool { return c.MatchName(clientName) || c.MatchAddr(ip) }
 	matchRcpt := func(r *whitelist.Recipients) bool { return r.Match(rcpt) }
 	switch {
 	case d.Reason == greylist.ClientWhitelist && !d.Runtime:
-		out.ClientWhitelist.Matched = true
-		out.ClientWhitelist.Entry, out.ClientWhitelist.File, out.ClientWhitelist.Line = findInFiles(files, func(entry string) bool {
-			c, _ := whitelist.ParseClients("", strings.NewReader(entry))
-			return matchClient(c)
+		c := &out.ClientWhitelist
+		c.Matched = true
+		c.Entry, c.File, c.Line = findInFiles(files, func(entry string) bool {
+			wl, _ := whitelist.ParseClients("", strings.NewReader(entry))
+			return matchClient(wl)
 		})
 	case d.Reason == greylist.RecipientWhitelist && !d.Runtime:
-		out.RecipientWhitelist.Reached, out.RecipientWhitelist.Matched = true, true
-		out.RecipientWhitelist.Entry, out.RecipientWhitelist.File, out.RecipientWhitelist.Line = findInFiles(rfiles, func(entry string) bool {
-			r, _ := whitelist.ParseRecipients("", strings.NewReader(entry))
-			return matchRcpt(r)
+		c := &out.RecipientWhitelist
+		c.Reached, c.Matched = true, true
+		c.Entry, c.File, c.Line = findInFiles(rfiles, func(entry string) bool {
+			wl, _ := whitelist.ParseRecipients("", strings.NewReader(entry))
+			return matchRcpt(wl)
 		})
 	default:
 		out.RecipientWhitelist.Reached = true
 		out.RuntimeWhitelist.Reached = true
-		if d.Runtime {
-			out.RuntimeWhitelist.Matched = true
-			for _, e := range runtime {
-				var ok bool
-				if e.Kind == store.WhitelistClient && d.Reason == greylist.ClientWhitelist {
-					c, _ := whitelist.ParseClients("", strings.NewReader(e.Value))
-					ok = matchClient(c)
-				} else if e.Kind == store.WhitelistRecipient && d.Reason == greylist.RecipientWhitelist {
-					r, _ := whitelist.ParseRecipients("", strings.NewReader(e.Value))
-					ok = matchRcpt(r)
-				}
-				if ok {
-					out.RuntimeWhitelist.Entry, out.RuntimeWhitelist.Comment, out.RuntimeWhitelist.Expires = string(e.Kind)+" "+e.Value, e.Comment, e.Expires
-					break
-				}
+		if !d.Runtime {
+			return
+		}
+		c := &out.RuntimeWhitelist
+		c.Matched = true
+		if e, ok := runtimeMatch(runtime, d.Reason, matchClient, matchRcpt); ok {
+			c.Entry, c.Comment, c.Expires = string(e.Kind)+" "+e.Value, e.Comment, e.Expires
+		}
+	}
+}
+
+// runtimeMatch finds the runtime entry that whitelisted the request for
+// reason.
+func runtimeMatch(runtime []store.WhitelistEntry, reason greylist.Reason, client func(*whitelist.Clients) bool, rcpt func(*whitelist.Recipients) bool) (store.WhitelistEntry, bool) {
+	for _, e := range runtime {
+		switch {
+		case e.Kind == store.WhitelistClient && reason == greylist.ClientWhitelist:
+			if c, _ := whitelist.ParseClients("", strings.NewReader(e.Value)); client(c) {
+				return e, true
+			}
+		case e.Kind == store.WhitelistRecipient && reason == greylist.RecipientWhitelist:
+			if r, _ := whitelist.ParseRecipients("", strings.NewReader(e.Value)); rcpt(r) {
+				return e, true
 			}
 		}
 	}
+	return store.WhitelistEntry{}, false
+}
 
-	in, st := x.Input, x.Step
-	if x.StoreErr != nil {
-		out.StoreError = x.StoreErr.Error()
+// autoWhitelistState is the request client's auto-whitelist entry as the
+// decision read it.
+func autoWhitelistState(x greylist.Explanation) *AWLState {
+	snap := x.Snapshot
+	a := &AWLState{Enabled: snap.AutoWhitelistClients > 0, Threshold: int64(snap.AutoWhitelistClients), Key: x.Input.ClientKey}
+	if b := x.Step.Before; b.ClientFound {
+		a.Found, a.Count, a.Last = true, b.Client.Count, b.Client.Last
+		a.Expires = b.Client.Last + int64(snap.MaxAge/time.Second) + 1
 	}
-	if in.TripletKey == "" {
-		return out
-	}
-	maxAge := int64(snap.MaxAge / time.Second)
-	out.AutoWhitelist = &AWLState{Enabled: snap.AutoWhitelistClients > 0, Threshold: int64(snap.AutoWhitelistClients), Key: in.ClientKey}
-	if b := st.Before; b.ClientFound {
-		out.AutoWhitelist.Found, out.AutoWhitelist.Count, out.AutoWhitelist.Last = true, b.Client.Count, b.Client.Last
-		out.AutoWhitelist.Expires = b.Client.Last + maxAge + 1
-	}
+	return a
+}
+
+// requestTriplet is the request's triplet as the decision read it, with
+// the subnet key read alongside an organisation's.
+func requestTriplet(x greylist.Explanation) *TripletState {
+	snap, in, before := x.Snapshot, x.Input, x.Step.Before
 	// The parts as stored: split from the key the decision built, so an
 	// organisation's key (lookup_by "auto") shows as it is.
-	t := tripletState(snap, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", st.Before.Triplet, st.Before.TripletFound)
+	t := tripletState(snap, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", before.Triplet, before.TripletFound)
 	if snap.Identity != nil {
 		t.Identity = x.Identity.String()
 	}
 	if in.AltKey != "" && in.AltKey != in.TripletKey {
-		t.Subnet = tripletState(snap, in.AltKey, false, st.Before.Alt, st.Before.AltFound)
+		t.Subnet = tripletState(snap, in.AltKey, false, before.Alt, before.AltFound)
 	}
-	out.Triplet = t
-	return out
+	return t
 }
 
 // tripletState describes a triplet key and its stored entry; Expires is

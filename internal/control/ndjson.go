@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/base64"
+	"net/http"
 	"strconv"
 	"unicode/utf8"
 )
@@ -115,4 +116,36 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// ndjson starts a streamed answer: records are written by appendRecord
+// into one reused buffer, flushed every 32 KiB.
+type ndjson struct {
+	w   http.ResponseWriter
+	buf []byte
+	err error
+}
+
+func newNDJSON(w http.ResponseWriter) *ndjson {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &ndjson{w: w, buf: make([]byte, 0, 40<<10)}
+}
+
+func (n *ndjson) write(r *Record) error {
+	if n.err != nil {
+		return n.err
+	}
+	n.buf = appendRecord(n.buf, r)
+	if len(n.buf) >= 32<<10 {
+		n.flush()
+	}
+	return n.err
+}
+
+func (n *ndjson) flush() {
+	if n.err == nil && len(n.buf) > 0 {
+		_, n.err = n.w.Write(n.buf)
+	}
+	n.buf = n.buf[:0]
 }

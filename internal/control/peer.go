@@ -22,55 +22,61 @@ import (
 const Group = "greyd"
 
 // Listen creates the control socket at path: mode 0660, group greyd when
-// that group exists. A socket file left by a greyd that crashed is
+// that group exists. When greyd may not give it to group greyd (started
+// by hand by a user outside the group), the socket is 0600, for greyd's
+// own user and root only, and warning says so. A socket file left by a greyd that crashed is
 // replaced; one that a live process still answers on is not (two daemons
 // must not steal each other's socket), nor is a file that is no socket.
 // The packaged unit creates /run/greyd (RuntimeDirectory=); outside it a
 // missing directory is created (0750) when its parent exists, so greyd
 // started by hand as root has its control socket at the default path too.
-func Listen(path string) (net.Listener, error) {
+func Listen(path string) (ln net.Listener, warning string, err error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		_ = os.Mkdir(dir, 0o750) // an error is reported by the Stat below
 	}
 	if fi, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("control socket %s: directory %s: %w (the packaged unit creates it with RuntimeDirectory=greyd; or set control { socket = ... })", path, dir, errUnwrapPath(err))
+		return nil, "", fmt.Errorf("control socket %s: directory %s: %w (the packaged unit creates it with RuntimeDirectory=greyd; or set control { socket = ... })", path, dir, errUnwrapPath(err))
 	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("control socket %s: %s is not a directory", path, dir)
+		return nil, "", fmt.Errorf("control socket %s: %s is not a directory", path, dir)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way; not replacing it", path)
+			return nil, "", fmt.Errorf("control socket %s: a file that is not a socket is in the way; not replacing it", path)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control socket %s: another process (another greyd?) is serving on it; not replacing it", path)
+			return nil, "", fmt.Errorf("control socket %s: another process (another greyd?) is serving on it; not replacing it", path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control socket %s: removing the stale socket: %w", path, errUnwrapPath(err))
+			return nil, "", fmt.Errorf("control socket %s: removing the stale socket: %w", path, errUnwrapPath(err))
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err = net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	// The peer check stands behind these permissions either way; chmod
-	// after bind leaves a moment with the umask's mode, which the
-	// packaged unit's UMask=0027 already keeps from others.
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("control socket %s: %w", path, errUnwrapPath(err))
+		return nil, "", fmt.Errorf("control socket %s: %w", path, err)
 	}
 	// Under the packaged unit (group greyd) the socket is the group's
 	// already, and chown is forbidden there (SystemCallFilter=~@privileged
 	// includes @chown): only change what needs changing.
+	mode := os.FileMode(0o660)
 	if gid, ok := groupID(); ok && !hasGroup(path, gid) {
 		if err := os.Chown(path, -1, int(gid)); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("control socket %s: giving it to group %s: %w", path, Group, errUnwrapPath(err))
+			// Started by hand by a user outside group greyd: that user
+			// still gets greyd's commands, nobody else in its group does.
+			mode = 0o600
+			warning = fmt.Sprintf("control socket %s: cannot give it to group %s (%v): only uid %d (greyd's own user) and root may use it; to share it with the group, run greyd as a member of group %s",
+				path, Group, errUnwrapPath(err), os.Geteuid(), Group)
 		}
 	}
-	return ln, nil
+	// The peer check stands behind these permissions either way; chmod
+	// after bind leaves a moment with the umask's mode, which the
+	// packaged unit's UMask=0027 already keeps from others.
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, "", fmt.Errorf("control socket %s: %w", path, errUnwrapPath(err))
+	}
+	return ln, warning, nil
 }
 
 // hasGroup reports whether path's group is gid.
@@ -140,6 +146,9 @@ func peerOf(c net.Conn) peer {
 type access struct {
 	self   uint32 // the daemon's user: it may open the database anyway
 	socket string
+	// ownerOnly: Listen could not give the socket to group greyd, so
+	// its members are not let in either.
+	ownerOnly bool
 	// Lookups, variables for tests.
 	group     func() (uint32, bool)
 	groups    func(pid uint32) []uint32
@@ -150,6 +159,9 @@ type access struct {
 func newAccess(socket string) *access {
 	a := &access{self: uint32(os.Geteuid()), socket: socket, group: groupID, groups: procGroups, unmapped: unmappedUID}
 	a.guardedFn = a.guarded
+	if fi, err := os.Stat(socket); err == nil && fi.Mode().Perm()&0o077 == 0 {
+		a.ownerOnly = true
+	}
 	return a
 }
 
@@ -160,6 +172,9 @@ func (a *access) allow(p peer) (bool, string) {
 	}
 	if p.uid == 0 || p.uid == a.self {
 		return true, ""
+	}
+	if a.ownerOnly {
+		return false, fmt.Sprintf("not root and not greyd's own user (uid %d)", a.self)
 	}
 	gid, ok := a.group()
 	if ok {
@@ -186,6 +201,14 @@ func (a *access) allow(p peer) (bool, string) {
 		return false, fmt.Sprintf("not root and not in group %s (which does not exist on this system)", Group)
 	}
 	return false, fmt.Sprintf("not root and not in group %s", Group)
+}
+
+// hint says who may use the socket.
+func (a *access) hint() string {
+	if a.ownerOnly {
+		return fmt.Sprintf("as root or as uid %d (greyd could not give its control socket to group %s)", a.self, Group)
+	}
+	return "as root or as a member of group " + Group
 }
 
 // guarded reports whether the socket file admits only its owner and
