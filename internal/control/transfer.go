@@ -246,6 +246,12 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 	if e.Kind == store.KindClient {
 		e.A = rec.Count
 	}
+	// Checked before the deadline is computed from them: a number out of
+	// the stores' range would overflow it, and fail the whole batch.
+	if err := store.CheckEntry(e); err != nil {
+		im.bad(n, "%v", err)
+		return store.Entry{}, false
+	}
 	if e.Expires == 0 {
 		e.Expires = im.deadline(e)
 	}
