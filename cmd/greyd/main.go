@@ -21,8 +21,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"greyd/internal/config"
+	"greyd/internal/gcpace"
 	"greyd/internal/greylist"
-	"greyd/internal/heap"
 	"greyd/internal/listen"
 	"greyd/internal/logging"
 	"greyd/internal/policy"
@@ -234,7 +234,7 @@ func serve(path string, stderr io.Writer) int {
 	ctx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	go reload.NewWatcher(rl, reloadNow, log).Run(ctx)
-	go heap.Pace(ctx, time.Second, log)
+	go gcpace.Pace(ctx, time.Second, log)
 
 	for _, ln := range ls {
 		go func(ln net.Listener) {
