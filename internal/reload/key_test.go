@@ -2,6 +2,7 @@ package reload
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,53 @@ func TestPrivacyKeyMode(t *testing.T) {
 				t.Errorf("mode %#o: key accepted; want it refused", tc.mode)
 			case !tc.ok && (!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path)):
 				t.Errorf("mode %#o: error %q does not name the file and the fix", tc.mode, err)
+			}
+		}
+	}
+}
+
+// TestReloadKeepsPrivacyKey: the key belongs to the running database. A
+// reload never reads or creates a key file, even when database.path (and
+// so the key's place) or greylist.privacy changed for the next restart,
+// and keeps hashing with the running key.
+func TestReloadKeepsPrivacyKey(t *testing.T) {
+	dir := confDir(t)
+	hcl := filepath.Join(dir, "greyd.hcl")
+	write(t, hcl, "database {\n  path = \"state/greyd.db\"\n}\ngreylist {\n  privacy = true\n}\n")
+	o := Options{CreateKey: true}
+	initial := Load(dir, o)
+	if !initial.OK() || initial.Snapshot.Privacy == nil {
+		t.Fatalf("load: %v", initial.Problems())
+	}
+	running := initial.Snapshot.Privacy
+	var logs bytes.Buffer
+	var applied *Loaded
+	rl := NewReloader(dir, o, initial, slog.New(slog.NewTextHandler(&logs, nil)), func(l *Loaded) { applied = l })
+
+	for _, tc := range []struct{ name, hcl, key string }{
+		{"database.path", "database {\n  path = \"next/greyd.db\"\n}\ngreylist {\n  privacy = true\n}\n", filepath.Join(dir, "next", "privacy.key")},
+		{"greylist.privacy", "database {\n  path = \"state/greyd.db\"\n}\ngreylist {\n  privacy = false\n}\n", ""},
+		// The running key file made unusable: the running key stays.
+		{"key file refused", "database {\n  path = \"state/greyd.db\"\n}\ngreylist {\n  privacy = true\n}\n# mode\n", ""},
+	} {
+		if tc.name == "key file refused" {
+			os.Chmod(filepath.Join(dir, "state", "privacy.key"), 0o644)
+		}
+		applied = nil
+		logs.Reset()
+		write(t, hcl, tc.hcl)
+		if !rl.Reload("test") || applied == nil {
+			t.Fatalf("%s: reload failed:\n%s", tc.name, logs.String())
+		}
+		if applied.Snapshot.Privacy != running {
+			t.Errorf("%s: the reload changed the privacy key", tc.name)
+		}
+		if !applied.Config.Greylist.Privacy {
+			t.Errorf("%s: greylist.privacy is not the running value", tc.name)
+		}
+		if tc.key != "" {
+			if _, err := os.Stat(tc.key); err == nil {
+				t.Errorf("%s: the reload created %s", tc.name, tc.key)
 			}
 		}
 	}

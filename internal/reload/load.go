@@ -60,9 +60,25 @@ func (l *Loaded) Problems() []error {
 	return errs
 }
 
-// Load reads the configuration at path and the files it names. Snapshot
-// is nil when ConfigProblems is not empty.
+// Load reads the configuration at path and the files it names, and the
+// privacy key when the configuration asks for privacy. Snapshot is nil
+// when ConfigProblems is not empty.
 func Load(path string, o Options) *Loaded {
+	return load(path, o, func(cfg *config.Config) (*greylist.Hasher, error) {
+		if !cfg.Greylist.Privacy {
+			return nil, nil
+		}
+		key, err := privacyKey(KeyPath(cfg), o.CreateKey)
+		if err != nil {
+			return nil, err
+		}
+		return greylist.NewHasher(key), nil
+	})
+}
+
+// load is Load with the privacy hasher from privacy: the key file's at
+// start, the running one at a reload.
+func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher, error)) *Loaded {
 	seen := takeFingerprint(inputs(path))
 	cfg, ps := config.Load(path)
 	l := &Loaded{Config: cfg, ConfigProblems: ps, seen: seen}
@@ -115,14 +131,12 @@ func Load(path string, o Options) *Loaded {
 		ic.DynamicDomains = append(ic.DynamicDomains, g.DynamicDomains...)
 		snap.Identity = identity.New(ic)
 	}
-	if g.Privacy {
-		key, err := privacyKey(KeyPath(cfg), o.CreateKey)
-		if err != nil {
-			l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
-			return l
-		}
-		snap.Privacy = greylist.NewHasher(key)
+	h, err := privacy(cfg)
+	if err != nil {
+		l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
+		return l
 	}
+	snap.Privacy = h
 	l.Snapshot = snap
 	return l
 }
