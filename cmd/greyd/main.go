@@ -235,6 +235,9 @@ func serve(path string, stderr io.Writer) int {
 	defer stopWatching()
 	go reload.NewWatcher(rl, reloadNow, log).Run(ctx)
 	go gcpace.Pace(ctx, time.Second, log)
+	if m, ok := db.(*memoryStore); ok {
+		go m.remind(ctx, log, memoryWarningEvery)
+	}
 
 	for _, ln := range ls {
 		go func(ln net.Listener) {
@@ -243,8 +246,8 @@ func serve(path string, stderr io.Writer) int {
 			}
 		}(ln)
 	}
-	log.Info(fmt.Sprintf("greyd %s started: listening on %s; database %s; %d client and %d recipient whitelist entries",
-		version, names(ls), describeStore(cfg.Database), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
+	log.Info(fmt.Sprintf("greyd %s started: listening on %s; %s; %d client and %d recipient whitelist entries",
+		version, names(ls), describeStore(cfg.Database, db), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
 	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
 	// Loading a big database leaves as much garbage as it keeps (read
 	// buffers, the file's strings); give it back to the system once the
