@@ -13,8 +13,10 @@ import (
 )
 
 // Reloader re-reads the configuration and applies it when, and only when,
-// it loaded without problems. It is safe for concurrent use; reloads are
-// serialised.
+// it loaded without problems. What greyd reads only at start (sockets,
+// database, privacy key) keeps its running value, with a warning per
+// changed setting; a reload never reads or creates the key file. It is
+// safe for concurrent use; reloads are serialised.
 type Reloader struct {
 	path  string
 	opts  Options
