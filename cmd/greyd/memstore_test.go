@@ -138,7 +138,7 @@ func TestInMemoryStoreVisible(t *testing.T) {
 func TestInMemoryReminder(t *testing.T) {
 	var logs syncBuf
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	m := &memoryStore{path: "/var/lib/greyd/greyd.db", cause: fmt.Errorf("open /var/lib/greyd/greyd.db: is a directory"), since: time.Now()}
+	m := &memoryStore{cause: fmt.Errorf("open /var/lib/greyd/greyd.db: is a directory"), since: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.remind(ctx, log, 10*time.Millisecond); close(done) }()

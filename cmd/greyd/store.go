@@ -47,7 +47,7 @@ func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
 	if merr != nil {
 		return nil, merr
 	}
-	return &memoryStore{DB: mem, path: c.Path, cause: err, since: time.Now()}, nil
+	return &memoryStore{DB: mem, cause: err, since: time.Now()}, nil
 }
 
 // memoryStore is the in-memory database greyd serves with when the
@@ -56,8 +56,7 @@ func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
 // of sight.
 type memoryStore struct {
 	*buntdb.DB
-	path  string // the database that could not be opened
-	cause error
+	cause error // why the database could not be opened
 	since time.Time
 }
 
