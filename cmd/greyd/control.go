@@ -78,6 +78,7 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 		},
 		LastReloadSuccess: func() time.Time { return time.Unix(0, o.lastOK.Load()) },
 		DryRun:            func() bool { return engine.Snapshot().DryRun },
+		StorePersistent:   func() bool { return persistent(db) },
 	})
 	engine.SetObserver(o.metrics)
 

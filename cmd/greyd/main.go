@@ -21,8 +21,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"greyd/internal/config"
+	"greyd/internal/gcpace"
 	"greyd/internal/greylist"
-	"greyd/internal/heap"
 	"greyd/internal/listen"
 	"greyd/internal/logging"
 	"greyd/internal/policy"
@@ -149,19 +149,9 @@ func serve(path string, stderr io.Writer) int {
 	host, _ := os.Hostname()
 	opts := reload.Options{Version: version, Hostname: host, CreateKey: true}
 
-	l := reload.Load(path, opts)
-	if len(l.ConfigProblems) > 0 {
-		for _, p := range l.ConfigProblems {
-			log.Error(p.Error())
-		}
-		log.Error(fmt.Sprintf("configuration %s has %d problem(s); not starting (greyd check-config -config %s lists them)", path, len(l.ConfigProblems), path))
+	l := loadConfig(path, opts, log)
+	if l == nil {
 		return exitConfig
-	}
-	for _, w := range l.Config.Warnings {
-		log.Warn(w.Error())
-	}
-	for _, p := range l.WhitelistProblems {
-		log.Warn(p.Error() + " (line ignored)")
 	}
 	cfg := l.Config
 	if os.Geteuid() == 0 {
@@ -171,30 +161,10 @@ func serve(path string, stderr io.Writer) int {
 	// Listen before the database loads (a million triplets take seconds):
 	// clients that connect meanwhile wait in the listen queue and are
 	// answered once it is ready, instead of being refused (Postfix would
-	// answer 451 4.3.5 for them). A stale socket file left by a crash is
-	// replaced at once.
-	ls, ignored, err := listen.Activated()
-	if err != nil {
-		log.Error(err.Error())
-		return exitFailure
-	}
-	if ignored > 0 {
-		log.Warn(fmt.Sprintf("ignoring %d socket(s) passed by systemd that are not listening stream sockets", ignored))
-	}
-	if len(ls) > 0 {
-		if len(cfg.Listen) > 0 {
-			log.Debug("sockets passed by systemd: the listen blocks of the configuration only supply the allow lists of TCP sockets")
-		}
-		ls = listen.Guard(ls, cfg.Listen, log)
-	} else {
-		if len(cfg.Listen) == 0 {
-			log.Error(fmt.Sprintf("nothing to listen on: %s has no listen block and systemd passed no socket", path))
-			return exitConfig
-		}
-		if ls, err = listen.Open(cfg.Listen, log); err != nil {
-			log.Error(err.Error())
-			return exitFailure
-		}
+	// answer 451 4.3.5 for them).
+	ls, code := openListeners(path, cfg, log)
+	if code != exitOK {
+		return code
 	}
 	notify(log, "STATUS=loading the database; connections wait")
 
@@ -209,33 +179,90 @@ func serve(path string, stderr io.Writer) int {
 	defer db.Close()
 	setStoreTimeout(db, cfg.Limits.StoreTimeout)
 
-	engine := greylist.NewEngine(db, l.Snapshot, time.Now, log)
-	engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
-	srv := policy.NewServer(engine, limits(cfg), log)
-
-	var ops *operations
-	rl := reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
-		engine.SetSnapshot(n.Snapshot)
-		engine.SetStoreTimeout(n.Config.Limits.StoreTimeout)
+	in := &instance{log: log, db: db}
+	in.engine = greylist.NewEngine(db, l.Snapshot, time.Now, log)
+	in.engine.SetStoreTimeout(cfg.Limits.StoreTimeout)
+	in.srv = policy.NewServer(in.engine, limits(cfg), log)
+	in.rl = reload.NewReloader(path, opts, l, log, func(n *reload.Loaded) {
+		in.engine.SetSnapshot(n.Snapshot)
+		in.engine.SetStoreTimeout(n.Config.Limits.StoreTimeout)
 		setStoreTimeout(db, n.Config.Limits.StoreTimeout)
-		srv.SetLimits(limits(n.Config))
-		ops.reloaded(n)
+		in.srv.SetLimits(limits(n.Config))
+		in.ops.reloaded(n)
 	})
 	// Before anything serves or reloads: the engine's metrics observer
 	// is set here (control.go).
-	ops = startOperations(cfg, engine, db, srv, rl, log)
-	defer ops.stop()
+	in.ops = startOperations(cfg, in.engine, db, in.srv, in.rl, log)
+	defer in.ops.stop()
 
-	reloadNow := func(why string) {
-		notify(log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
-		rl.Reload(why)
-		notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
+	ctx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go reload.NewWatcher(in.rl, in.reload, log).Run(ctx)
+	go gcpace.Pace(ctx, time.Second, log)
+	if m, ok := db.(*memoryStore); ok {
+		go m.remind(ctx, log, memoryWarningEvery)
 	}
-	ctx, stopWatching := context.WithCancel(context.Background())
-	defer stopWatching()
-	go reload.NewWatcher(rl, reloadNow, log).Run(ctx)
-	go heap.Pace(ctx, time.Second, log)
 
+	startServing(in.srv, ls, log)
+	log.Info(fmt.Sprintf("greyd %s started: listening on %s; %s; %d client and %d recipient whitelist entries",
+		version, names(ls), describeStore(cfg.Database, db), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
+	notify(log, daemon.SdNotifyReady+"\n"+in.status())
+	go freeAfterLoad(db)
+
+	return in.loop(sigs, stopBackground)
+}
+
+// loadConfig loads the configuration at start and logs what is wrong
+// with it; nil means it cannot be used.
+func loadConfig(path string, opts reload.Options, log *slog.Logger) *reload.Loaded {
+	l := reload.Load(path, opts)
+	if len(l.ConfigProblems) > 0 {
+		for _, p := range l.ConfigProblems {
+			log.Error(p.Error())
+		}
+		log.Error(fmt.Sprintf("configuration %s has %d problem(s); not starting (greyd check-config -config %s lists them)", path, len(l.ConfigProblems), path))
+		return nil
+	}
+	for _, w := range l.Config.Warnings {
+		log.Warn(w.Error())
+	}
+	for _, p := range l.WhitelistProblems {
+		log.Warn(p.Error() + " (line ignored)")
+	}
+	return l
+}
+
+// openListeners returns the sockets systemd passed, else those of the
+// listen blocks, and exitOK; or nil and the exit status. A stale socket
+// file left by a crash is replaced.
+func openListeners(path string, cfg *config.Config, log *slog.Logger) ([]net.Listener, int) {
+	ls, ignored, err := listen.Activated()
+	if err != nil {
+		log.Error(err.Error())
+		return nil, exitFailure
+	}
+	if ignored > 0 {
+		log.Warn(fmt.Sprintf("ignoring %d socket(s) passed by systemd that are not listening stream sockets", ignored))
+	}
+	if len(ls) > 0 {
+		if len(cfg.Listen) > 0 {
+			log.Debug("sockets passed by systemd: the listen blocks of the configuration only supply the allow lists of TCP sockets")
+		}
+		return listen.Guard(ls, cfg.Listen, log), exitOK
+	}
+	if len(cfg.Listen) == 0 {
+		log.Error(fmt.Sprintf("nothing to listen on: %s has no listen block and systemd passed no socket", path))
+		return nil, exitConfig
+	}
+	if ls, err = listen.Open(cfg.Listen, log); err != nil {
+		log.Error(err.Error())
+		return nil, exitFailure
+	}
+	return ls, exitOK
+}
+
+// startServing answers policy requests on every listener.
+func startServing(srv *policy.Server, ls []net.Listener, log *slog.Logger) {
 	for _, ln := range ls {
 		go func(ln net.Listener) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, policy.ErrServerClosed) {
@@ -243,20 +270,39 @@ func serve(path string, stderr io.Writer) int {
 			}
 		}(ln)
 	}
-	log.Info(fmt.Sprintf("greyd %s started: listening on %s; database %s; %d client and %d recipient whitelist entries",
-		version, names(ls), describeStore(cfg.Database), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
-	notify(log, daemon.SdNotifyReady+"\n"+status(srv, rl, db))
-	// Loading a big database leaves as much garbage as it keeps (read
-	// buffers, the file's strings); give it back to the system once the
-	// load is over (buntdb finishes a big file in the background) rather
-	// than carry it in the resident size until the heap grows into it.
-	go func() {
-		if l, ok := db.(interface{ Loaded() <-chan struct{} }); ok {
-			<-l.Loaded()
-		}
-		debug.FreeOSMemory()
-	}()
+}
 
+// freeAfterLoad gives the garbage of loading a big database (read
+// buffers, the file's strings; as much as it keeps) back to the system
+// once the load is over (buntdb finishes a big file in the background),
+// rather than carry it in the resident size until the heap grows into it.
+func freeAfterLoad(db store.Store) {
+	if l, ok := db.(interface{ Loaded() <-chan struct{} }); ok {
+		<-l.Loaded()
+	}
+	debug.FreeOSMemory()
+}
+
+// instance is the running daemon, as its signal loop sees it.
+type instance struct {
+	log    *slog.Logger
+	db     store.Store
+	engine *greylist.Engine
+	srv    *policy.Server
+	rl     *reload.Reloader
+	ops    *operations
+}
+
+// reload reloads the configuration, telling systemd.
+func (in *instance) reload(why string) {
+	notify(in.log, daemon.SdNotifyReloading+"\nSTATUS=reloading")
+	in.rl.Reload(why)
+	notify(in.log, daemon.SdNotifyReady+"\n"+in.status())
+}
+
+// loop handles signals, the systemd watchdog and status until a signal
+// stops greyd; it returns the exit status.
+func (in *instance) loop(sigs <-chan os.Signal, stopBackground context.CancelFunc) int {
 	var watchdog <-chan time.Time
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
 		t := time.NewTicker(iv / 2)
@@ -271,42 +317,47 @@ func serve(path string, stderr io.Writer) int {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				why := "SIGHUP"
-				if files := rl.Changed(); len(files) > 0 {
+				if files := in.rl.Changed(); len(files) > 0 {
 					why += ", changed: " + strings.Join(files, ", ")
 				}
-				reloadNow(why)
+				in.reload(why)
 				continue
 			}
-			stopWatching()
-			log.Info(fmt.Sprintf("%v received: stopping", sig))
-			notify(log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
-			ops.stop()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := srv.Shutdown(ctx); err != nil {
-				log.Warn(fmt.Sprintf("connections still busy after 10s were closed: %v", err))
-			}
-			cancel()
-			if err := db.Close(); err != nil {
-				log.Error(fmt.Sprintf("closing database: %v", err))
-			}
-			st := srv.Stats()
-			log.Info(fmt.Sprintf("stopped after %d requests", st.Requests))
+			stopBackground()
+			in.stop(sig)
 			return exitOK
 		case <-watchdog:
 			// Ping only when the store answers: a wedged store should get
 			// greyd restarted rather than leave it failing open forever.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := engine.CheckStore(ctx)
+			err := in.engine.CheckStore(ctx)
 			cancel()
 			if err == nil {
-				notify(log, daemon.SdNotifyWatchdog)
+				notify(in.log, daemon.SdNotifyWatchdog)
 			} else {
-				log.Error(fmt.Sprintf("watchdog: database does not answer: %v", err))
+				in.log.Error(fmt.Sprintf("watchdog: database does not answer: %v", err))
 			}
 		case <-statusTick.C:
-			notify(log, status(srv, rl, db))
+			notify(in.log, in.status())
 		}
 	}
+}
+
+// stop ends serving: the requests in progress get 10 seconds, then the
+// database is closed.
+func (in *instance) stop(sig os.Signal) {
+	in.log.Info(fmt.Sprintf("%v received: stopping", sig))
+	notify(in.log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
+	in.ops.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := in.srv.Shutdown(ctx); err != nil {
+		in.log.Warn(fmt.Sprintf("connections still busy after 10s were closed: %v", err))
+	}
+	cancel()
+	if err := in.db.Close(); err != nil {
+		in.log.Error(fmt.Sprintf("closing database: %v", err))
+	}
+	in.log.Info(fmt.Sprintf("stopped after %d requests", in.srv.Stats().Requests))
 }
 
 func limits(c *config.Config) policy.Limits {
@@ -329,17 +380,18 @@ func names(ls []net.Listener) string {
 	return strings.Join(s, ", ")
 }
 
-func status(srv *policy.Server, rl *reload.Reloader, db store.Store) string {
-	st := srv.Stats()
+// status is systemd's STATUS= line.
+func (in *instance) status() string {
+	st := in.srv.Stats()
 	s := fmt.Sprintf("STATUS=%d requests answered, %d connections", st.Requests, st.Connections)
-	if r := rl.Stats(); !r.Last.IsZero() {
+	if r := in.rl.Stats(); !r.Last.IsZero() {
 		outcome := "ok"
 		if !r.LastOK {
 			outcome = "FAILED, running the previous configuration"
 		}
 		s += fmt.Sprintf("; last reload %s %s", r.Last.Format("2006-01-02 15:04:05"), outcome)
 	}
-	if st, ok := db.(interface{ Status() string }); ok {
+	if st, ok := in.db.(interface{ Status() string }); ok {
 		s += "; " + st.Status()
 	}
 	return s

@@ -240,7 +240,7 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 	cfg, _ := os.ReadFile(filepath.Join(dir, "greyd.hcl"))
 	newCfg := strings.Replace(string(cfg), filepath.Join(dir, "state", "greyd.db"), filepath.Join(dir, "other.db"), 1)
 	writeFile(t, filepath.Join(dir, "greyd.hcl"), newCfg+"\ngreylist {\n  text = \"Come back later\"\n}\n")
-	d.waitLog("changed database settings need a restart")
+	d.waitLog("warning: database.path changed in greyd.hcl:")
 	c := dial(t, "unix", sock)
 	if got := c.ask(rcpt("198.51.100.90", "x", "a@b.example", "c@example.org", 1700000000)...); got != "DEFER_IF_PERMIT 4.2.0 Come back later" {
 		t.Errorf("live setting after reload: got %q", got)

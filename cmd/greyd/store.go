@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,7 +43,50 @@ func openStore(c config.Database, log *slog.Logger) (store.Store, error) {
 		return nil, err
 	}
 	log.Error(fmt.Sprintf("%v: SERVING WITH AN IN-MEMORY DATABASE; greylisting state will be lost at the next restart. Fix the state directory (owner, permissions, free space) and restart greyd", err))
-	return buntdb.Open(buntdb.Memory, o)
+	mem, merr := buntdb.Open(buntdb.Memory, o)
+	if merr != nil {
+		return nil, merr
+	}
+	return &memoryStore{DB: mem, cause: err, since: time.Now()}, nil
+}
+
+// memoryStore is the in-memory database greyd serves with when the
+// configured one cannot be opened. It says so wherever greyd reports on
+// its store, for as long as it lasts: a warning logged once is soon out
+// of sight.
+type memoryStore struct {
+	*buntdb.DB
+	cause error // why the database could not be opened
+	since time.Time
+}
+
+// memoryWarningEvery repeats the in-memory warning.
+var memoryWarningEvery = time.Hour
+
+// Status is the store's line in systemd's STATUS= and in greyd stats.
+func (m *memoryStore) Status() string {
+	return fmt.Sprintf("IN MEMORY since %s (%v): state is lost at restart", m.since.Format("2006-01-02 15:04:05"), m.cause)
+}
+
+// remind logs the warning every interval until ctx ends.
+func (m *memoryStore) remind(ctx context.Context, log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			log.Error(fmt.Sprintf("%v: STILL SERVING WITH AN IN-MEMORY DATABASE since %s; greylisting state will be lost at the next restart. Fix the state directory (owner, permissions, free space) and restart greyd",
+				m.cause, m.since.Format("2006-01-02 15:04:05")))
+		}
+	}
+}
+
+// persistent reports whether db keeps its state across restarts.
+func persistent(db store.Store) bool {
+	_, mem := db.(*memoryStore)
+	return !mem
 }
 
 // openRedis opens the Redis store of r. The store's deadline is
@@ -80,10 +124,14 @@ func setStoreTimeout(db store.Store, d time.Duration) {
 }
 
 // describeStore names the database for the start-up line: the buntdb file,
-// or the Redis URL (it never holds a password: that is in password_file).
-func describeStore(c config.Database) string {
-	if c.Redis != nil {
-		return "redis " + c.Redis.URL
+// the Redis URL (it never holds a password: that is in password_file), or
+// the memory that stands in for the file.
+func describeStore(c config.Database, db store.Store) string {
+	switch {
+	case !persistent(db):
+		return "in-memory database: state is lost at restart (" + c.Path + " could not be opened)"
+	case c.Redis != nil:
+		return "database redis " + c.Redis.URL
 	}
-	return c.Path
+	return "database " + c.Path
 }

@@ -39,6 +39,9 @@ type Sources struct {
 	LastReloadSuccess func() time.Time
 	// DryRun reports greylist { dry_run = true }.
 	DryRun func() bool
+	// StorePersistent is false while greyd serves from memory because
+	// its database could not be opened.
+	StorePersistent func() bool
 }
 
 // Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
@@ -115,6 +118,17 @@ func New(src Sources) *Metrics {
 			Help: "1 while greylist { dry_run = true }: decisions are made and learned but every reply is DUNNO.",
 		}, func() float64 {
 			if src.DryRun() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if src.StorePersistent != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "greyd_store_persistent",
+			Help: "1 when the store keeps its state across restarts; 0 while greyd serves from memory because the database could not be opened.",
+		}, func() float64 {
+			if src.StorePersistent() {
 				return 1
 			}
 			return 0

@@ -50,7 +50,7 @@ func inputs(path string, cfgs ...*config.Config) []string {
 			add(f)
 		}
 		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
-			add(r.PasswordFile) // a new password takes effect without SIGHUP
+			add(r.PasswordFile) // a new password is noticed (it waits for a restart)
 		}
 	}
 	return files

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -59,9 +60,25 @@ func (l *Loaded) Problems() []error {
 	return errs
 }
 
-// Load reads the configuration at path and the files it names. Snapshot
-// is nil when ConfigProblems is not empty.
+// Load reads the configuration at path and the files it names, and the
+// privacy key when the configuration asks for privacy. Snapshot is nil
+// when ConfigProblems is not empty.
 func Load(path string, o Options) *Loaded {
+	return load(path, o, func(cfg *config.Config) (*greylist.Hasher, error) {
+		if !cfg.Greylist.Privacy {
+			return nil, nil
+		}
+		key, err := privacyKey(KeyPath(cfg), o.CreateKey)
+		if err != nil {
+			return nil, err
+		}
+		return greylist.NewHasher(key), nil
+	})
+}
+
+// load is Load with the privacy hasher from privacy: the key file's at
+// start, the running one at a reload.
+func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher, error)) *Loaded {
 	seen := takeFingerprint(inputs(path))
 	cfg, ps := config.Load(path)
 	l := &Loaded{Config: cfg, ConfigProblems: ps, seen: seen}
@@ -114,14 +131,12 @@ func Load(path string, o Options) *Loaded {
 		ic.DynamicDomains = append(ic.DynamicDomains, g.DynamicDomains...)
 		snap.Identity = identity.New(ic)
 	}
-	if g.Privacy {
-		key, err := privacyKey(KeyPath(cfg), o.CreateKey)
-		if err != nil {
-			l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
-			return l
-		}
-		snap.Privacy = greylist.NewHasher(key)
+	h, err := privacy(cfg)
+	if err != nil {
+		l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
+		return l
 	}
+	snap.Privacy = h
 	l.Snapshot = snap
 	return l
 }
@@ -134,34 +149,31 @@ func KeyPath(cfg *config.Config) string {
 
 const keySize = 32
 
-// privacyKey reads the secret, creating it (0600, written to a temporary
-// file then renamed, so a crash never leaves half a key) when allowed.
+// privacyKey reads the secret, creating it when allowed. The daemon and
+// greyd import-postgrey may create it at the same moment: the key is
+// written in full to a temporary file and linked to its name, which
+// fails if the other one was first, and then its key is the one used.
 func privacyKey(path string, create bool) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if len(b) < keySize {
-			return nil, fmt.Errorf("%s is %d bytes, want %d: remove it to create a new one (stored keys then no longer match, so senders are greylisted once more)", path, len(b), keySize)
-		}
-		return b[:keySize], nil
-	}
+	key, err := readKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return key, err
 	}
 	if !create {
 		// check-config: the daemon will create it.
 		return bytes.Repeat([]byte{0}, keySize), nil
 	}
-	key := make([]byte, keySize)
+	key = make([]byte, keySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
 	// The key is read before the database is opened, which creates the
 	// state directory otherwise (systemd's StateDirectory= does it for
 	// the packaged unit, a first start by hand does not).
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".privacy.key-*")
+	tmp, err := os.CreateTemp(dir, ".privacy.key-*") // mode 0600
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +189,49 @@ func privacyKey(path string, create bool) ([]byte, error) {
 	if err := tmp.Close(); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return readKey(path) // created meanwhile, complete: it was linked the same way
+	} else if err != nil {
+		return nil, err
+	}
+	// The new name must survive a crash: entries stored under the key
+	// would be lost with it.
+	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
 	return key, nil
+}
+
+// readKey reads an existing key; one that other users could read is no
+// secret and refused.
+func readKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %#o: group or other users can access the privacy key; make it readable by greyd only (chmod 600 %s) and keep the file: a new key would greylist every sender once more", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<10))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < keySize {
+		return nil, fmt.Errorf("%s is %d bytes, want %d: remove it to create a new one (stored keys then no longer match, so senders are greylisted once more)", path, len(b), keySize)
+	}
+	return b[:keySize], nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

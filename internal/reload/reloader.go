@@ -1,20 +1,22 @@
 package reload
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
-	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"greyd/internal/config"
+	"greyd/internal/greylist"
 )
 
 // Reloader re-reads the configuration and applies it when, and only when,
-// it loaded without problems. It is safe for concurrent use; reloads are
-// serialised.
+// it loaded without problems. What greyd reads only at start (sockets,
+// database, privacy key) keeps its running value, with a warning per
+// changed setting; a reload never reads or creates the key file. It is
+// safe for concurrent use; reloads are serialised.
 type Reloader struct {
 	path  string
 	opts  Options
@@ -25,6 +27,12 @@ type Reloader struct {
 	current   *config.Config // running configuration
 	attempted *config.Config // last one loaded, even if rejected
 	seen      fingerprint    // inputs as of the last attempt
+
+	// Read at start only: the privacy key's hasher (nil without
+	// privacy), and the Redis password file with its content.
+	privacy      *greylist.Hasher
+	passwordFile string
+	password     [sha256.Size]byte
 
 	ok, failed atomic.Uint64
 	last       atomic.Int64 // unix nanoseconds of the last attempt
@@ -40,6 +48,13 @@ func NewReloader(path string, o Options, initial *Loaded, log *slog.Logger, appl
 	r.seen = initial.seen
 	if r.seen == nil {
 		r.seen = takeFingerprint(inputs(path, initial.Config))
+	}
+	if initial.Snapshot != nil {
+		r.privacy = initial.Snapshot.Privacy
+	}
+	if rd := initial.Config.Database.Redis; rd != nil && rd.PasswordFile != "" {
+		r.passwordFile = rd.PasswordFile
+		r.password = r.seen[rd.PasswordFile]
 	}
 	return r
 }
@@ -85,7 +100,8 @@ func (r *Reloader) Reload(why string) bool {
 	// Fingerprint before reading: an edit racing with this load shows up
 	// as a change at the next check.
 	before := takeFingerprint(inputs(r.path, r.current, r.attempted))
-	l := Load(r.path, r.opts)
+	// Never the key file: the key belongs to the running database.
+	l := load(r.path, r.opts, func(*config.Config) (*greylist.Hasher, error) { return r.privacy, nil })
 	r.attempted = l.Config
 	r.seen = before
 	for p, h := range l.seen {
@@ -106,42 +122,22 @@ func (r *Reloader) Reload(why string) bool {
 		r.log.Error(fmt.Sprintf("reload (%s) failed with %d problem(s): still running the previous configuration; fix the files and save again (or run greyd check-config)", why, len(l.Problems())))
 		return false
 	}
-	// Sockets and the database are opened once; keep the running values.
-	var restart []string
-	if !reflect.DeepEqual(l.Config.Listen, r.current.Listen) {
-		restart = append(restart, "listen")
-		l.Config.Listen = r.current.Listen
-	}
-	if !reflect.DeepEqual(l.Config.Database, r.current.Database) {
-		restart = append(restart, "database")
-		l.Config.Database = r.current.Database
-	}
-	if l.Config.Control != r.current.Control {
-		restart = append(restart, "control")
-		l.Config.Control = r.current.Control
-	}
-	if !reflect.DeepEqual(l.Config.Metrics, r.current.Metrics) {
-		restart = append(restart, "metrics")
-		l.Config.Metrics = r.current.Metrics
+	// Sockets, the database and the privacy key are opened once.
+	restart := keepRunning(r.current, l.Config)
+	if pw := r.passwordFile; pw != "" && r.seen[pw] != r.password {
+		restart = append(restart, fmt.Sprintf("database.redis.password_file %s changed: restart greyd to apply it (running with the password read at start)", pw))
 	}
 	r.apply(l)
 	r.current = l.Config
 	r.ok.Add(1)
 	r.lastOK.Store(true)
+	for _, w := range restart {
+		r.log.Warn(w)
+	}
 	msg := fmt.Sprintf("reload (%s): ok, %d client and %d recipient whitelist entries", why, l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len())
 	if len(restart) > 0 {
-		msg += fmt.Sprintf("; changed %s settings need a restart (systemctl restart greyd) and keep their running values until then", joinAnd(restart))
-		r.log.Warn(msg)
-	} else {
-		r.log.Info(msg)
+		msg += fmt.Sprintf("; %d changed setting(s) keep their running value until greyd restarts", len(restart))
 	}
+	r.log.Info(msg)
 	return true
-}
-
-// joinAnd joins words as prose: "a", "a and b", "a, b and c".
-func joinAnd(words []string) string {
-	if len(words) < 2 {
-		return strings.Join(words, "")
-	}
-	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }

@@ -1,16 +1,16 @@
-// Package heap paces Go's garbage collector to greyd's working set.
+// Package gcpace paces Go's garbage collector to greyd's working set.
 //
 // With the default GOGC=100 the heap grows to twice the live data before
 // each collection. For a small database that is a few megabytes; with a
 // million triplets in buntdb (about 340 MB live) it is another 340 MB of
-// resident memory that holds nothing but garbage. Pacer lowers the GC
+// resident memory that holds nothing but garbage. Pace lowers the GC
 // percentage as the live heap grows, so that the headroom above the live
 // data stays about Headroom (never below a quarter of the live heap):
 // each collection marks the whole live heap, so a smaller headroom means
 // more collections, and a quarter keeps that cost within a few percent
 // of greyd's CPU (BENCHMARKS.md). An administrator's GOGC or GOMEMLIMIT
 // turns it off: theirs is the decision.
-package heap
+package gcpace
 
 import (
 	"context"
