@@ -167,13 +167,6 @@ func (o *operations) reloaded(n *reload.Loaded) {
 	if !n.Config.Greylist.DryRun && old.Greylist.DryRun {
 		o.log.Warn("dry run is over: greylisting is enforced again")
 	}
-	if n.Config.Control.Socket != old.Control.Socket || !sameMetrics(n.Config.Metrics, old.Metrics) {
-		o.log.Warn("control and metrics changes take effect at the next restart")
-	}
-}
-
-func sameMetrics(a, b *config.Metrics) bool {
-	return a == nil && b == nil || a != nil && b != nil && a.Listen == b.Listen
 }
 
 func (o *operations) warnDryRun() {
