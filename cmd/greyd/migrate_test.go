@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"greyd/internal/migrate"
 	"greyd/internal/store/redis/redistest"
 )
 
@@ -26,7 +27,7 @@ func needPostgrey(t *testing.T) {
 	if _, err := exec.LookPath("postgrey"); err != nil {
 		t.Fatal("postgrey not installed (make deps installs it: apt install postgrey)")
 	}
-	if _, _, err := findDBTools(); err != nil {
+	if _, _, err := migrate.FindDBTools(); err != nil {
 		t.Fatal(err)
 	}
 }
