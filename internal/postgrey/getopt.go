@@ -149,9 +149,6 @@ func getopt(args []string) *postgreyArgs {
 			}
 			if spec.kind == argInt && !perlInt.MatchString(value) {
 				refuse(start, "Value %q invalid for option %s (number expected)", value, name)
-				if !hasValue {
-					i-- // Getopt::Long reads the value again as an argument
-				}
 				continue
 			}
 		}

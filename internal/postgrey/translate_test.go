@@ -3,8 +3,10 @@ package postgrey
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -376,4 +378,119 @@ func mustParse(t *testing.T, s string) *Options {
 		return nil
 	}
 	return o
+}
+
+// TestGetoptAgreesWithPostgrey runs Postgrey's own GetOptions call, taken
+// from the installed postgrey, under Perl's Getopt::Long, and checks that
+// getopt reads every argument list as it does: the values, the whitelist
+// lists, where the options end, and whether Postgrey starts at all.
+func TestGetoptAgreesWithPostgrey(t *testing.T) {
+	bin, err := exec.LookPath("postgrey")
+	if err != nil {
+		t.Fatal("postgrey not installed (make deps installs it: apt install postgrey)")
+	}
+	src, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := regexp.MustCompile(`(?m)^use Getopt::Long.*;$`).Find(src)
+	call := regexp.MustCompile(`(?s)GetOptions\(\\%opt,.*?\)\s*or exit\(1\);`).Find(src)
+	if use == nil || call == nil {
+		t.Fatalf("%s: no Getopt::Long configuration or GetOptions call found", bin)
+	}
+	// One Perl for every list: arguments separated by NUL, lists by SOH
+	// on stdin; the answers end with "--end".
+	script := string(use) + `
+$SIG{__WARN__} = sub {};
+local $/;
+my $in = <STDIN>;
+for my $case (split /\x01/, $in, -1) {
+	local @ARGV = $case eq "" ? () : split(/\x00/, $case, -1);
+	my %opt;
+	my $ok = ` + strings.TrimSuffix(string(call), " or exit(1);") + `;
+	print "ok=", ($ok ? 1 : 0), "\n";
+	for my $k (sort keys %opt) {
+		if (ref $opt{$k}) { print "list $k=$_\n" for @{$opt{$k}} } else { print "opt $k=$opt{$k}\n" }
+	}
+	print "rest=$_\n" for @ARGV;
+	print "--end\n";
+}
+`
+	cases := [][]string{
+		{"--inet=10023", "--delay=60", "--delay", "120", "-delay", "90"},
+		{"--del=5"}, {"--Delay=5"}, {"-delay=5"}, {"---delay=5"}, {"--delay=5x"},
+		{"--delay", "5x", "--inet=1"}, {"--delay", "5x", "foo", "--inet=1"},
+		{"--delay=-5"}, {"--delay", "-5"}, {"--delay=+5"}, {"--delay=05"}, {"--delay"}, {"--delay", "--inet=1"},
+		{"--greylist-text="}, {"--greylist-text", "--delay=5"}, {"--greylist-text", "-"}, {"--greylist-text", "--"},
+		{"--auto-whitelist-clients"}, {"--auto-whitelist-clients", "3"}, {"--auto-whitelist-clients", "--delay=4"},
+		{"--auto-whitelist-clients="}, {"--auto-whitelist-clients", "-5"}, {"--auto-whitelist-clients", "-"},
+		{"--auto-whitelist-clients", "--"}, {"--auto-whitelist-clients=0", "--auto-whitelist-clients=x"},
+		{"--inet=1", "foo", "--delay=5"}, {"--inet=1", "--", "--delay=5"}, {"-", "--delay=5"}, {"", "--delay=5"},
+		{"+delay=5"}, {"-u", "/x", "-i", "5", "--u=/y"}, {"-ux"}, {"-u=x"}, {"--i", "7"},
+		{"--whitelist-clients", "a", "--whitelist-clients=b", "--whitelist-recipients=c"},
+		{"--lookup-by-host=1"}, {"--lookup-by-host", "--lookup-by-subnet", "--privacy", "--privacy"},
+		{"--syslog-facility=x", "--facility=y", "--syslogfacility=z"}, {"-v", "-q", "-d", "-n", "-h"}, {"-vq"},
+		{"--no-action", "--noaction", "--help", "--man", "--version", "--exim"},
+		{"--ipv4cidr=0x10"}, {"--ipv6cidr=48", "--listen-queue-size=9", "--max-age=3"},
+		{"--socketmode=0600", "--user=u", "--group=g", "--dbdir=/d", "--pidfile=/p", "--hostname=h"},
+		{"--retry-window=6h", "--greylist-action=451", "--x-greylist-header=X:_%t"},
+		{"--=5"}, {"--", "--delay=5"}, {"-"},
+	}
+	var in []string
+	for _, args := range cases {
+		in = append(in, strings.Join(args, "\x00"))
+	}
+	cmd := exec.Command("perl", "-e", script)
+	cmd.Stdin = strings.NewReader(strings.Join(in, "\x01"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("perl: %v\n%s", err, out)
+	}
+	answers := strings.Split(strings.TrimSuffix(string(out), "--end\n"), "--end\n")
+	if len(answers) != len(cases) {
+		t.Fatalf("perl answered %d argument lists of %d:\n%s", len(answers), len(cases), out)
+	}
+	// Numbers as numbers: Getopt::Long keeps "+5" as 5.
+	num := func(name, v string) string {
+		if postgreyOptions[name].kind == argInt {
+			n, _ := intValue(v)
+			return fmt.Sprint(n)
+		}
+		return v
+	}
+	for i, args := range cases {
+		var want []string
+		for _, l := range strings.Split(strings.TrimSuffix(answers[i], "\n"), "\n") {
+			kind, rest, _ := strings.Cut(l, " ")
+			if kind != "opt" && kind != "list" {
+				want = append(want, l)
+				continue
+			}
+			k, v, _ := strings.Cut(rest, "=")
+			k = postgreyOptions[k].name // Perl's first name of --syslog-facility is syslogfacility
+			want = append(want, kind+" "+k+"="+num(k, v))
+		}
+		p := getopt(args)
+		got := []string{"ok=0"}
+		if len(p.refused) == 0 {
+			got[0] = "ok=1"
+		}
+		for k, v := range p.opt {
+			if l, ok := p.lists[k]; ok {
+				for _, v := range l {
+					got = append(got, "list "+k+"="+v)
+				}
+			} else {
+				got = append(got, "opt "+k+"="+num(k, v))
+			}
+		}
+		for _, a := range p.ignored {
+			got = append(got, "rest="+a)
+		}
+		sort.Strings(want[1:])
+		sort.Strings(got[1:])
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("arguments %q:\ngetopt   %q\nPostgrey %q", args, got, want)
+		}
+	}
 }
