@@ -51,28 +51,47 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "check-config" {
-		return checkConfig(args[1:], stdout, stderr)
-	}
 	if len(args) > 0 {
-		if cmd, ok := adminCommands[args[0]]; ok {
-			return cmd(args[1:], stdout, stderr)
+		if args[0] == "help" {
+			return help(args[1:], stdout, stderr)
+		}
+		if c, ok := findCommand(args[0]); ok {
+			if len(args) == 2 && isHelp(args[1]) {
+				return c.run(c.helpArgs, stdout, stderr)
+			}
+			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	if len(args) > 0 && args[0] == "import-postgrey" {
-		return importPostgrey(args[1:], stdout, stderr)
+	f := newDaemonFlags(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
 	}
-	if len(args) > 0 && args[0] == "export-postgrey" {
-		return exportPostgrey(args[1:], stdout, stderr)
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "greyd: unknown command %q\n", f.fs.Arg(0))
+		f.fs.Usage()
+		return exitConfig
 	}
-	fs := flag.NewFlagSet("greyd", flag.ContinueOnError)
+	switch {
+	case *f.version:
+		fmt.Fprintf(stdout, "greyd %s\n", version)
+		return exitOK
+	case *f.check:
+		return checkConfig([]string{"-config", *f.path}, stdout, stderr)
+	}
+	return serve(*f.path, stderr)
+}
+
+// checkConfig validates everything the daemon would read, prints the
+// effective configuration, and exits 0; or prints every problem and exits 2.
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("greyd check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl and conf.d/*.hcl files are read (later files override earlier ones)")
-	check := fs.Bool("check-config", false, "validate the configuration and whitelist files, print the effective configuration, and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: greyd [-config PATH]\n       greyd check-config [-config PATH]\n       greyd -version\n"+
-			"       greyd explain|list|delete|whitelist|stats|export|import [-config PATH] ... (greyd COMMAND -h)\n\n")
+		fmt.Fprintf(stderr, "usage: greyd check-config [-config PATH]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -82,30 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "greyd: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "greyd check-config: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
-		return exitConfig
-	}
-	switch {
-	case *showVersion:
-		fmt.Fprintf(stdout, "greyd %s\n", version)
-		return exitOK
-	case *check:
-		return checkConfig([]string{"-config", *path}, stdout, stderr)
-	}
-	return serve(*path, stderr)
-}
-
-// checkConfig validates everything the daemon would read, prints the
-// effective configuration, and exits 0; or prints every problem and exits 2.
-func checkConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("greyd check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfig, "configuration `path`: a file, or a directory whose *.hcl and conf.d/*.hcl files are read (later files override earlier ones)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
 		return exitConfig
 	}
 	host, _ := os.Hostname()

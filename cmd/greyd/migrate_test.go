@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"greyd/internal/migrate"
 	"greyd/internal/store/redis/redistest"
 )
 
@@ -26,7 +27,7 @@ func needPostgrey(t *testing.T) {
 	if _, err := exec.LookPath("postgrey"); err != nil {
 		t.Fatal("postgrey not installed (make deps installs it: apt install postgrey)")
 	}
-	if _, _, err := findDBTools(); err != nil {
+	if _, _, err := migrate.FindDBTools(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -542,6 +543,91 @@ func TestImportPostgreyPrivacyAndOptions(t *testing.T) {
 	if o, e, code := runGreyd(t, "check-config", "-config", frag); code != 0 {
 		t.Errorf("check-config of the translated options: exit %d\n%s%s\n%s", code, o, e, out)
 	}
+}
+
+// shippedConfig copies the shipped etc/greyd to dir, with fragment in
+// conf.d as the README's switching recipe puts it there, and a last
+// drop-in that moves the socket, database and control socket into dir.
+func shippedConfig(t *testing.T, dir, fragment string) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755)
+	for _, f := range []string{"greyd.hcl", "whitelist_clients", "whitelist_recipients"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "etc", "greyd", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, f), string(b))
+	}
+	writeFile(t, filepath.Join(dir, "conf.d", "postgrey.hcl"), fragment)
+	writeFile(t, filepath.Join(dir, "conf.d", "zz-test.hcl"), fmt.Sprintf("listen_reset = true\nlisten {\n  unix = %q\n}\ndatabase {\n  path = %q\n}\ncontrol {\n  socket = %q\n}\n",
+		filepath.Join(dir, "greyd.sock"), filepath.Join(dir, "state", "greyd.db"), filepath.Join(dir, "control.sock")))
+}
+
+// TestImportPostgreyOptionsRepeated: Debian's /etc/default/postgrey with
+// repeated options and POSTGREY_TEXT (a second --greylist-text) gives a
+// fragment that check-config accepts next to the shipped greyd.hcl, and
+// greyd then answers as the real Postgrey run with the same arguments.
+func TestImportPostgreyOptionsRepeated(t *testing.T) {
+	needPostgrey(t)
+	dir := t.TempDir()
+	r1, r2 := filepath.Join(dir, "rcpt1"), filepath.Join(dir, "rcpt2")
+	writeFile(t, r1, "only-r1@example.org\n")
+	writeFile(t, r2, "only-r2@example.org\n")
+	opts := "--inet=10023 --delay=60 --greylist-text=First --greylist-action=451 --delay=120 --greylist-action=DEFER" +
+		" --x-greylist-header=X-Old:_%t --x-greylist-header=X-Greylist:_waited_%t" +
+		" --whitelist-recipients=" + r1 + " --whitelist-recipients=" + r2 + " --retry-window=1 --retry-window=6h"
+	const text = "Second, see %r"
+	optsFile := filepath.Join(dir, "default-postgrey")
+	writeFile(t, optsFile, fmt.Sprintf("POSTGREY_OPTS=%q\nPOSTGREY_TEXT=%q\n", opts, text))
+
+	frag, errOut, code := runGreyd(t, "import-postgrey", "-options-file", optsFile)
+	if code != 0 {
+		t.Fatalf("import-postgrey -options-file: exit %d\n%s%s", code, frag, errOut)
+	}
+	cfg := filepath.Join(dir, "greyd")
+	shippedConfig(t, cfg, frag)
+	if out, errOut, code := runGreyd(t, "check-config", "-config", cfg); code != 0 {
+		t.Fatalf("check-config of the shipped configuration with the fragment: exit %d\n%s%s\nfragment:\n%s", code, out, errOut, frag)
+	}
+
+	// Postgrey as Debian's unit starts it: $POSTGREY_OPTS, then
+	// --greylist-text="$POSTGREY_TEXT". Its socket is the test's: with
+	// --inet it would listen on port 10023 instead.
+	var args []string
+	for _, a := range strings.Fields(opts) {
+		if !strings.HasPrefix(a, "--inet=") {
+			args = append(args, a)
+		}
+	}
+	pg := startPostgrey(t, dir, filepath.Join(dir, "pgdb"), append(args, "--greylist-text="+text)...)
+	pc := dial(t, "unix", pg.sock)
+	d := startDaemonDir(t, cfg)
+	gc := dial(t, "unix", d.sock)
+
+	const t0 = 1700000000
+	for _, tc := range []struct {
+		req       []string
+		wantStart string
+	}{
+		{rcpt2("198.51.100.7", "mx.foo.example", "a@foo.example", "bob@example.org", t0), "DEFER 4.2.0 Second, see example.org"},
+		{rcpt2("198.51.100.7", "mx.foo.example", "a@foo.example", "bob@example.org", t0+119), "DEFER "},
+		{rcpt2("198.51.100.7", "mx.foo.example", "a@foo.example", "bob@example.org", t0+120), "PREPEND X-Greylist:_waited_120"},
+		{rcpt2("198.51.100.7", "mx.foo.example", "b@foo.example", "only-r1@example.org", t0), "DUNNO"},
+		{rcpt2("198.51.100.7", "mx.foo.example", "b@foo.example", "only-r2@example.org", t0), "DUNNO"},
+		// The retry window is 6h, not a day: this retry starts over.
+		{rcpt2("203.0.113.9", "mx.bar.example", "c@bar.example", "bob@example.org", t0), "DEFER "},
+		{rcpt2("203.0.113.9", "mx.bar.example", "c@bar.example", "bob@example.org", t0+6*3600+1), "DEFER "},
+	} {
+		want := pc.ask(tc.req...)
+		if !strings.HasPrefix(want, tc.wantStart) {
+			t.Fatalf("Postgrey: sent %q\ngot %q, want %q...", tc.req, want, tc.wantStart)
+		}
+		if got := gc.ask(tc.req...); got != want {
+			t.Errorf("sent %q\ngreyd answered %q, Postgrey %q\nfragment:\n%s", tc.req, got, want, frag)
+		}
+	}
+	pc.c.Close()
+	stopPostgrey(t, pg)
 }
 
 // TestImportPostgreyRedis: on Redis only the running greyd writes the

@@ -7,7 +7,7 @@
 // state that `db_load` turns back into a database Postgrey accepts.
 //
 // It does no I/O beyond the readers and writers it is given: finding and
-// running db_dump, and opening greyd's database, is cmd/greyd's job.
+// running db_dump, and opening greyd's database, is internal/migrate's job.
 package postgrey
 
 import (
