@@ -52,9 +52,9 @@ func big(b *testing.B) *buntdb.DB {
 			ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8 & 15), byte(i)})
 			first := now - int64(i%86400)
 			entries = append(entries, store.Entry{Kind: store.KindTriplet, Key: snap.TripletKey(ip, fmt.Sprintf("user%d@sender%d.example", i, i%1000), "rcpt@example.org"),
-				A: first, B: first + int64(i%600), Expires: now + 86400})
+				First: first, Last: first + int64(i%600), Expires: now + 86400})
 			if i%100 == 0 {
-				entries = append(entries, store.Entry{Kind: store.KindClient, Key: snap.ClientKey(ip), A: int64(i % 7), B: now, Expires: now + 86400})
+				entries = append(entries, store.Entry{Kind: store.KindClient, Key: snap.ClientKey(ip), Count: int64(i % 7), Last: now, Expires: now + 86400})
 			}
 			if len(entries) >= 10000 {
 				flush()

@@ -185,7 +185,7 @@ func TestFilter(t *testing.T) {
 			if e.kind == store.KindTriplet {
 				key = snap.TripletKey(ip, e.sender, e.rcpt)
 			}
-			stored = append(stored, store.Entry{Kind: e.kind, Key: key, A: e.a, B: e.b})
+			stored = append(stored, store.StoredEntry(e.kind, key, e.a, e.b, 0))
 		}
 		for i, tc := range tests {
 			f, err := parseFilter(tc.q, snap)
@@ -483,7 +483,7 @@ func FuzzFilter(f *testing.F) {
 				continue
 			}
 			for _, k := range []store.Kind{store.KindTriplet, store.KindClient} {
-				fl.match(store.Entry{Kind: k, Key: key, A: 1, B: 2})
+				fl.match(store.StoredEntry(k, key, 1, 2, 0))
 			}
 		}
 	})

@@ -13,11 +13,11 @@ import (
 
 // record renders an entry for a listing (parts split) or an export.
 func record(snap *greylist.Snapshot, e store.Entry, listing bool) Record {
-	rec := Record{Kind: string(e.Kind), Key: e.Key, Last: e.B, Expires: e.Expires}
+	rec := Record{Kind: string(e.Kind), Key: e.Key, Last: e.Last, Expires: e.Expires}
 	if e.Kind == store.KindTriplet {
-		rec.First = e.A
+		rec.First = e.First
 	} else {
-		rec.Count = e.A
+		rec.Count = e.Count
 	}
 	if !listing {
 		return rec

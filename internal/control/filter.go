@@ -292,11 +292,11 @@ func (f *filter) stateOf(e store.Entry) string {
 func stateOf(snap *greylist.Snapshot, e store.Entry) string {
 	switch e.Kind {
 	case store.KindTriplet:
-		if e.B-e.A >= int64(snap.Delay/time.Second) {
+		if e.Last-e.First >= int64(snap.Delay/time.Second) {
 			return "passed"
 		}
 	case store.KindClient:
-		if snap.AutoWhitelistClients > 0 && e.A >= int64(snap.AutoWhitelistClients) {
+		if snap.AutoWhitelistClients > 0 && e.Count >= int64(snap.AutoWhitelistClients) {
 			return "passed"
 		}
 	}

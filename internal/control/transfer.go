@@ -242,9 +242,9 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 		im.bad(n, "%s without key", rec.Kind)
 		return store.Entry{}, false
 	}
-	e := store.Entry{Kind: store.Kind(rec.Kind), Key: rec.Key, A: rec.First, B: rec.Last, Expires: rec.Expires}
+	e := store.Entry{Kind: store.Kind(rec.Kind), Key: rec.Key, First: rec.First, Last: rec.Last, Expires: rec.Expires}
 	if e.Kind == store.KindClient {
-		e.A = rec.Count
+		e.First, e.Count = 0, rec.Count
 	}
 	// Checked before the deadline is computed from them: a number out of
 	// the stores' range would overflow it, and fail the whole batch.
@@ -264,10 +264,10 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 
 // deadline is the expiry the rules that set one at every write give e.
 func (im *importer) deadline(e store.Entry) int64 {
-	if e.Kind == store.KindClient || e.B-e.A >= im.delay {
-		return e.B + im.maxAge + 1
+	if e.Kind == store.KindClient || e.Last-e.First >= im.delay {
+		return e.Last + im.maxAge + 1
 	}
-	return e.A + im.retry + 1
+	return e.First + im.retry + 1
 }
 
 // whitelist stores a runtime whitelist entry.

@@ -78,18 +78,40 @@ func ParseKind(s string) (Kind, error) {
 type Entry struct {
 	Kind Kind
 	Key  string
-	// A and B are the two numbers of the entry: first and last seen for
-	// a triplet, count and last for a client.
-	A, B int64
+	// First is when a triplet was first seen, Count how many triplets a
+	// client has passed (the other is 0); Last is when either was last
+	// seen.
+	First, Count, Last int64
 	// Expires is when the backend forgets the entry; 0: never.
 	Expires int64
 }
 
 // Triplet returns e's value as a triplet.
-func (e Entry) Triplet() Triplet { return Triplet{First: e.A, Last: e.B} }
+func (e Entry) Triplet() Triplet { return Triplet{First: e.First, Last: e.Last} }
 
 // Client returns e's value as an auto-whitelist entry.
-func (e Entry) Client() Client { return Client{Count: e.A, Last: e.B} }
+func (e Entry) Client() Client { return Client{Count: e.Count, Last: e.Last} }
+
+// Stored returns the two numbers a backend stores for e, in their stored
+// order: first and last for a triplet, count and last for a client.
+func (e Entry) Stored() (int64, int64) {
+	if e.Kind == KindClient {
+		return e.Count, e.Last
+	}
+	return e.First, e.Last
+}
+
+// StoredEntry is the entry of kind and key whose stored numbers are a and
+// b (Stored's inverse).
+func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
+	e := Entry{Kind: kind, Key: key, Last: b, Expires: expires}
+	if kind == KindClient {
+		e.Count = a
+	} else {
+		e.First = a
+	}
+	return e
+}
 
 // Merge combines two entries of the same kind and key, old stored and
 // imported new, so that an import never makes a sender wait again:
@@ -109,16 +131,16 @@ func Merge(old, new Entry, delay int64) Entry {
 	out := old
 	switch old.Kind {
 	case KindTriplet:
-		op, np := old.B-old.A >= delay, new.B-new.A >= delay
+		op, np := old.Last-old.First >= delay, new.Last-new.First >= delay
 		switch {
 		case np && !op:
-			out.A, out.B = new.A, new.B
+			out.First, out.Last = new.First, new.Last
 		case op && !np:
 		default:
-			out.A, out.B = min(old.A, new.A), max(old.B, new.B)
+			out.First, out.Last = min(old.First, new.First), max(old.Last, new.Last)
 		}
 	case KindClient:
-		out.A, out.B = max(old.A, new.A), max(old.B, new.B)
+		out.Count, out.Last = max(old.Count, new.Count), max(old.Last, new.Last)
 	}
 	if old.Expires == 0 || new.Expires == 0 {
 		out.Expires = 0

@@ -63,8 +63,8 @@ var ErrRange = errors.New("number out of range")
 // backends refuse it (Admin.Import), rather than store what reads back as
 // another number, or as no entry.
 func CheckEntry(e Entry) error {
-	if !ValidNumber(e.A) || !ValidNumber(e.B) {
-		return fmt.Errorf("%w: %d,%d (at most %d either way)", ErrRange, e.A, e.B, int64(MaxValue))
+	if a, b := e.Stored(); !ValidNumber(a) || !ValidNumber(b) {
+		return fmt.Errorf("%w: %d,%d (at most %d either way)", ErrRange, a, b, int64(MaxValue))
 	}
 	return nil
 }

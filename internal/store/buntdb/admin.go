@@ -86,10 +86,11 @@ func (d *DB) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) 
 // toEntry converts an index entry. The deadline is rounded up to the
 // second: an exported entry never expires earlier than the original.
 func toEntry(k string, e entry) store.Entry {
-	out := store.Entry{Kind: store.KindTriplet, Key: k[2:], A: e.a, B: e.b}
+	kind := store.KindTriplet
 	if k[0] == nsClient {
-		out.Kind = store.KindClient
+		kind = store.KindClient
 	}
+	out := store.StoredEntry(kind, k[2:], e.a, e.b, 0)
 	if e.expires != 0 {
 		out.Expires = (e.expires + int64(time.Second) - 1) / int64(time.Second)
 	}
@@ -261,7 +262,8 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 		} else {
 			imported++
 		}
-		w := write{key: k, val: string(store.AppendValue(nil, out.A, out.B)), e: entry{a: out.A, b: out.B}}
+		a, b := out.Stored()
+		w := write{key: k, val: string(store.AppendValue(nil, a, b)), e: entry{a: a, b: b}}
 		if out.Expires != 0 {
 			dl := time.Unix(out.Expires, 0)
 			w.ttl, w.e.expires = dl.Sub(now), dl.UnixNano()

@@ -39,10 +39,10 @@ func checkCounts(t *testing.T, d *DB, triplets, clients int) {
 func TestMerge(t *testing.T) {
 	const delay = 300
 	trip := func(a, b, exp int64) store.Entry {
-		return store.Entry{Kind: store.KindTriplet, Key: "k", A: a, B: b, Expires: exp}
+		return store.Entry{Kind: store.KindTriplet, Key: "k", First: a, Last: b, Expires: exp}
 	}
 	cl := func(a, b, exp int64) store.Entry {
-		return store.Entry{Kind: store.KindClient, Key: "k", A: a, B: b, Expires: exp}
+		return store.Entry{Kind: store.KindClient, Key: "k", Count: a, Last: b, Expires: exp}
 	}
 	tests := []struct {
 		name          string
@@ -97,7 +97,7 @@ func TestScanCountsDelete(t *testing.T) {
 		if len(all) != 323 {
 			t.Fatalf("Scan(all): %d entries, want 323", len(all))
 		}
-		if got := scanAll(t, d, store.KindClient); len(got) != 20 || got[0] != (store.Entry{Kind: store.KindClient, Key: "192.0.2.0", A: 1, B: 5, Expires: got[0].Expires}) {
+		if got := scanAll(t, d, store.KindClient); len(got) != 20 || got[0] != (store.Entry{Kind: store.KindClient, Key: "192.0.2.0", Count: 1, Last: 5, Expires: got[0].Expires}) {
 			t.Errorf("Scan(client): %d entries, first %+v", len(got), got[0])
 		}
 		trips := scanAll(t, d, store.KindTriplet)
@@ -162,13 +162,13 @@ func TestImport(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := []store.Entry{
-			{Kind: store.KindTriplet, Key: "pending", A: now - 1000, B: now - 500, Expires: now + 7200}, // passed: wins
-			{Kind: store.KindTriplet, Key: "new", A: now - 50, B: now - 50, Expires: now + 600},
-			{Kind: store.KindTriplet, Key: "forever", A: 1, B: 2},
-			{Kind: store.KindTriplet, Key: "expired", A: 1, B: 2, Expires: now - 1},
-			{Kind: store.KindClient, Key: "192.0.2.1", A: 5, B: now - 3000, Expires: now + 100},
-			{Kind: store.KindClient, Key: "192.0.2.2", A: 1, B: now, Expires: now + 100},
-			{Kind: store.KindTriplet, Key: "new", A: now - 60, B: now - 40, Expires: now + 600}, // again, merges
+			{Kind: store.KindTriplet, Key: "pending", First: now - 1000, Last: now - 500, Expires: now + 7200}, // passed: wins
+			{Kind: store.KindTriplet, Key: "new", First: now - 50, Last: now - 50, Expires: now + 600},
+			{Kind: store.KindTriplet, Key: "forever", First: 1, Last: 2},
+			{Kind: store.KindTriplet, Key: "expired", First: 1, Last: 2, Expires: now - 1},
+			{Kind: store.KindClient, Key: "192.0.2.1", Count: 5, Last: now - 3000, Expires: now + 100},
+			{Kind: store.KindClient, Key: "192.0.2.2", Count: 1, Last: now, Expires: now + 100},
+			{Kind: store.KindTriplet, Key: "new", First: now - 60, Last: now - 40, Expires: now + 600}, // again, merges
 		}
 		imported, merged, err := d.Import(ctx, in, 300)
 		if err != nil || imported != 3 || merged != 3 {
@@ -221,7 +221,7 @@ func TestExportImport(t *testing.T) {
 	}
 	for i := range got {
 		g, w := got[i], exported[i]
-		if g.Kind != w.Kind || g.Key != w.Key || g.A != w.A || g.B != w.B || g.Expires < w.Expires || g.Expires > w.Expires+1 {
+		if g.Kind != w.Kind || g.Key != w.Key || g.First != w.First || g.Count != w.Count || g.Last != w.Last || g.Expires < w.Expires || g.Expires > w.Expires+1 {
 			t.Errorf("entry %d: got %+v, want %+v", i, g, w)
 		}
 	}

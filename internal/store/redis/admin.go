@@ -219,7 +219,7 @@ func (sc *scanner) batch(ctx context.Context, kind store.Kind, ns, pattern strin
 		if !ok || ttl == -2 {
 			continue // not greyd's value (Step reads it as absent too), or gone
 		}
-		e := store.Entry{Kind: kind, Key: strings.TrimPrefix(k, ns), A: a, B: b}
+		e := store.StoredEntry(kind, strings.TrimPrefix(k, ns), a, b, 0)
 		if ttl >= 0 {
 			// Rounded up: an exported entry never expires before the
 			// original.
@@ -360,7 +360,8 @@ func (s *Store) Import(ctx context.Context, entries []store.Entry, delay int64) 
 		for _, e := range batch {
 			ns, letter, _ := s.namespace(e.Kind)
 			keys = append(keys, ns+e.Key)
-			args = append(args, letter, strconv.FormatInt(e.A, 10), strconv.FormatInt(e.B, 10), strconv.FormatInt(e.Expires, 10))
+			a, b := e.Stored()
+			args = append(args, letter, strconv.FormatInt(a, 10), strconv.FormatInt(b, 10), strconv.FormatInt(e.Expires, 10))
 		}
 		start := time.Now()
 		v, err := s.runAdmin(ctx, c, keys, args).AsIntSlice()

@@ -17,7 +17,7 @@ func benchEntries(n int) []store.Entry {
 	now := time.Now().Unix()
 	out := make([]store.Entry, n)
 	for i := range out {
-		out[i] = store.Entry{Kind: store.KindTriplet, Key: benchKey(i), A: now - int64(i%1000), B: now, Expires: now + 86400 + int64(i%3600)}
+		out[i] = store.Entry{Kind: store.KindTriplet, Key: benchKey(i), First: now - int64(i%1000), Last: now, Expires: now + 86400 + int64(i%3600)}
 	}
 	return out
 }

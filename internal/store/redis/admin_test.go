@@ -80,7 +80,7 @@ func TestAdminLayout(t *testing.T) {
 	if _, err := s.Step(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindClient, Key: "192.0.2.2", A: 1, B: now}}, 300); err != nil {
+	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindClient, Key: "192.0.2.2", Count: 1, Last: now}}, 300); err != nil {
 		t.Fatal(err)
 	}
 	// The pending triplet expires in 7201 s, the client never.
@@ -153,7 +153,7 @@ func TestAdminTwoHosts(t *testing.T) {
 	}
 
 	now := time.Now().Unix()
-	if imp, _, err := a.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "t", A: now - 1000, B: now - 500, Expires: now + 3600}}, 300); err != nil || imp != 1 {
+	if imp, _, err := a.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "t", First: now - 1000, Last: now - 500, Expires: now + 3600}}, 300); err != nil || imp != 1 {
 		t.Fatalf("Import on A: %d, %v", imp, err)
 	}
 	if nt, _ := b.Counts(); nt != 1 {
@@ -225,7 +225,7 @@ func TestCountsBuckets(t *testing.T) {
 		t.Errorf("Counts() with past buckets only = %d, %d; want 0, 0", nt, nc)
 	}
 	// An entry expiring in a second: counted until its hour is over.
-	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "soon", A: 1, B: 1, Expires: now.Unix() + 1}}, 300); err != nil {
+	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "soon", First: 1, Last: 1, Expires: now.Unix() + 1}}, 300); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.Must("HEXISTS", "{b:}n", "t:"+strconv.FormatInt(cur-1, 10)); got != "0" {
@@ -244,7 +244,7 @@ func TestCountsBuckets(t *testing.T) {
 		t.Errorf("after the deadline: Scan lists %d, Counts %d; want 0 and 1 until the hour is over", n, nt)
 	}
 	// DEL by hand: counted until its hour is over (documented).
-	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindClient, Key: "x", A: 1, B: 1, Expires: now.Unix() + 7200}}, 300); err != nil {
+	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindClient, Key: "x", Count: 1, Last: 1, Expires: now.Unix() + 7200}}, 300); err != nil {
 		t.Fatal(err)
 	}
 	srv.Must("DEL", "{b:}c:x")
@@ -265,7 +265,7 @@ func TestAdminGlobPrefix(t *testing.T) {
 		s := open(t, srv, Options{KeyPrefix: p})
 		connected(t, s)
 		stores[p] = s
-		if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "key of " + p, A: now, B: now, Expires: now + 60}}, 300); err != nil {
+		if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "key of " + p, First: now, Last: now, Expires: now + 60}}, 300); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -288,7 +288,7 @@ func TestAdminWhileDown(t *testing.T) {
 	connected(t, s)
 	ctx := context.Background()
 	now := time.Now().Unix()
-	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "t", A: now, B: now, Expires: now + 60}}, 300); err != nil {
+	if _, _, err := s.Import(ctx, []store.Entry{{Kind: store.KindTriplet, Key: "t", First: now, Last: now, Expires: now + 60}}, 300); err != nil {
 		t.Fatal(err)
 	}
 	if nt, _ := s.Counts(); nt != 1 {

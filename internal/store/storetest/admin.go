@@ -158,7 +158,7 @@ func adminScan(t *testing.T, open Opener) {
 		var i, n int
 		switch e.Kind {
 		case store.KindClient:
-			if _, err := fmt.Sscanf(e.Key, "192.0.2.%d", &i); err != nil || e.A != 1 || e.B != now-600 || !within(e, MaxAge+1) {
+			if _, err := fmt.Sscanf(e.Key, "192.0.2.%d", &i); err != nil || e.Count != 1 || e.Last != now-600 || !within(e, MaxAge+1) {
 				t.Errorf("client entry %+v: want count 1, last %d, expiring max_age+1 from now", e, now-600)
 			}
 		case store.KindTriplet:
@@ -167,9 +167,9 @@ func adminScan(t *testing.T, open Opener) {
 				continue
 			}
 			switch {
-			case i < 50 && (e.A != now-1000 || e.B != now-600 || !within(e, MaxAge+1)):
+			case i < 50 && (e.First != now-1000 || e.Last != now-600 || !within(e, MaxAge+1)):
 				t.Errorf("passed triplet %+v: want %d,%d expiring max_age+1 from now", e, now-1000, now-600)
-			case i >= 50 && (e.A != now-1000 || e.B != now-1000 || !within(e, RetryWindow+1)):
+			case i >= 50 && (e.First != now-1000 || e.Last != now-1000 || !within(e, RetryWindow+1)):
 				t.Errorf("pending triplet %+v: want %d,%d expiring retry_window+1 from now", e, now-1000, now-1000)
 			}
 		default:
@@ -206,9 +206,9 @@ func adminScanExpired(t *testing.T, open Opener) {
 	_, a := adminOf(t, open)
 	now := time.Now().Unix()
 	in := []store.Entry{
-		{Kind: store.KindTriplet, Key: "short", A: now, B: now, Expires: now + 2},
-		{Kind: store.KindClient, Key: "192.0.2.1", A: 1, B: now, Expires: now + 2},
-		{Kind: store.KindTriplet, Key: "long", A: now, B: now, Expires: now + 3600},
+		{Kind: store.KindTriplet, Key: "short", First: now, Last: now, Expires: now + 2},
+		{Kind: store.KindClient, Key: "192.0.2.1", Count: 1, Last: now, Expires: now + 2},
+		{Kind: store.KindTriplet, Key: "long", First: now, Last: now, Expires: now + 3600},
 	}
 	if imp, mer, err := a.Import(context.Background(), in, Delay); err != nil || imp != 3 || mer != 0 {
 		t.Fatalf("Import = %d, %d, %v; want 3, 0", imp, mer, err)
@@ -285,10 +285,10 @@ func adminImportMerge(t *testing.T, open Opener) {
 	ctx := context.Background()
 	now := time.Now().Unix()
 	trip := func(key string, first, last, exp int64) store.Entry {
-		return store.Entry{Kind: store.KindTriplet, Key: key, A: now + first, B: now + last, Expires: exp}
+		return store.Entry{Kind: store.KindTriplet, Key: key, First: now + first, Last: now + last, Expires: exp}
 	}
 	cl := func(key string, count, last, exp int64) store.Entry {
-		return store.Entry{Kind: store.KindClient, Key: key, A: count, B: now + last, Expires: exp}
+		return store.Entry{Kind: store.KindClient, Key: key, Count: count, Last: now + last, Expires: exp}
 	}
 	h := func(n int64) int64 { return now + n*3600 }
 	tests := []struct {
@@ -366,11 +366,11 @@ func adminImportRange(t *testing.T, open Opener) {
 	_, a := adminOf(t, open)
 	ctx := context.Background()
 	now := time.Now().Unix()
-	good := store.Entry{Kind: store.KindTriplet, Key: "good", A: now, B: now, Expires: now + 3600}
+	good := store.Entry{Kind: store.KindTriplet, Key: "good", First: now, Last: now, Expires: now + 3600}
 	for _, bad := range []store.Entry{
-		{Kind: store.KindTriplet, Key: "big", A: store.MaxValue + 1, B: now + 2},
-		{Kind: store.KindTriplet, Key: "small", A: now, B: -store.MaxValue - 1},
-		{Kind: store.KindClient, Key: "192.0.2.1", A: math.MaxInt64, B: now},
+		{Kind: store.KindTriplet, Key: "big", First: store.MaxValue + 1, Last: now + 2},
+		{Kind: store.KindTriplet, Key: "small", First: now, Last: -store.MaxValue - 1},
+		{Kind: store.KindClient, Key: "192.0.2.1", Count: math.MaxInt64, Last: now},
 	} {
 		imp, mer, err := a.Import(ctx, []store.Entry{good, bad}, Delay)
 		if !errors.Is(err, store.ErrRange) || imp != 0 || mer != 0 {
@@ -381,8 +381,8 @@ func adminImportRange(t *testing.T, open Opener) {
 		t.Errorf("after refused imports, the store holds %+v", got)
 	}
 	edge := []store.Entry{
-		{Kind: store.KindTriplet, Key: "max", A: -store.MaxValue, B: store.MaxValue},
-		{Kind: store.KindClient, Key: "192.0.2.1", A: store.MaxValue, B: -store.MaxValue},
+		{Kind: store.KindTriplet, Key: "max", First: -store.MaxValue, Last: store.MaxValue},
+		{Kind: store.KindClient, Key: "192.0.2.1", Count: store.MaxValue, Last: -store.MaxValue},
 	}
 	if imp, mer, err := a.Import(ctx, edge, Delay); err != nil || imp != 2 || mer != 0 {
 		t.Fatalf("Import of numbers at the limits = %d, %d, %v; want 2, 0", imp, mer, err)
@@ -402,9 +402,9 @@ func adminImportMany(t *testing.T, open Opener) {
 	for i := range n {
 		k := fmt.Sprintf("198.51.%d.0/s%d@example.org/r@example.net", i%250, i)
 		keys = append(keys, k)
-		in = append(in, store.Entry{Kind: store.KindTriplet, Key: k, A: now - int64(i), B: now, Expires: now + 3600 + int64(i)})
+		in = append(in, store.Entry{Kind: store.KindTriplet, Key: k, First: now - int64(i), Last: now, Expires: now + 3600 + int64(i)})
 	}
-	in = append(in, store.Entry{Kind: store.KindClient, Key: "2001:db8::1", A: 3, B: now, Expires: now + 3600})
+	in = append(in, store.Entry{Kind: store.KindClient, Key: "2001:db8::1", Count: 3, Last: now, Expires: now + 3600})
 	if imp, mer, err := a.Import(ctx, in, Delay); err != nil || imp != n+1 || mer != 0 {
 		t.Fatalf("Import = %d, %d, %v; want %d, 0", imp, mer, err, n+1)
 	}
@@ -533,13 +533,13 @@ func adminCounts(t *testing.T, open Opener) {
 	}
 	checkCounts(t, a, 8, 1)
 	in := []store.Entry{
-		{Kind: store.KindTriplet, Key: "i1", A: now, B: now, Expires: now + 600},
-		{Kind: store.KindTriplet, Key: "i2", A: now, B: now}, // no deadline
-		{Kind: store.KindClient, Key: "192.0.2.7", A: 1, B: now, Expires: now + 86400},
-		{Kind: store.KindTriplet, Key: "t5", A: now - 7200, B: now, Expires: now + 30*86400}, // merged, a later deadline
-		{Kind: store.KindTriplet, Key: "t6", A: now - 7200, B: now},                          // merged, no deadline
-		{Kind: store.KindClient, Key: "192.0.2.1", A: 9, B: now, Expires: now + 60},          // merged, an earlier deadline
-		{Kind: store.KindTriplet, Key: "gone", A: now, B: now, Expires: now - 10},            // skipped
+		{Kind: store.KindTriplet, Key: "i1", First: now, Last: now, Expires: now + 600},
+		{Kind: store.KindTriplet, Key: "i2", First: now, Last: now}, // no deadline
+		{Kind: store.KindClient, Key: "192.0.2.7", Count: 1, Last: now, Expires: now + 86400},
+		{Kind: store.KindTriplet, Key: "t5", First: now - 7200, Last: now, Expires: now + 30*86400}, // merged, a later deadline
+		{Kind: store.KindTriplet, Key: "t6", First: now - 7200, Last: now},                          // merged, no deadline
+		{Kind: store.KindClient, Key: "192.0.2.1", Count: 9, Last: now, Expires: now + 60},          // merged, an earlier deadline
+		{Kind: store.KindTriplet, Key: "gone", First: now, Last: now, Expires: now - 10},            // skipped
 	}
 	if imp, mer, err := a.Import(ctx, in, Delay); err != nil || imp != 3 || mer != 3 {
 		t.Fatalf("Import = %d, %d, %v; want 3, 3", imp, mer, err)
