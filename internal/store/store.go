@@ -78,6 +78,12 @@ type StepInput struct {
 
 	// DryRun computes the result and writes nothing (greyd explain).
 	DryRun bool
+	// Hold writes nothing when the outcome is Greylisted, and as usual
+	// otherwise: selective greylisting steps with Hold, scores only a
+	// request the state would greylist, and steps again without Hold if
+	// the score says greylist, so a client let through at once leaves no
+	// triplet behind while a known one still costs one step.
+	Hold bool
 }
 
 // Outcome is what the state says about a request.

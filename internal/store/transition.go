@@ -25,9 +25,9 @@ type Writes struct {
 // Transition is the state transition of one request, exactly as Postgrey
 // 1.37 (reference section 2) with max_age enforced at lookup: s is what
 // is stored (entries past their TTL already count as not found), now the
-// step's time. It returns the result and what must be written; with
-// in.DryRun the writes are computed all the same and the caller drops
-// them. Pure: every in-process backend calls it under its own lock, and
+// step's time. It returns the result and what must be written (nothing
+// for a Greylisted outcome under in.Hold); with in.DryRun the writes are
+// computed all the same and the caller drops them. Pure: every in-process backend calls it under its own lock, and
 // store/redis's Lua script is its line-by-line translation.
 func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 	r := StepResult{Now: now, Before: s}
@@ -87,7 +87,7 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 	}
 
 	diff := in.Delay - (now - first)
-	if needsWrite(found, trip, first, now, diff, lastOK) {
+	if needsWrite(found, trip, first, now, diff, lastOK) && !(in.Hold && diff > 0) {
 		w.Triplet, w.TripletVal = true, Triplet{First: first, Last: now}
 		w.TripletTTL = tripletTTL(diff, first, now, in.RetryWindow, maxAge)
 	}

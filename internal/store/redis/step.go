@@ -43,7 +43,7 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 		strconv.FormatInt(in.Now, 10), flag(in.FixedNow),
 		strconv.FormatInt(in.Delay, 10), strconv.FormatInt(in.RetryWindow, 10),
 		strconv.FormatInt(in.MaxAge, 10), strconv.FormatInt(in.AWLClients, 10),
-		flag(in.DryRun), hasClient, hasAlt,
+		flag(in.DryRun), hasClient, hasAlt, flag(in.Hold),
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, s.deadline())

@@ -8,7 +8,8 @@
 --          ARGV[8] == "1"; then the second triplet key (lookup_by "auto")
 --          if ARGV[9] == "1".
 -- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
---          dry_run, has_client, has_alt: integers in decimal, flags 0/1.
+--          dry_run, has_client, has_alt, hold: integers in decimal, flags
+--          0/1.
 -- Returns  outcome, now, first, missing, waited, via_alt,
 --          newly_whitelisted, future_corrected, then the state before the
 --          step: client found, count, last; triplet found, first, last;
@@ -230,7 +231,7 @@ if not lastOK and altFound and alast - afirst >= delay then
 end
 
 local diff = delay - (now - first)
-if needsWrite(found, tfirst, tlast, first, now, diff, lastOK) then
+if needsWrite(found, tfirst, tlast, first, now, diff, lastOK) and not (ARGV[10] == '1' and diff > 0) then
   write(tripletKey, 't', first, now, tripletTTL(diff, first, now, retry, maxAge))
 end
 

@@ -210,6 +210,24 @@ var Cases = []Case{
 			{At: Delay + 7202, Client: "c", Triplet: "t2", AWL: 1, Want: Want{Outcome: awl, First: Delay + 7202, Client: client(2, Delay+7201)}},
 		},
 	)},
+	// Selective greylisting steps with Hold: a request the state would
+	// greylist leaves nothing behind (the score may let it through); one
+	// the state passes writes as usual.
+	{"hold writes nothing for a greylisted request", []Step{
+		{At: 0, Client: "c", Triplet: "t", Hold: true, Want: Want{Outcome: greylisted, Missing: Delay, New: true}},
+		{At: Delay, Client: "c", Triplet: "t", Hold: true, Want: Want{Outcome: greylisted, First: Delay, Missing: Delay, New: true, Triplet: none}},
+		{At: Delay + 1, Client: "c", Triplet: "t", Want: Want{Outcome: greylisted, First: Delay + 1, Missing: Delay, New: true, Triplet: none}},
+		// An early retry under Hold: greylisted, first-seen unchanged.
+		{At: Delay + 2, Client: "c", Triplet: "t", Hold: true, Want: Want{Outcome: greylisted, First: Delay + 1, Missing: Delay - 1, Triplet: trip(Delay+1, Delay+1)}},
+		// Past the delay, Hold writes the first pass and counts the client.
+		{At: 2*Delay + 1, Client: "c", Triplet: "t", Hold: true, Want: Want{Outcome: firstPass, First: Delay + 1, Waited: Delay, Client: noClient}},
+		{At: 2*Delay + 2, Client: "c", Triplet: "t", Hold: true, Want: Want{Outcome: passed, First: Delay + 1, Client: client(1, 2*Delay+1), Triplet: trip(Delay+1, 2*Delay+1)}},
+	}},
+	{"hold leaves a stale pending entry as it was", []Step{
+		{At: 0, Triplet: "t", Want: Want{Outcome: greylisted, Missing: Delay, New: true}},
+		{At: RetryWindow + 1, Triplet: "t", Hold: true, Want: Want{Outcome: greylisted, First: RetryWindow + 1, Missing: Delay, New: true, Triplet: trip(0, 0)}},
+		{At: RetryWindow + 2, Triplet: "t", Want: Want{Outcome: greylisted, First: RetryWindow + 2, Missing: Delay, New: true, Triplet: trip(0, 0)}},
+	}},
 	{"keys with odd bytes", []Step{
 		{At: 0, Client: "2001:db8::1", Triplet: "192.0.2.0/a+b=c@ex ample.net/\"q\"@x", Want: Want{Outcome: greylisted, Missing: Delay, New: true}},
 		{At: Delay, Client: "2001:db8::1", Triplet: "192.0.2.0/a+b=c@ex ample.net/\"q\"@x", Want: Want{Outcome: firstPass, Waited: Delay}},

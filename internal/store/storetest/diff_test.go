@@ -271,7 +271,8 @@ func decode(data []byte, base int64) *program {
 		in := store.StepInput{
 			TripletKey: triplets[op&3],
 			ClientKey:  clients[op>>2&3],
-			DryRun:     op&0x40 != 0,
+			DryRun:     op&0x40 != 0 && rules&0x80 == 0,
+			Hold:       op&0x40 != 0 && rules&0x80 != 0,
 			FixedNow:   op&0x80 == 0,
 			Delay:      delay, RetryWindow: retry, MaxAge: maxAge, AWLClients: awl,
 		}
@@ -300,8 +301,8 @@ func decode(data []byte, base int64) *program {
 		if !in.FixedNow {
 			clock = "at redis's clock"
 		}
-		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q dry %v delay %d retry %d max_age %d awl %d",
-			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.DryRun, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
+		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q dry %v hold %v delay %d retry %d max_age %d awl %d",
+			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.DryRun, in.Hold, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
 	}
 	return p
 }

@@ -34,6 +34,7 @@ type Step struct {
 	Triplet string
 	Alt     string
 	DryRun  bool
+	Hold    bool
 	AWL     int64 // AWLClients; 0 = the default, -1 = disabled
 	Delay   int64 // 0 = the default
 
@@ -67,7 +68,7 @@ func (s *Step) Input() *store.StepInput {
 		ClientKey: s.Client, TripletKey: s.Triplet, AltKey: s.Alt,
 		Now: T0 + s.At, FixedNow: true,
 		Delay: Delay, RetryWindow: RetryWindow, MaxAge: MaxAge, AWLClients: AWLClients,
-		DryRun: s.DryRun,
+		DryRun: s.DryRun, Hold: s.Hold,
 	}
 	switch {
 	case s.AWL < 0:
