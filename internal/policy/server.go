@@ -448,8 +448,10 @@ func (s *Server) answer(ctx context.Context, c *conn, req *Request, timeout time
 	c.state.Store(running)
 	c.timer.Reset(timeout)
 	action := s.handle(ctx, c, req)
-	c.timer.Stop()
 	if c.state.CompareAndSwap(running, reqIdle) || c.state.CompareAndSwap(claimed, reqIdle) {
+		// Only the owner stops the timer: after a lost swap it is armed
+		// for the connection's next request, served by late's goroutine.
+		c.timer.Stop()
 		return action, true
 	}
 	return "", false
