@@ -100,7 +100,7 @@ func Load(path string, o Options) *Loaded {
 			AutoWhitelistClients: cfg.AutoWhitelist.Clients,
 			DeferOnStoreError:    g.OnStoreError == config.OnStoreErrorDefer,
 			StoreErrorText:       g.StoreErrorText,
-			UseTestTime:          true,
+			UseTestTime:          g.PolicyTestTime,
 			DryRun:               g.DryRun,
 			LogDecisions:         greylist.ParseDecisionLog(cfg.Log.Decisions),
 		},
