@@ -114,10 +114,13 @@ func startDaemon(t *testing.T, dir string) *proc {
 	return d
 }
 
-// startProc starts d.cmd and waits until it listens on d.sock.
+// startProc starts d.cmd and waits until it listens on d.sock. Its stderr
+// goes to d.logs unless d.cmd has one.
 func startProc(t *testing.T, d *proc) {
 	t.Helper()
-	d.cmd.Stderr = d.logs
+	if d.cmd.Stderr == nil {
+		d.cmd.Stderr = d.logs
+	}
 	d.cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ func testSources() Sources {
 		Reloads:           func() (uint64, uint64) { return 2, 1 },
 		LastReloadSuccess: func() time.Time { return time.Unix(1763812800, 500e6) },
 		DryRun:            func() bool { return false },
+		LogDropped:        func() uint64 { return 5 },
 	}
 }
 
@@ -66,6 +67,7 @@ func TestExposition(t *testing.T) {
 		`greyd_store_operation_duration_seconds_count 1`,
 		`greyd_retry_delay_seconds_bucket{le="420"} 1`,
 		`greyd_dry_run 0`,
+		`greyd_log_dropped_total 5`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {
