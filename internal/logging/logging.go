@@ -3,7 +3,9 @@
 // "action=greylist, reason=new, ..."), so existing log tooling keeps
 // working. Under systemd (JOURNAL_STREAM set) each line starts with a
 // syslog priority prefix ("<4>") that journald turns into the record's
-// priority, and no timestamp, since journald adds its own.
+// priority, and no timestamp, since journald adds its own. With a queue
+// (Options.Queue) a stalled output never delays the caller: lines it
+// cannot take are dropped, decision lines first, and counted.
 package logging
 
 import (
@@ -43,8 +45,9 @@ type Options struct {
 	// a pipe nobody reads) never delays the caller. When the queue is
 	// full, lines below Warn are dropped first, warnings and errors only
 	// when nothing else is left to drop; Dropped counts them, and a
-	// warning says how many once writing works again. 0 writes in the
-	// caller.
+	// warning says how many once writing works again. The goroutine
+	// lives as long as the process: one handler per daemon. 0 writes in
+	// the caller.
 	Queue int
 }
 
