@@ -12,7 +12,8 @@ database {
 }
 
 greylist {
-  delay = "1m"
+  delay            = "1m"
+  policy_test_time = true # hand-written requests may set their time
 }
 
 whitelist {

@@ -20,6 +20,7 @@ import (
 	"greyd/internal/config"
 	"greyd/internal/control"
 	"greyd/internal/greylist"
+	"greyd/internal/logging"
 	"greyd/internal/metrics"
 	"greyd/internal/policy"
 	"greyd/internal/reload"
@@ -79,6 +80,7 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 		LastReloadSuccess: func() time.Time { return time.Unix(0, o.lastOK.Load()) },
 		DryRun:            func() bool { return engine.Snapshot().DryRun },
 		StorePersistent:   func() bool { return persistent(db) },
+		LogDropped:        logDropped(log),
 	})
 	engine.SetObserver(o.metrics)
 
@@ -102,9 +104,10 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 			log.Error(fmt.Sprintf("%v; serving without the control socket (greyd explain, list, whitelist... will not work until greyd restarts)", err))
 		} else {
 			o.ctrl = control.NewServer(control.Options{
-				Engine: engine,
-				Admin:  admin,
-				Log:    log,
+				Engine:     engine,
+				Admin:      admin,
+				Log:        log,
+				LogDropped: logDropped(log),
 				WhitelistFiles: func() ([]string, []string) {
 					c := o.cfg.Load()
 					return c.Whitelist.Clients, c.Whitelist.Recipients
@@ -213,6 +216,15 @@ func (o *operations) stopNow() {
 func storeStatus(db store.Store) func() string {
 	if st, ok := db.(interface{ Status() string }); ok {
 		return st.Status
+	}
+	return nil
+}
+
+// logDropped counts the log lines the daemon's handler dropped; nil (no
+// metric) when it logs through another handler.
+func logDropped(log *slog.Logger) func() uint64 {
+	if lh, ok := log.Handler().(*logging.Handler); ok {
+		return lh.Dropped
 	}
 	return nil
 }

@@ -57,12 +57,17 @@ type proc struct {
 }
 
 // testConfig is a configuration in dir with a unix socket and a TCP port,
-// the whitelists of the repository, and extra settings appended.
+// the whitelists of the repository, policy_test_time honoured (rcpt sets
+// the request's time) unless extra says otherwise, and extra settings
+// appended.
 func testConfig(t *testing.T, dir, extra string) (sock, inet string) {
 	t.Helper()
 	sock = filepath.Join(dir, "greyd.sock")
 	inet = freePort(t)
 	repo, _ := filepath.Abs("../../etc/greyd")
+	if !strings.Contains(extra, "policy_test_time") {
+		extra = "greylist {\n  policy_test_time = true\n}\n" + extra
+	}
 	if !strings.Contains(extra, "control {") {
 		// Not the default /run/greyd/control.sock: each daemon its own.
 		extra = fmt.Sprintf("control {\n  socket = %q\n}\n%s", filepath.Join(dir, "control.sock"), extra)
@@ -109,10 +114,13 @@ func startDaemon(t *testing.T, dir string) *proc {
 	return d
 }
 
-// startProc starts d.cmd and waits until it listens on d.sock.
+// startProc starts d.cmd and waits until it listens on d.sock. Its stderr
+// goes to d.logs unless d.cmd has one.
 func startProc(t *testing.T, d *proc) {
 	t.Helper()
-	d.cmd.Stderr = d.logs
+	if d.cmd.Stderr == nil {
+		d.cmd.Stderr = d.logs
+	}
 	d.cmd.Env = append(os.Environ(), "JOURNAL_STREAM=")
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,6 +245,29 @@ func TestServesUnixAndTCP(t *testing.T) {
 	d.waitLog("action=greylist, reason=new, client_name=mx.foo.example, client_address=198.51.100.60, sender=alice-unix@foo.example, recipient=bob@example.org")
 	d.waitLog("action=greylist, reason=early-retry (180s missing)")
 	d.waitLog("action=pass, reason=triplet found, delay=310, client_name=mx.foo.example, client_address=198.51.100.61")
+}
+
+// TestPolicyTestTimeOff: unless the configuration asks for it, a client
+// cannot move the decision's clock with policy_test_time.
+func TestPolicyTestTimeOff(t *testing.T) {
+	dir := t.TempDir()
+	sock, _ := testConfig(t, dir, "greylist {\n  policy_test_time = false\n}\n")
+	d := startDaemon(t, dir)
+	c := dial(t, "unix", sock)
+	now := time.Now().Unix()
+	for _, when := range []int64{now, now + 310, now + 86400} {
+		if got := c.ask(rcpt("198.51.100.62", "mx.foo.example", "a@foo.example", "bob@example.org", when)...); got != greylisted {
+			t.Errorf("policy_test_time=now+%d: got %q, want %q (the attribute ignored)", when-now, got, greylisted)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(d.logs.String(), "action=greylist") < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never showed 3 greylist lines:\n%s", d.logs)
+		}
+	}
+	if strings.Contains(d.logs.String(), "action=pass") || strings.Contains(d.logs.String(), "policy_test_time") {
+		t.Errorf("a pass, or the ignored attribute, was logged:\n%s", d.logs)
+	}
 }
 
 func TestWhitelistsAndBadRequests(t *testing.T) {

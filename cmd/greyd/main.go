@@ -139,8 +139,9 @@ func serve(path string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 
 	// Decision lines wait up to 100 ms to be written in batches; warnings
-	// and errors go out at once.
-	lh := logging.New(stderr, logging.Options{Journal: logging.Detect(), FlushAfter: 100 * time.Millisecond})
+	// and errors go out at once. A stalled stderr never delays a reply:
+	// what 1 MiB cannot hold is dropped and counted.
+	lh := logging.New(stderr, logging.Options{Journal: logging.Detect(), FlushAfter: 100 * time.Millisecond, Queue: 1 << 20})
 	defer lh.Flush()
 	log := slog.New(lh)
 	host, _ := os.Hostname()

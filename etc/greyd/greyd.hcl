@@ -66,6 +66,7 @@ greylist {
   on_store_error    = "dunno"           # database down or late: "dunno" lets mail through, "defer" defers it
   store_error_text  = "4.3.0 Greylisting database unavailable, try again later" # the "defer" text
   dry_run           = false             # true: decide, learn and log, but always answer DUNNO
+  policy_test_time  = false             # true: a request's policy_test_time sets its clock (test suites only)
 }
 
 auto_whitelist {

@@ -56,6 +56,7 @@
 //	  on_store_error    = "dunno"       # or "defer": DEFER_IF_PERMIT store_error_text
 //	  store_error_text  = "4.3.0 Greylisting database unavailable, try again later"
 //	  dry_run           = false         # decide and learn, log, but always answer DUNNO
+//	  policy_test_time  = false         # true: honour the policy_test_time attribute (test suites)
 //	}
 //	auto_whitelist { clients = 5 }      # 0 disables
 //	whitelist {
@@ -182,6 +183,10 @@ type Greylist struct {
 	// DryRun decides and learns as usual and logs what it would have done,
 	// but always answers DUNNO.
 	DryRun bool
+	// PolicyTestTime honours Postgrey's policy_test_time request
+	// attribute as the decision's clock, for test suites. Off, any client
+	// of the policy socket could move the clock of the shared state.
+	PolicyTestTime bool
 }
 
 // Greylist.LookupBy values.

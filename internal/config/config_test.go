@@ -161,6 +161,7 @@ greylist {
   on_store_error    = "defer"
   store_error_text  = "4.3.0 Try again later"
   dry_run           = true
+  policy_test_time  = true
 }
 auto_whitelist {
   clients = 0
@@ -232,6 +233,7 @@ func TestAllSettings(t *testing.T) {
 			OnStoreError:    "defer",
 			StoreErrorText:  "4.3.0 Try again later",
 			DryRun:          true,
+			PolicyTestTime:  true,
 		},
 		AutoWhitelist: AutoWhitelist{Clients: 0},
 		Whitelist: Whitelist{

@@ -243,6 +243,8 @@ type rawGreylist struct {
 	StoreErrorTextRange  hcl.Range `hcl:"store_error_text,attr_value_range"`
 	DryRun               bool      `hcl:"dry_run,optional"`
 	DryRunRange          hcl.Range `hcl:"dry_run,attr_value_range"`
+	PolicyTestTime       bool      `hcl:"policy_test_time,optional"`
+	PolicyTestTimeRange  hcl.Range `hcl:"policy_test_time,attr_value_range"`
 }
 
 type rawAutoWhitelist struct {
@@ -314,6 +316,7 @@ func toRaw(c *Config) rawConfig {
 			OnStoreError:    g.OnStoreError,
 			StoreErrorText:  g.StoreErrorText,
 			DryRun:          g.DryRun,
+			PolicyTestTime:  g.PolicyTestTime,
 		},
 		AutoWhitelist: rawAutoWhitelist{Clients: c.AutoWhitelist.Clients},
 		Whitelist: rawWhitelist{

@@ -176,6 +176,9 @@ func TestSchemaProblems(t *testing.T) {
 		{"dry_run is a bool", "greylist {\n  dry_run = \"maybe\"\n}\n", []string{
 			`FILE:2:14: Unsuitable value type: dry_run: a bool is required`,
 		}},
+		{"policy_test_time is a bool", "greylist {\n  policy_test_time = 1\n}\n", []string{
+			`FILE:2:22: Unsuitable value type: policy_test_time: bool required, but have number`,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,7 +235,7 @@ log {
 	// Defaults: no redis, no metrics, the control socket, every decision.
 	d := mustLoad(t, writeFiles(t, map[string]string{"greyd.hcl": ""}))
 	if d.Database.Redis != nil || d.Metrics != nil || d.Control.Socket != DefaultControlSocket ||
-		d.Log.Decisions != DecisionsAll || d.Greylist.LookupBy != LookupByAuto || d.Greylist.DryRun ||
+		d.Log.Decisions != DecisionsAll || d.Greylist.LookupBy != LookupByAuto || d.Greylist.DryRun || d.Greylist.PolicyTestTime ||
 		d.Limits.StoreTimeout != DefaultStoreTimeout {
 		t.Errorf("defaults: %+v", settings(d))
 	}

@@ -81,6 +81,7 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	g.OnStoreError = v.oneOf("on_store_error", rg.OnStoreError, rg.OnStoreErrorRange, OnStoreErrorDunno, OnStoreErrorDefer)
 	g.StoreErrorText = v.line("store_error_text", rg.StoreErrorText, rg.StoreErrorTextRange)
 	g.DryRun = rg.DryRun
+	g.PolicyTestTime = rg.PolicyTestTime
 
 	aw := raw.AutoWhitelist
 	cfg.AutoWhitelist.Clients = v.intRange("auto_whitelist.clients", aw.Clients, aw.ClientsRange, 0, 1<<31-1)

@@ -74,6 +74,7 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	b.str("on_store_error", g.OnStoreError)
 	b.str("store_error_text", g.StoreErrorText)
 	b.boolean("dry_run", g.DryRun)
+	b.boolean("policy_test_time", g.PolicyTestTime)
 	root.AppendNewline()
 
 	b = wr.block(root, "auto_whitelist", "auto_whitelist.")

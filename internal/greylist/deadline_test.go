@@ -145,6 +145,37 @@ func answer(t *testing.T, e *Engine, r *policy.Request) string {
 	return e.ServePolicy(context.Background(), r)
 }
 
+// stuckWriter never returns from Write until release is closed: stderr
+// on a journald that stalled.
+type stuckWriter struct{ release chan struct{} }
+
+func (w stuckWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+// TestLateWithStuckLog: neither the late answer nor the requests after it
+// wait for a log output that does not take their lines.
+func TestLateWithStuckLog(t *testing.T) {
+	w := stuckWriter{release: make(chan struct{})}
+	defer close(w.release)
+	g := &gated{Store: newStore(t)}
+	e := NewEngine(g, testSnapshot(t), time.Now, slog.New(logging.New(w, logging.Options{Journal: true, FlushAfter: 100 * time.Millisecond, Queue: 1 << 16})))
+	e.SetStoreTimeout(100 * time.Millisecond)
+	c := connect(t, serve(t, e, 100*time.Millisecond))
+	release := g.hold()
+	defer release()
+	for i := range 500 {
+		// Every answer logs: the store failures as errors, the
+		// whitelisted clients as decisions.
+		if got := c.ask("192.0.2.7", "x", fmt.Sprintf("s%d@a.example", i), "b@example.org"); got != "DUNNO" {
+			t.Fatalf("request %d: got %q, want DUNNO (whitelisted)", i, got)
+		}
+		if i < 3 {
+			if got := c.ask("198.51.100.1", "x", fmt.Sprintf("s%d@a.example", i), "b@example.org"); got != "DUNNO" {
+				t.Fatalf("request %d with the store stuck: got %q, want DUNNO (on_store_error)", i, got)
+			}
+		}
+	}
+}
+
 func TestStoreTimeout(t *testing.T) {
 	e, g, clock, logs, sock := deadlineEngine(t, 250*time.Millisecond)
 	c := connect(t, sock)

@@ -61,6 +61,14 @@ func (r Reason) String() string {
 	return ""
 }
 
+// The policy_test_time values honoured: 2000-01-01 to 2100-01-01 UTC.
+// Beyond them lie only mistakes and attacks (values near the int64 limit
+// round differently in Redis's Lua and in Go).
+const (
+	MinTestTime = 946684800
+	MaxTestTime = 4102444800
+)
+
 // Decision is the outcome of Decide.
 type Decision struct {
 	Kind   Kind
@@ -79,6 +87,9 @@ type Decision struct {
 	FutureCorrected bool
 	// Warning explains a Skip.
 	Warning string
+	// BadTestTime: policy_test_time was honoured but its value was no
+	// Unix time from MinTestTime to MaxTestTime, and the clock was used.
+	BadTestTime bool
 	// Identity is the rule that chose the client part of the key under
 	// lookup_by "auto", and Org the organisation it chose ("" = the
 	// network).
@@ -130,17 +141,20 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 			return Decision{Kind: Skip, Now: now, Warning: "attribute missing: " + a.name}
 		}
 	}
-	fixedNow := false
+	fixedNow, badTestTime := false, false
 	if snap.UseTestTime && req.PolicyTestTime != "" {
-		if t, err := strconv.ParseInt(req.PolicyTestTime, 10, 64); err == nil && t > 0 {
+		t, err := strconv.ParseInt(req.PolicyTestTime, 10, 64)
+		if err == nil && t >= MinTestTime && t <= MaxTestTime {
 			now, fixedNow = time.Unix(t, 0), true
+		} else {
+			badTestTime = true
 		}
 	}
 	ip, ok := normalize.ParseAddr(req.ClientAddress)
 	if !ok {
 		return Decision{Kind: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
 	}
-	d := Decision{Now: now}
+	d := Decision{Now: now, BadTestTime: badTestTime}
 
 	if snap.Clients.MatchName(req.ClientName) || snap.Clients.MatchAddr(ip) {
 		d.Kind, d.Reason = Pass, ClientWhitelist

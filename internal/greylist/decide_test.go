@@ -294,6 +294,45 @@ func TestPolicyTestTime(t *testing.T) {
 	}
 }
 
+// TestPolicyTestTimeRange: only Unix times from 2000 to 2100 move the
+// clock; others are ignored and flagged for a warning.
+func TestPolicyTestTimeRange(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Time // zero: the clock
+	}{
+		{"946684800", time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"4102444800", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"1700000000", time.Unix(1700000000, 0)},
+		{"946684799", time.Time{}},
+		{"4102444801", time.Time{}},
+		{"9223372036854775807", time.Time{}},
+		{"-1", time.Time{}},
+		{"0", time.Time{}},
+		{"1e9", time.Time{}},
+		{"99999999999999999999", time.Time{}},
+	}
+	snap := testSnapshot(t)
+	for i, tc := range tests {
+		r := policy.ParseRequest(fmt.Sprintf("request=smtpd_access_policy\nclient_address=198.51.100.1\nclient_name=x\nsender=r%d@b\nrecipient=c@d\npolicy_test_time=%s\n", i, tc.value))
+		d := Decide(context.Background(), r, snap, newStore(t), t0)
+		want, bad := tc.want, tc.want.IsZero()
+		if bad {
+			want = t0
+		}
+		if !d.Now.Equal(want) || d.BadTestTime != bad || d.Input.FixedNow == bad || d.Input.Now != want.Unix() {
+			t.Errorf("policy_test_time=%s: decided at %v (store told %d, fixed %v), BadTestTime %v; want %v, %v",
+				tc.value, d.Now, d.Input.Now, d.Input.FixedNow, d.BadTestTime, want, bad)
+		}
+	}
+	// Off (the default), the attribute is ignored without a word.
+	snap.UseTestTime = false
+	r := policy.ParseRequest("request=smtpd_access_policy\nclient_address=198.51.100.1\nclient_name=x\nsender=a@b\nrecipient=c@d\npolicy_test_time=-5\n")
+	if d := Decide(context.Background(), r, snap, newStore(t), t0); !d.Now.Equal(t0) || d.BadTestTime || d.Input.FixedNow {
+		t.Errorf("UseTestTime off: decided at %v, BadTestTime %v, fixed %v; want the clock, no warning", d.Now, d.BadTestTime, d.Input.FixedNow)
+	}
+}
+
 func TestPrivacyKeys(t *testing.T) {
 	snap, st := testSnapshot(t), newStore(t)
 	snap.Privacy = NewHasher([]byte("0123456789abcdef0123456789abcdef"))

@@ -42,6 +42,10 @@ type Engine struct {
 	failingSince atomic.Int64 // unix nanoseconds of the first failure
 	failures     atomic.Uint64
 
+	// Requests whose policy_test_time was ignored: any client can send
+	// one with every request.
+	badTestTimes logging.Limiter
+
 	// The store timeout (deadline.go).
 	timeout    atomic.Int64 // nanoseconds; 0: no deadline
 	stuck      atomic.Int64 // decisions answered by Late, still running
@@ -64,6 +68,7 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 	e := &Engine{store: st, steps: st, now: now, log: log}
 	e.lines, _ = log.Handler().(*logging.Handler)
 	e.storeErrs.Interval = storeErrorEvery
+	e.badTestTimes.Interval = storeErrorEvery
 	e.snap.Store(snap)
 	return e
 }
@@ -117,6 +122,9 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 		// Whitelist decisions (reasons before ClientAWL) never reach
 		// the store, so they prove nothing about it.
 		e.storeWorks(now)
+	}
+	if d.BadTestTime {
+		e.badTestTime(now, req)
 	}
 	if d.FutureCorrected {
 		e.log.Warn("correcting date for first seen in the future!")
@@ -189,6 +197,20 @@ func (e *Engine) storeFailed(now time.Time, msg string) {
 		msg += fmt.Sprintf(" [%d more store failures not logged since the previous line]", dropped)
 	}
 	e.log.Error(msg)
+}
+
+// badTestTime warns, at most once per storeErrorEvery, that a request's
+// policy_test_time was ignored.
+func (e *Engine) badTestTime(now time.Time, req *policy.Request) {
+	ok, dropped := e.badTestTimes.Allow(now)
+	if !ok {
+		return
+	}
+	msg := fmt.Sprintf("ignoring policy_test_time=%q: not a Unix time from 2000-01-01 to 2100-01-01; using the clock%s", req.PolicyTestTime, describe(req))
+	if dropped > 0 {
+		msg += fmt.Sprintf(" [%d more since the previous line]", dropped)
+	}
+	e.log.Warn(msg)
 }
 
 // storeWorks logs, once, that the store answered again after failures.

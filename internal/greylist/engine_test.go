@@ -126,6 +126,37 @@ func TestSkipLogsWarning(t *testing.T) {
 	}
 }
 
+// TestBadTestTimeWarning: an ignored policy_test_time is warned about
+// once per interval, with the count of the ones left out.
+func TestBadTestTimeWarning(t *testing.T) {
+	e, clk, logs := newEngine(t)
+	ask := func(value string) {
+		e.ServePolicy(context.Background(), policy.ParseRequest("request=smtpd_access_policy\nclient_address=198.51.100.1\nclient_name=x\nsender=a@b\nrecipient=c@d\npolicy_test_time="+value+"\n"))
+	}
+	warnings := func() []string {
+		var ws []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "policy_test_time") {
+				ws = append(ws, l)
+			}
+		}
+		return ws
+	}
+	for _, v := range []string{"9223372036854775807", "1", "2", "1700000000"} {
+		ask(v)
+	}
+	ws := warnings()
+	if want := "<4>warning: ignoring policy_test_time=\"9223372036854775807\": not a Unix time from 2000-01-01 to 2100-01-01; using the clock (client x[198.51.100.1])"; len(ws) != 1 || ws[0] != want {
+		t.Errorf("3 bad values within the interval: got warnings %q, want one: %q", ws, want)
+	}
+	clk.t = clk.t.Add(storeErrorEvery)
+	ask("0")
+	ws = warnings()
+	if want := "<4>warning: ignoring policy_test_time=\"0\": not a Unix time from 2000-01-01 to 2100-01-01; using the clock (client x[198.51.100.1]) [2 more since the previous line]"; len(ws) != 2 || ws[1] != want {
+		t.Errorf("after the interval: got warnings %q, want a second one: %q", ws, want)
+	}
+}
+
 func TestInstances(t *testing.T) {
 	var in instances
 	if !in.isNew("a") || in.isNew("a") {

@@ -40,7 +40,7 @@ type Settings struct {
 	StoreErrorText    string
 	// UseTestTime honours Postgrey's non-standard policy_test_time
 	// attribute as the request's clock (its test suite and policy-test
-	// replay tool rely on it).
+	// replay tool rely on it): greylist { policy_test_time = true }.
 	UseTestTime bool
 	// DryRun decides and learns as usual but always answers DUNNO
 	// (greylist { dry_run = true }): a site watches what greyd would do

@@ -3,7 +3,9 @@
 // "action=greylist, reason=new, ..."), so existing log tooling keeps
 // working. Under systemd (JOURNAL_STREAM set) each line starts with a
 // syslog priority prefix ("<4>") that journald turns into the record's
-// priority, and no timestamp, since journald adds its own.
+// priority, and no timestamp, since journald adds its own. With a queue
+// (Options.Queue) a stalled output never delays the caller: lines it
+// cannot take are dropped, decision lines first, and counted.
 package logging
 
 import (
@@ -37,59 +39,17 @@ type Options struct {
 	// system call per decision line. Warnings and errors are written at
 	// once, after whatever waits. Call Flush before exiting.
 	FlushAfter time.Duration
+	// Queue, when positive, makes writing asynchronous: a record is
+	// copied into a queue of at most Queue bytes that a goroutine of the
+	// handler writes out, so that a stalled writer (journald restarting,
+	// a pipe nobody reads) never delays the caller. When the queue is
+	// full, lines below Warn are dropped first, warnings and errors only
+	// when nothing else is left to drop; Dropped counts them, and a
+	// warning says how many once writing works again. The goroutine
+	// lives as long as the process: one handler per daemon. 0 writes in
+	// the caller.
+	Queue int
 }
-
-// sink is the writer shared by a handler and the handlers derived from it.
-type sink struct {
-	mu      sync.Mutex
-	w       io.Writer
-	buf     []byte
-	after   time.Duration
-	pending bool
-}
-
-const maxPending = 64 << 10
-
-func (s *sink) write(line []byte, urgent bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.after <= 0 {
-		_, err := s.w.Write(line)
-		return err
-	}
-	s.buf = append(s.buf, line...)
-	if urgent || len(s.buf) >= maxPending {
-		return s.flushLocked()
-	}
-	if !s.pending {
-		s.pending = true
-		time.AfterFunc(s.after, s.flush)
-	}
-	return nil
-}
-
-func (s *sink) flush() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.flushLocked()
-}
-
-func (s *sink) flushLocked() error {
-	s.pending = false
-	if len(s.buf) == 0 {
-		return nil
-	}
-	_, err := s.w.Write(s.buf)
-	if cap(s.buf) > 4*maxPending {
-		s.buf = nil
-	} else {
-		s.buf = s.buf[:0]
-	}
-	return err
-}
-
-// Flush writes whatever waits in the buffer.
-func (h *Handler) Flush() { h.out.flush() }
 
 // Detect reports whether stderr goes to journald.
 func Detect() bool { return os.Getenv("JOURNAL_STREAM") != "" }
@@ -99,8 +59,16 @@ func New(w io.Writer, o Options) *Handler {
 	if o.Level == nil {
 		o.Level = slog.LevelInfo
 	}
-	return &Handler{out: &sink{w: w, after: o.FlushAfter}, level: o.Level, journal: o.Journal}
+	return &Handler{out: newSink(w, o), level: o.Level, journal: o.Journal}
 }
+
+// Flush writes whatever waits. With a Queue it waits for the writer, at
+// most a few seconds: an exiting daemon must not hang on a stuck stderr.
+func (h *Handler) Flush() { h.out.flush(flushWait) }
+
+// Dropped returns the number of lines the queue dropped (see
+// Options.Queue), for all the handlers derived from this one.
+func (h *Handler) Dropped() uint64 { return h.out.dropped.Load() }
 
 // Enabled implements slog.Handler.
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
@@ -148,7 +116,11 @@ func (h *Handler) Line(level slog.Level, msg []byte) error {
 // appendHeader appends what precedes the message: the priority or the
 // time, and "warning: " and the like.
 func (h *Handler) appendHeader(b []byte, level slog.Level, t time.Time) []byte {
-	if h.journal {
+	return appendHeader(b, h.journal, level, t)
+}
+
+func appendHeader(b []byte, journal bool, level slog.Level, t time.Time) []byte {
+	if journal {
 		b = append(b, '<')
 		b = strconv.AppendInt(b, int64(priority(level)), 10)
 		b = append(b, '>')

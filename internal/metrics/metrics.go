@@ -42,6 +42,9 @@ type Sources struct {
 	// StorePersistent is false while greyd serves from memory because
 	// its database could not be opened.
 	StorePersistent func() bool
+	// LogDropped counts log lines dropped because the log output did
+	// not keep up.
+	LogDropped func() uint64
 }
 
 // Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
@@ -105,6 +108,12 @@ func New(src Sources) *Metrics {
 			Name: "greyd_store_errors_total",
 			Help: "Requests whose store step failed or did not finish within the store timeout (answered as on_store_error says).",
 		}, func() float64 { return float64(src.StoreErrors()) }))
+	}
+	if src.LogDropped != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "greyd_log_dropped_total",
+			Help: "Log lines dropped because the log output (stderr, the journal) did not keep up; decision lines go first.",
+		}, func() float64 { return float64(src.LogDropped()) }))
 	}
 	if src.LastReloadSuccess != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

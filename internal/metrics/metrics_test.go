@@ -32,6 +32,7 @@ func testSources() Sources {
 		LastReloadSuccess: func() time.Time { return time.Unix(1763812800, 500e6) },
 		DryRun:            func() bool { return false },
 		StorePersistent:   func() bool { return true },
+		LogDropped:        func() uint64 { return 5 },
 	}
 }
 
@@ -68,6 +69,7 @@ func TestExposition(t *testing.T) {
 		`greyd_retry_delay_seconds_bucket{le="420"} 1`,
 		`greyd_dry_run 0`,
 		`greyd_store_persistent 1`,
+		`greyd_log_dropped_total 5`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -275,3 +275,39 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestLateHandlerReturnKeepsNextDeadline: a handler that returns after the
+// timer answered for it must not disarm the deadline of the connection's
+// next request, which is answered by its own Late.
+func TestLateHandlerReturnKeepsNextDeadline(t *testing.T) {
+	first, second, entered := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	defer close(second)
+	h := &lateFunc{Handler: HandlerFunc(func(_ context.Context, r *Request) string {
+		switch r.Sender {
+		case "first@x":
+			<-first
+		case "second@x":
+			close(entered)
+			<-second
+		}
+		return "DUNNO " + r.Sender
+	})}
+	_, addr := startLate(t, h, 200*time.Millisecond)
+	c, r := dial(t, "unix", addr)
+
+	io.WriteString(c, from("first@x"))
+	if got, want := readReply(t, r), "action=DEFER late"; got != want {
+		t.Fatalf("first request: got %q, want %q", got, want)
+	}
+	io.WriteString(c, from("second@x"))
+	<-entered
+	// The first handler returns while the second request's deadline runs.
+	close(first)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, want := readReply(t, r), "action=DEFER late"; got != want {
+		t.Fatalf("second request: got %q, want %q", got, want)
+	}
+	if n := h.calls.Load(); n != 2 {
+		t.Errorf("Late called %d times, want 2", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"greyd/internal/logging"
@@ -194,7 +195,10 @@ func (s *Server) Serve(l net.Listener) error {
 				time.Sleep(backoff)
 				continue
 			}
-			return fmt.Errorf("accept on %s: %w", name, err)
+			// The socket is gone or is not one (EBADF, EINVAL,
+			// ENOTSOCK): retrying cannot help.
+			l.Close()
+			return fmt.Errorf("accept on %s: %w; no longer listening on it", name, err)
 		}
 		backoff = 0
 		c := &conn{nc: nc, peer: peerName(nc, name)}
@@ -207,13 +211,20 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// isTemporary reports whether an Accept error may pass by itself: EMFILE,
+// ENFILE, ENOBUFS, ENOMEM, ECONNABORTED and the like do; a bad descriptor,
+// a socket that no longer listens or one that cannot accept do not.
 func isTemporary(err error) bool {
 	var se *os.SyscallError
-	if errors.As(err, &se) {
-		// EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED are transient.
-		return true
+	if !errors.As(err, &se) {
+		return false
 	}
-	return false
+	for _, errno := range []syscall.Errno{syscall.EBADF, syscall.EINVAL, syscall.ENOTSOCK, syscall.EOPNOTSUPP, syscall.EFAULT} {
+		if errors.Is(se.Err, errno) {
+			return false
+		}
+	}
+	return true
 }
 
 // track registers c, making room when the limit is reached: it closes the
@@ -448,8 +459,10 @@ func (s *Server) answer(ctx context.Context, c *conn, req *Request, timeout time
 	c.state.Store(running)
 	c.timer.Reset(timeout)
 	action := s.handle(ctx, c, req)
-	c.timer.Stop()
 	if c.state.CompareAndSwap(running, reqIdle) || c.state.CompareAndSwap(claimed, reqIdle) {
+		// Only the owner stops the timer: after a lost swap it is armed
+		// for the connection's next request, served by late's goroutine.
+		c.timer.Stop()
 		return action, true
 	}
 	return "", false

@@ -117,7 +117,7 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 			AutoWhitelistClients: cfg.AutoWhitelist.Clients,
 			DeferOnStoreError:    g.OnStoreError == config.OnStoreErrorDefer,
 			StoreErrorText:       g.StoreErrorText,
-			UseTestTime:          true,
+			UseTestTime:          g.PolicyTestTime,
 			DryRun:               g.DryRun,
 			LogDecisions:         greylist.ParseDecisionLog(cfg.Log.Decisions),
 		},
