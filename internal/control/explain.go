@@ -47,7 +47,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 // runtime entries.
 func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcpt string) Explanation {
 	out := summary(x)
-	if x.Decision.Kind == greylist.Skip {
+	if x.Decision.Action == greylist.Skip {
 		return out
 	}
 	s.whitelistSteps(&out, x, clientName, clientAddr, rcpt)
@@ -68,7 +68,7 @@ func summary(x greylist.Explanation) Explanation {
 	out := Explanation{
 		Action:         x.Reply,
 		EnforcedAction: x.Enforced,
-		Decision:       d.Kind.Action(),
+		Decision:       d.Action.Label(),
 		Reason:         d.Reason.String(),
 		DryRun:         snap.DryRun,
 		Privacy:        snap.Privacy != nil,
@@ -77,14 +77,14 @@ func summary(x greylist.Explanation) Explanation {
 		WaitedSeconds:  d.Waited,
 		Warning:        d.Warning,
 	}
-	switch d.Kind {
+	switch d.Action {
 	case greylist.Skip:
 		out.Reason = "malformed"
 	case greylist.Failed:
 		out.Reason = "store error"
 		out.StoreError = d.Err.Error()
 	}
-	out.Greylisted = !snap.DryRun && (d.Kind == greylist.Greylist || d.Kind == greylist.Failed && snap.DeferOnStoreError)
+	out.Greylisted = !snap.DryRun && (d.Action == greylist.Greylist || d.Action == greylist.Failed && snap.DeferOnStoreError)
 	return out
 }
 

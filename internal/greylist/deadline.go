@@ -70,7 +70,7 @@ func (e *Engine) lateReturned() { e.stuck.Add(-1) }
 func (e *Engine) decide(ctx context.Context, req *policy.Request, snap *Snapshot, now time.Time) (d Decision) {
 	defer func() {
 		if r := recover(); r != nil {
-			d = Decision{Kind: Failed, Now: now, Err: fmt.Errorf("panic in the decision: %v", r)}
+			d = Decision{Action: Failed, Now: now, Err: fmt.Errorf("panic in the decision: %v", r)}
 		}
 	}()
 	if e.stuck.Load() > 0 {

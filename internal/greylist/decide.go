@@ -11,13 +11,13 @@ import (
 	"greyd/internal/store"
 )
 
-// Kind is what a decision amounts to.
-type Kind uint8
+// Action is what a decision amounts to.
+type Action uint8
 
-// Kinds of decisions.
+// Actions.
 const (
 	// Skip: the request cannot be judged (Warning says why); DUNNO.
-	Skip Kind = iota
+	Skip Action = iota
 	// Pass: whitelisted, auto-whitelisted or a known triplet; DUNNO.
 	Pass
 	// FirstPass: the triplet completed greylisting just now; the reply is
@@ -71,7 +71,7 @@ const (
 
 // Decision is the outcome of Decide.
 type Decision struct {
-	Kind   Kind
+	Action Action
 	Reason Reason
 	// Now is the request's time (the clock, or policy_test_time).
 	Now time.Time
@@ -124,9 +124,9 @@ func DecideDry(ctx context.Context, req *policy.Request, snap *Snapshot, st stor
 func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time, dryRun bool) Decision {
 	if req.Request != "smtpd_access_policy" {
 		if !req.Has(policy.AttrRequest) {
-			return Decision{Kind: Skip, Now: now, Warning: "request attribute missing: not a policy request"}
+			return Decision{Action: Skip, Now: now, Warning: "request attribute missing: not a policy request"}
 		}
-		return Decision{Kind: Skip, Now: now, Warning: "unrecognized request type: '" + req.Request + "'"}
+		return Decision{Action: Skip, Now: now, Warning: "unrecognized request type: '" + req.Request + "'"}
 	}
 	for _, a := range [...]struct {
 		attr policy.Attr
@@ -138,7 +138,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		{policy.AttrSender, "sender"},
 	} {
 		if !req.Has(a.attr) {
-			return Decision{Kind: Skip, Now: now, Warning: "attribute missing: " + a.name}
+			return Decision{Action: Skip, Now: now, Warning: "attribute missing: " + a.name}
 		}
 	}
 	fixedNow, badTestTime := false, false
@@ -152,25 +152,25 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	}
 	ip, ok := normalize.ParseAddr(req.ClientAddress)
 	if !ok {
-		return Decision{Kind: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
+		return Decision{Action: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
 	}
 	d := Decision{Now: now, BadTestTime: badTestTime}
 
 	if snap.Clients.MatchName(req.ClientName) || snap.Clients.MatchAddr(ip) {
-		d.Kind, d.Reason = Pass, ClientWhitelist
+		d.Action, d.Reason = Pass, ClientWhitelist
 		return d
 	}
 	if snap.Recipients.Match(req.Recipient) {
-		d.Kind, d.Reason = Pass, RecipientWhitelist
+		d.Action, d.Reason = Pass, RecipientWhitelist
 		return d
 	}
 	if rt := snap.Runtime; rt != nil {
 		if rt.Clients != nil && (rt.Clients.MatchName(req.ClientName) || rt.Clients.MatchAddr(ip)) {
-			d.Kind, d.Reason, d.Runtime = Pass, ClientWhitelist, true
+			d.Action, d.Reason, d.Runtime = Pass, ClientWhitelist, true
 			return d
 		}
 		if rt.Recipients != nil && rt.Recipients.Match(req.Recipient) {
-			d.Kind, d.Reason, d.Runtime = Pass, RecipientWhitelist, true
+			d.Action, d.Reason, d.Runtime = Pass, RecipientWhitelist, true
 			return d
 		}
 	}
@@ -206,7 +206,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 
 	r, err := st.Step(ctx, &in)
 	if err != nil {
-		return Decision{Kind: Failed, Now: now, Err: err}
+		return Decision{Action: Failed, Now: now, Err: err}
 	}
 	if r.Now != in.Now {
 		d.Now = time.Unix(r.Now, 0) // the store's clock (Redis TIME)
@@ -215,16 +215,16 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	d.NewlyWhitelisted, d.FutureCorrected = r.NewlyWhitelisted, r.FutureCorrected
 	switch r.Outcome {
 	case store.AutoWhitelisted:
-		d.Kind, d.Reason = Pass, ClientAWL
+		d.Action, d.Reason = Pass, ClientAWL
 	case store.Greylisted:
-		d.Kind, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
+		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
 		if r.New() {
 			d.Reason = New
 		}
 	case store.FirstPass:
-		d.Kind, d.Reason, d.Waited = FirstPass, TripletFound, r.Waited
+		d.Action, d.Reason, d.Waited = FirstPass, TripletFound, r.Waited
 	default:
-		d.Kind, d.Reason = Pass, TripletFound
+		d.Action, d.Reason = Pass, TripletFound
 	}
 	return d
 }

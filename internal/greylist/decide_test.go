@@ -66,7 +66,7 @@ func req(addr, name, sender, rcpt string) *policy.Request {
 type step struct {
 	at      time.Duration // since t0
 	r       *policy.Request
-	kind    Kind
+	kind    Action
 	reason  Reason
 	missing int64 // Greylist
 	waited  int64 // FirstPass
@@ -76,9 +76,9 @@ func runSteps(t *testing.T, snap *Snapshot, st store.Store, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		d := Decide(context.Background(), s.r, snap, st, t0.Add(s.at))
-		if d.Kind != s.kind || d.Reason != s.reason || d.Missing != s.missing || d.Waited != s.waited || d.Err != nil {
+		if d.Action != s.kind || d.Reason != s.reason || d.Missing != s.missing || d.Waited != s.waited || d.Err != nil {
 			t.Errorf("step %d at +%v (%s/%s/%s): got kind=%d reason=%q missing=%d waited=%d err=%v; want kind=%d reason=%q missing=%d waited=%d",
-				i, s.at, s.r.ClientAddress, s.r.Sender, s.r.Recipient, d.Kind, d.Reason, d.Missing, d.Waited, d.Err, s.kind, s.reason, s.missing, s.waited)
+				i, s.at, s.r.ClientAddress, s.r.Sender, s.r.Recipient, d.Action, d.Reason, d.Missing, d.Waited, d.Err, s.kind, s.reason, s.missing, s.waited)
 		}
 	}
 }
@@ -142,7 +142,7 @@ func TestClockBackwards(t *testing.T) {
 		{time.Hour + 5*time.Minute, a, FirstPass, TripletFound, 0, 300},
 	})
 	d := Decide(context.Background(), a, snap, st, t0)
-	if d.Kind != Greylist || d.Reason != New || !d.FutureCorrected {
+	if d.Action != Greylist || d.Reason != New || !d.FutureCorrected {
 		t.Errorf("first seen in the future: got %+v, want re-greylisted as new with FutureCorrected", d)
 	}
 }
@@ -166,8 +166,8 @@ func TestWhitelists(t *testing.T) {
 	snap, st := testSnapshot(t), newStore(t)
 	for i, tc := range tests {
 		d := Decide(context.Background(), tc.r, snap, st, t0)
-		if d.Kind != Pass || d.Reason != tc.reason {
-			t.Errorf("%d: %s[%s] -> %s: got kind=%d reason=%q, want pass %q", i, tc.r.ClientName, tc.r.ClientAddress, tc.r.Recipient, d.Kind, d.Reason, tc.reason)
+		if d.Action != Pass || d.Reason != tc.reason {
+			t.Errorf("%d: %s[%s] -> %s: got kind=%d reason=%q, want pass %q", i, tc.r.ClientName, tc.r.ClientAddress, tc.r.Recipient, d.Action, d.Reason, tc.reason)
 		}
 	}
 	// Not whitelisted: neighbours of the entries.
@@ -176,8 +176,8 @@ func TestWhitelists(t *testing.T) {
 		req("192.0.2.8", "outlook.com.evil.example", "a@b", "postmaster.x@d"),
 		req("2001:db8:fffe::25", "mail7.example.net.x", "a@b", "c@d"),
 	} {
-		if d := Decide(context.Background(), r, snap, st, t0); d.Kind != Greylist {
-			t.Errorf("neighbour %d (%s[%s]): got kind=%d reason=%q, want greylisted", i, r.ClientName, r.ClientAddress, d.Kind, d.Reason)
+		if d := Decide(context.Background(), r, snap, st, t0); d.Action != Greylist {
+			t.Errorf("neighbour %d (%s[%s]): got kind=%d reason=%q, want greylisted", i, r.ClientName, r.ClientAddress, d.Action, d.Reason)
 		}
 	}
 }
@@ -273,8 +273,8 @@ func TestSkip(t *testing.T) {
 	snap, st := testSnapshot(t), newStore(t)
 	for i, tc := range tests {
 		d := Decide(context.Background(), policy.ParseRequest(tc.text), snap, st, t0)
-		if d.Kind != Skip || d.Warning != tc.warning {
-			t.Errorf("%d: got kind=%d warning=%q, want skip %q", i, d.Kind, d.Warning, tc.warning)
+		if d.Action != Skip || d.Warning != tc.warning {
+			t.Errorf("%d: got kind=%d warning=%q, want skip %q", i, d.Action, d.Warning, tc.warning)
 		}
 	}
 }
@@ -284,7 +284,7 @@ func TestPolicyTestTime(t *testing.T) {
 	text := "request=smtpd_access_policy\nclient_address=198.51.100.1\nclient_name=x\nsender=a@b\nrecipient=c@d\npolicy_test_time=%d\n"
 	Decide(context.Background(), policy.ParseRequest(fmt.Sprintf(text, t0.Unix())), snap, st, time.Now())
 	d := Decide(context.Background(), policy.ParseRequest(fmt.Sprintf(text, t0.Unix()+310)), snap, st, time.Now())
-	if d.Kind != FirstPass || d.Waited != 310 {
+	if d.Action != FirstPass || d.Waited != 310 {
 		t.Errorf("policy_test_time +310: got %+v, want first pass after 310 s", d)
 	}
 	snap.UseTestTime = false

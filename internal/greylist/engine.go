@@ -86,7 +86,7 @@ func (e *Engine) SetSnapshot(snap *Snapshot) {
 // Snapshot returns the configuration in use.
 func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 
-// Counts returns how many requests ended in each Kind.
+// Counts returns how many requests ended in each Action.
 func (e *Engine) Counts() (skip, pass, firstPass, greylist, failed uint64) {
 	return e.decisions[Skip].Load(), e.decisions[Pass].Load(), e.decisions[FirstPass].Load(),
 		e.decisions[Greylist].Load(), e.decisions[Failed].Load()
@@ -115,10 +115,10 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 
 // answer counts and logs decision d and returns its reply action.
 func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d Decision) string {
-	e.decisions[d.Kind].Add(1)
+	e.decisions[d.Action].Add(1)
 	k, r := d.label()
 	e.decided[k][r].Add(1)
-	if d.Kind != Failed && d.Reason >= ClientAWL && e.failing.Load() {
+	if d.Action != Failed && d.Reason >= ClientAWL && e.failing.Load() {
 		// Whitelist decisions (reasons before ClientAWL) never reach
 		// the store, so they prove nothing about it.
 		e.storeWorks(now)
@@ -136,7 +136,7 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 			e.log.Info("whitelisted: " + req.ClientAddress)
 		}
 	}
-	switch d.Kind {
+	switch d.Action {
 	case Skip:
 		e.log.Warn(d.Warning + ": answering DUNNO" + describe(req))
 		return "DUNNO"
@@ -330,11 +330,11 @@ func (e *Engine) logDecision(snap *Snapshot, req *policy.Request, action string,
 	case LogNoDecisions:
 		return
 	case LogGreylistDecisions:
-		if d.Kind != Greylist {
+		if d.Action != Greylist {
 			return
 		}
 	}
-	dry := snap.DryRun && d.Kind == Greylist
+	dry := snap.DryRun && d.Action == Greylist
 	if e.lines != nil {
 		if !e.lines.Enabled(context.Background(), LevelNotice) {
 			return

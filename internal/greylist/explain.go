@@ -53,7 +53,7 @@ func (e *Engine) Explain(ctx context.Context, req *policy.Request) Explanation {
 		enforced.DryRun = false
 		x.Enforced = replyFor(&enforced, req, d)
 	}
-	if d.Kind == Pass && d.Reason < ClientAWL {
+	if d.Action == Pass && d.Reason < ClientAWL {
 		bare := *snap
 		bare.Clients, bare.Recipients, bare.Runtime = nil, nil, nil
 		sd := decideDry(ctx, req, &bare, st, now)
@@ -67,7 +67,7 @@ func (e *Engine) Explain(ctx context.Context, req *policy.Request) Explanation {
 func decideDry(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time) (d Decision) {
 	defer func() {
 		if r := recover(); r != nil {
-			d = Decision{Kind: Failed, Now: now, Err: fmt.Errorf("panic in the decision: %v", r)}
+			d = Decision{Action: Failed, Now: now, Err: fmt.Errorf("panic in the decision: %v", r)}
 		}
 	}()
 	return DecideDry(ctx, req, snap, st, now)
@@ -79,7 +79,7 @@ func replyFor(snap *Snapshot, req *policy.Request, d Decision) string {
 	if snap.DryRun {
 		return "DUNNO"
 	}
-	switch d.Kind {
+	switch d.Action {
 	case Failed:
 		if snap.DeferOnStoreError {
 			return storeErrorReply(snap)

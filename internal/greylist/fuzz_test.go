@@ -72,7 +72,7 @@ func FuzzDecide(f *testing.F) {
 		}
 
 		d := Decide(context.Background(), &req, snap, st, now)
-		switch d.Kind {
+		switch d.Action {
 		case Skip:
 			if d.Warning == "" {
 				t.Fatalf("request %q: Skip without a warning", raw)
@@ -94,9 +94,9 @@ func FuzzDecide(f *testing.F) {
 		}
 		// Greylisting works: the same triplet, asked again once the
 		// delay is over (and within the retry window), passes.
-		if d.Kind == Greylist && !snap.UseTestTime {
+		if d.Action == Greylist && !snap.UseTestTime {
 			later := Decide(context.Background(), &req, snap, st, d.Now.Add(snap.Delay))
-			if later.Kind != FirstPass && later.Kind != Pass {
+			if later.Action != FirstPass && later.Action != Pass {
 				t.Fatalf("request %q: greylisted at %v, but still not passed %v later: %+v", raw, d.Now, snap.Delay, later)
 			}
 		}

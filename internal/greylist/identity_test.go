@@ -53,7 +53,7 @@ func TestAutoKeepsWhatPassedUnderSubnet(t *testing.T) {
 		{300 * time.Second, a, FirstPass, TripletFound, 0, 300},
 	})
 	d := Decide(t.Context(), a, autoSnapshot(t), st, t0.Add(time.Hour))
-	if d.Kind != Pass || d.Reason != TripletFound || !d.Step.ViaAlt || d.Org != "google.com" || d.Identity != identity.OrgDomain {
+	if d.Action != Pass || d.Reason != TripletFound || !d.Step.ViaAlt || d.Org != "google.com" || d.Identity != identity.OrgDomain {
 		t.Fatalf("after the switch: %+v", d)
 	}
 	snap := autoSnapshot(t)

@@ -46,11 +46,11 @@ func (s *timedStore) Step(ctx context.Context, in *store.StepInput) (store.StepR
 	return r, err
 }
 
-// Action returns the metrics label of a decision kind: the log's action
+// Label returns the metrics label of a decision kind: the log's action
 // ("pass", "greylist"), "skip" for a request that could not be judged
 // (answered DUNNO with a warning) and "error" for a store failure.
-func (k Kind) Action() string {
-	switch k {
+func (a Action) Label() string {
+	switch a {
 	case Skip:
 		return "skip"
 	case Pass, FirstPass:
@@ -63,12 +63,12 @@ func (k Kind) Action() string {
 
 // label returns the metrics reason of a decision: the log's reason, or
 // "malformed" for a skip and "store error" for a failure.
-func (d *Decision) label() (kind Kind, reason Reason) {
-	switch d.Kind {
+func (d *Decision) label() (kind Action, reason Reason) {
+	switch d.Action {
 	case Skip, Failed:
-		return d.Kind, NoReason
+		return d.Action, NoReason
 	}
-	return d.Kind, d.Reason
+	return d.Action, d.Reason
 }
 
 // DecisionCount is how many requests ended with one action and reason.
@@ -80,22 +80,22 @@ type DecisionCount struct {
 // decisionLabels are the action/reason pairs a decision can have, in the
 // order DecisionCounts lists them.
 var decisionLabels = [...]struct {
-	kinds  []Kind // counted together (a first pass is a pass)
+	kinds  []Action // counted together (a first pass is a pass)
 	reason Reason
 	label  string
 }{
-	{[]Kind{Pass, FirstPass}, ClientWhitelist, "client whitelist"},
-	{[]Kind{Pass, FirstPass}, RecipientWhitelist, "recipient whitelist"},
-	{[]Kind{Pass, FirstPass}, ClientAWL, "client AWL"},
-	{[]Kind{Pass, FirstPass}, TripletFound, "triplet found"},
-	{[]Kind{Greylist}, New, "new"},
-	{[]Kind{Greylist}, EarlyRetry, "early-retry"},
-	{[]Kind{Skip}, NoReason, "malformed"},
-	{[]Kind{Failed}, NoReason, "store error"},
+	{[]Action{Pass, FirstPass}, ClientWhitelist, "client whitelist"},
+	{[]Action{Pass, FirstPass}, RecipientWhitelist, "recipient whitelist"},
+	{[]Action{Pass, FirstPass}, ClientAWL, "client AWL"},
+	{[]Action{Pass, FirstPass}, TripletFound, "triplet found"},
+	{[]Action{Greylist}, New, "new"},
+	{[]Action{Greylist}, EarlyRetry, "early-retry"},
+	{[]Action{Skip}, NoReason, "malformed"},
+	{[]Action{Failed}, NoReason, "store error"},
 }
 
 // DecisionCounts returns the requests answered since the engine started,
-// by action and reason (see Kind.Action), every pair listed even at zero.
+// by action and reason (see Action.Label), every pair listed even at zero.
 // Their sum is the number of answered requests: each is counted once,
 // when its answer is chosen, whether the decision or the store timeout
 // (Late) answered it. Explain counts nothing.
@@ -106,7 +106,7 @@ func (e *Engine) DecisionCounts() []DecisionCount {
 		for _, k := range l.kinds {
 			n += e.decided[k][l.reason].Load()
 		}
-		out = append(out, DecisionCount{Action: l.kinds[0].Action(), Reason: l.label, N: n})
+		out = append(out, DecisionCount{Action: l.kinds[0].Label(), Reason: l.label, N: n})
 	}
 	return out
 }

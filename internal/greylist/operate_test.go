@@ -27,7 +27,7 @@ func TestExplainWritesNothing(t *testing.T) {
 	// Never seen: would be greylisted as new, and stays unknown.
 	for i := 0; i < 2; i++ {
 		x := e.Explain(ctx, r("x"))
-		if x.Decision.Kind != Greylist || x.Decision.Reason != New || x.Step.Before.TripletFound {
+		if x.Decision.Action != Greylist || x.Decision.Reason != New || x.Step.Before.TripletFound {
 			t.Fatalf("explain %d of a new triplet: %+v", i, x.Decision)
 		}
 		if want := "DEFER_IF_PERMIT 4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/example.org.html"; x.Reply != want {
@@ -47,7 +47,7 @@ func TestExplainWritesNothing(t *testing.T) {
 	clk.t = t0.Add(310 * time.Second)
 	for i := 0; i < 2; i++ {
 		x = e.Explain(ctx, r("3"))
-		if x.Decision.Kind != FirstPass || !strings.HasPrefix(x.Reply, "PREPEND X-Greylist: delayed 310 seconds") {
+		if x.Decision.Action != FirstPass || !strings.HasPrefix(x.Reply, "PREPEND X-Greylist: delayed 310 seconds") {
 			t.Errorf("explain %d after the delay: %+v, reply %q", i, x.Decision, x.Reply)
 		}
 	}
@@ -207,7 +207,7 @@ func TestDryRun(t *testing.T) {
 	if got := e2.ServePolicy(ctx, r); got != "DUNNO" {
 		t.Errorf("dry run, store failure: %q", got)
 	}
-	if x := e.Explain(ctx, req("198.51.100.61", "x", "new@x.example", "b@example.org")); x.Reply != "DUNNO" || x.Decision.Kind != Greylist {
+	if x := e.Explain(ctx, req("198.51.100.61", "x", "new@x.example", "b@example.org")); x.Reply != "DUNNO" || x.Decision.Action != Greylist {
 		t.Errorf("explain in a dry run: %+v, reply %q", x.Decision, x.Reply)
 	}
 }
