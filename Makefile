@@ -6,7 +6,7 @@ GO         ?= go
 GOFLAGS_B  := -trimpath -ldflags "-X main.version=$(VERSION)"
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test fuzz vet activation e2e package check-packages systemd-test bench bench-scale deps check clean
+.PHONY: all build run test fuzz vet activation promtool-test e2e package check-packages systemd-test bench bench-scale deps check clean
 
 all: build
 
@@ -32,6 +32,12 @@ test:
 # PID 1: greyd under systemd-socket-activate with a fake NOTIFY_SOCKET.
 activation: build
 	$(GO) run ./dist/sdtest -bin build/greyd
+
+# The alerting rules shipped in dist/prometheus: syntax, then their unit
+# tests (promtool comes with Debian's prometheus package; make deps).
+promtool-test:
+	promtool check rules dist/prometheus/greyd-rules.yml
+	cd dist/prometheus && promtool test rules greyd-rules_test.yml
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for longer).
 fuzz:
@@ -63,7 +69,7 @@ deps:
 	./dist/install-deps.sh
 
 # Everything CI runs.
-check: deps vet test activation fuzz e2e check-packages systemd-test
+check: deps vet test promtool-test activation fuzz e2e check-packages systemd-test
 
 clean:
 	rm -rf build

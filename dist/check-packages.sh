@@ -104,8 +104,11 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/changelog.gz" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
+	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/grafana/greyd.json" \
+	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/prometheus/greyd-rules.yml" \
 	"-rw-r--r-- root/root ./usr/share/lintian/overrides/greyd"
 ! grep -q '/var/lib/greyd' "$tmp/deb.list" || fail "the .deb must not ship /var/lib/greyd (postinst makes it)"
+! grep -q 'systemd/system/greyd\.socket\.d' "$tmp/deb.list" || fail "the .deb must not move greyd.socket off the unix socket (the rpm's SELinux drop-in)"
 ! grep -q '/etc/greyd/conf\.d/.' "$tmp/deb.list" || fail "the .deb ships files in /etc/greyd/conf.d, which is the admin's"
 ok "deb files, modes and owners; /etc/greyd/conf.d empty"
 # Debian keeps the licence in the copyright file: it must hold LICENSE's
@@ -153,6 +156,8 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_recipients" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.service" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.socket" \
+	"drwxr-xr-x root:root /usr/lib/systemd/system/greyd.socket.d" \
+	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.socket.d/inet.conf" \
 	"-rw-r--r-- root:root /usr/share/man/man8/greyd.8.gz" \
 	"-rw-r--r-- root:root /usr/share/man/man5/greyd.hcl.5.gz" \
 	"-rw-r--r-- root:root /usr/share/licenses/greyd/LICENSE" \
@@ -160,6 +165,9 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/CHANGELOG.md" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.socket.d/inet.conf" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
+	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/grafana/greyd.json" \
+	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/prometheus/greyd-rules.yml" \
+	"-rw-r--r-- root:root /usr/share/doc/greyd/README.SELinux" \
 	"drwxr-x--- greyd:greyd /var/lib/greyd"
 ! grep -q '/etc/greyd/conf\.d/.' "$tmp/rpm.list" || fail "the .rpm ships files in /etc/greyd/conf.d, which is the admin's"
 ok "rpm files, modes and owners; /etc/greyd/conf.d empty"
@@ -172,8 +180,18 @@ rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" | sed -n 's/^cn //p' 
 diff -u "$tmp/conffiles.want" "$tmp/rpm.conf" || fail "rpm %config(noreplace) files differ"
 ok "rpm %config(noreplace): $(tr '\n' ' ' <"$tmp/rpm.conf")"
 rpm -qpd "$rpm" >"$tmp/rpm.doc"
-has "$tmp/rpm.doc" /usr/share/man/man8/greyd.8.gz /usr/share/man/man5/greyd.hcl.5.gz
-ok "rpm %doc has the man pages"
+has "$tmp/rpm.doc" /usr/share/man/man8/greyd.8.gz /usr/share/man/man5/greyd.hcl.5.gz \
+	/usr/share/doc/greyd/README.SELinux /usr/share/doc/greyd/examples/grafana/greyd.json \
+	/usr/share/doc/greyd/examples/prometheus/greyd-rules.yml
+ok "rpm %doc has the man pages, README.SELinux, the dashboard and the alerting rules"
+# The rpm's greyd.socket drop-in is active configuration, not %doc (which
+# rpm --excludedocs leaves out), and listens where the example does.
+! grep -q '^/usr/lib/systemd' "$tmp/rpm.doc" || fail "the rpm marks a unit file as %doc: $(grep '^/usr/lib/systemd' "$tmp/rpm.doc")"
+rpm -qp --qf '[%{FILEDIGESTS} %{FILENAMES}\n]' "$rpm" | grep -qxF "$(sha256sum rpm/greyd.socket.d/inet.conf | cut -d' ' -f1) /usr/lib/systemd/system/greyd.socket.d/inet.conf" ||
+	fail "the rpm's /usr/lib/systemd/system/greyd.socket.d/inet.conf is not rpm/greyd.socket.d/inet.conf"
+[ "$(grep -v '^#' dist/greyd.socket.d/inet.conf)" = "$(grep -v '^#' rpm/greyd.socket.d/inet.conf)" ] ||
+	fail "rpm/greyd.socket.d/inet.conf and dist/greyd.socket.d/inet.conf listen differently"
+ok "rpm greyd.socket.d/inet.conf: active, 127.0.0.1:10023 as the example"
 rpm -qp --scripts "$rpm" >"$tmp/rpm.scripts"
 for s in preinstall postinstall preuninstall postuninstall; do
 	grep -q "^$s scriptlet" "$tmp/rpm.scripts" || { cat "$tmp/rpm.scripts" >&2; fail "rpm has no $s scriptlet"; }
