@@ -447,3 +447,33 @@ func cutAngle(s string) (addr, rest string, ok bool) {
 	}
 	return s[:i+j], s[i+j+1:], true
 }
+
+// TextOf returns what every Postfix reject of a greylist reply with the
+// configured text contains: DefaultText when the text has it (Postgrey's
+// and greyd's default texts do), else the text's literal start, before
+// its first placeholder (%s, %r), without a status code of its own
+// ("4.7.1 ", which Postfix moves to the front of its reply).
+func TextOf(text string) string {
+	if strings.Contains(text, DefaultText) {
+		return DefaultText
+	}
+	if n := shape(text, "d.d"); n > 0 {
+		i := n
+		for i < len(text) && (isDigit(text[i]) || text[i] == '.') {
+			i++
+		}
+		if i < len(text) && text[i] == ' ' {
+			text = text[i+1:]
+		}
+	}
+	for i := 0; i+1 < len(text); i++ {
+		if text[i] == '%' && (text[i+1] == 's' || text[i+1] == 'r') {
+			text = text[:i]
+			break
+		}
+	}
+	if text = strings.TrimSpace(text); text == "" {
+		return DefaultText
+	}
+	return text
+}

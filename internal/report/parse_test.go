@@ -138,3 +138,20 @@ func TestParseText(t *testing.T) {
 		}
 	}
 }
+
+func TestTextOf(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"Greylisted, see http://postgrey.schweikert.ch/help/%r.html", "Greylisted"},
+		{"", "Greylisted"},
+		{"%s", "Greylisted"},
+		{"4.7.1 Please try again in %s seconds", "Please try again in"},
+		{"Come back later (%r)", "Come back later ("},
+		{"100% sure: later", "100% sure: later"},
+		{"4.7.1", "4.7.1"},
+	}
+	for _, tc := range tests {
+		if got := TextOf(tc.text); got != tc.want {
+			t.Errorf("TextOf(%q) = %q, want %q", tc.text, got, tc.want)
+		}
+	}
+}
