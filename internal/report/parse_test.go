@@ -51,6 +51,7 @@ func TestParse(t *testing.T) {
 			Event{Kind: Reject, Time: "Dec  7 04:24:54", Name: "unknown", Addr: v6, Recipient: "bob@example.org"}},
 		{"IPv4-mapped", "Dec  7 04:24:54 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from mail.example.net[::ffff:198.51.100.7]: 450 4.2.0 <bob@example.org>: Recipient address rejected: Greylisted; from=<alice@example.net> to=<bob@example.org> proto=SMTP", rej("Dec  7 04:24:54")},
 		{"no 4.2.0 (action DEFER_IF_PERMIT with a text of its own)", "Dec  7 04:24:54 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from mail.example.net[198.51.100.7]: 450 <bob@example.org>: Recipient address rejected: Greylisted for 300 seconds; from=<alice@example.net> to=<bob@example.org> proto=ESMTP helo=<x>", rej("Dec  7 04:24:54")},
+		{"451 (action = \"451 4.7.1\")", "Dec  7 04:24:54 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from mail.example.net[198.51.100.7]: 451 4.7.1 <bob@example.org>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html; from=<alice@example.net> to=<bob@example.org> proto=ESMTP helo=<mail.example.net>", rej("Dec  7 04:24:54")},
 		{"quoted local part", `Dec  7 04:24:54 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from mail.example.net[198.51.100.7]: 450 4.2.0 <bob@example.org>: Recipient address rejected: Greylisted; from=<"a> to=<x"@example.net> to=<bob@example.org> proto=ESMTP helo=<x>`,
 			Event{Kind: Reject, Time: "Dec  7 04:24:54", Name: "mail.example.net", Addr: addr, Sender: `"a> to=<x"@example.net`, Recipient: "bob@example.org"}},
 

@@ -240,3 +240,39 @@ func TestSameAsPostgreyreport(t *testing.T) {
 		}
 	}
 }
+
+// TestDifferencesFromPostgreyreport: the lines postgreyreport cannot
+// read and greyd's report does (README lists every difference).
+func TestDifferencesFromPostgreyreport(t *testing.T) {
+	dir := t.TempDir()
+	writePostgreyDB(t, dir, map[string]string{"192.0.2.250/x@y.example/z@example.org": "1,1"})
+	log := strings.Join([]string{
+		// the null sender: postgreyreport's from=<([^>]+)> needs one
+		reject("Dec  7 04:00:01", "mx.bounce.example", "192.0.2.1", "", "bob@example.org"),
+		// IPv6: postgreyreport's address is \d+\.\d+\.\d+\.\d+
+		reject("Dec  7 04:00:02", "mx.v6.example", "2001:db8::25", "a@v6.example", "bob@example.org"),
+		// another 4xx than 450 (greylist { action = "451 4.7.1" })
+		strings.Replace(reject("Dec  7 04:00:03", "mx.451.example", "192.0.2.3", "a@451.example", "bob@example.org"), ": 450 4.2.0 ", ": 451 4.7.1 ", 1),
+		// greyd's own line, when Postfix's is in another file
+		"Dec  7 04:00:04 mx1 greyd[77]: action=greylist, reason=new, client_name=mx.own.example, client_address=192.0.2.4, sender=a@own.example, recipient=bob@example.org",
+	}, "\n") + "\n"
+	cmd := exec.Command(postgreyreport, "--user="+strconv.Itoa(os.Geteuid()), "--dbdir="+dir)
+	cmd.Stdin = strings.NewReader(log)
+	out, err := cmd.Output()
+	if err != nil || len(out) != 0 {
+		t.Errorf("postgreyreport: %v, output %q: want none", err, out)
+	}
+	l := NewLog(Parser{}, Filter{})
+	l.Read(strings.NewReader(log))
+	l.Judge(context.Background(), pgLookup(nil), 300, 10)
+	var ours bytes.Buffer
+	(&Format{SingleLine: true}).Write(&ours, l.Fatal())
+	want := "" +
+		"      192.0.2.1 mx.bounce.example <> bob@example.org\n" +
+		"      192.0.2.3 mx.451.example a@451.example bob@example.org\n" +
+		"      192.0.2.4 mx.own.example a@own.example bob@example.org\n" +
+		"   2001:db8::25 mx.v6.example a@v6.example bob@example.org\n"
+	if ours.String() != want {
+		t.Errorf("greyd:\n%s\nwant:\n%s", ours.String(), want)
+	}
+}
