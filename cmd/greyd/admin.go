@@ -33,6 +33,7 @@ var adminCommands = map[string]func(args []string, stdout, stderr io.Writer) int
 	"stats":     statsCmd,
 	"export":    exportCmd,
 	"import":    importCmd,
+	"report":    reportCmd,
 }
 
 // adminFlags are the flags every admin subcommand has.

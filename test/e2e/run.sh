@@ -741,3 +741,66 @@ scenario 5 "greyd restarted between attempt and retry: retry accepted"
 scenario 6 "greyd stopped: 451 by default, accepted with default_action=DUNNO"
 scenario 7 "edit of whitelist_clients.local: next session whitelisted without restart"
 scenario 8 "greyd on Redis (conf.d redis block, redis-server on a unix socket): 450 for a new client, retry after the delay delivered with one X-Greylist header"
+
+# ---------------------------------------------------------- greyd report
+
+# The senders of scenario 7 that were greylisted before the edit of the
+# whitelist took effect (each a triplet of its own, never retried).
+late_greylisted() {
+	local f n=0
+	for f in "$WORK"/smtp/s7-try*.txt; do
+		[ -e "$f" ] || continue
+		replies "$(basename "$f" .txt)" | grep -q '^450 4\.2\.0 ' && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+# report NAME ARGS...: greyd report against the running greyd; stdout in
+# $WORK/report-NAME.out, stderr (the summary) in $WORK/report-NAME.err.
+report() {
+	local name=$1 st=0
+	shift
+	"$GREYD" report -config "$GDIR" "$@" >"$WORK/report-$name.out" 2>"$WORK/report-$name.err" || st=$?
+	[ "$st" -eq 0 ] || flunk "greyd report $*: exit status $st: $(cat "$WORK/report-$name.err")"
+}
+
+# summary_is NAME LINE: greyd report NAME's summary is LINE.
+summary_is() {
+	grep -qxF -- "$2" "$WORK/report-$1.err" ||
+		flunk "greyd report ($1): summary $(grep '^greyd report: [0-9]' "$WORK/report-$1.err"), want: $2"
+}
+
+scenario_9() { # greyd report: the fatal triplets of the logs of this run
+	local k ip
+	k=$(late_greylisted)
+	# Postfix's log and greyd's, as a site keeps them. Greylisted:
+	# s1 (2 recipients, 2 attempts each), s5, s7-before, the k late ones
+	# of scenario 7, s8; retried and passed (greyd's pass lines say so):
+	# s1's, s5, s8.
+	cat "$WORK/postfix.log" "$WORK/greyd.log" >"$WORK/report.log"
+	report both -show-tries "$WORK/report.log" || return 1
+	summary_is both "greyd report: $((5 + k)) triplets greylisted ($((7 + k)) attempts): 4 retried and passed, $((1 + k)) never retried" || return 1
+	# One line each: TRIES ADDRESS NAME SENDER RECIPIENT, all of scenario 7's
+	# client; senders as greyd keys them (the run's number is "#").
+	[ "$(wc -l <"$WORK/report-both.out")" -eq $((1 + k)) ] ||
+		flunk "greyd report: $(wc -l <"$WORK/report-both.out") lines, want $((1 + k)): $(cat "$WORK/report-both.out")" || return 1
+	ip=$(awk '$2 != "127.0.0.5" { print $2; exit }' "$WORK/report-both.out")
+	[ -z "$ip" ] || flunk "greyd report: a fatal triplet of $ip: $(cat "$WORK/report-both.out")" || return 1
+	grep -qE '^1 +127\.0\.0\.5 mx\.late-e2e\.test s7-before-#@sender-e2e\.test e2e\+s7@e2e\.test$' "$WORK/report-both.out" ||
+		flunk "greyd report: no line for s7-before: $(cat "$WORK/report-both.out")" || return 1
+
+	# Postfix's log alone: what got through is the running greyd's to
+	# say. It runs on Redis since scenario 8 and knows s8's triplet,
+	# passed; the earlier ones, in the buntdb file it no longer reads,
+	# count as forgotten, hence never retried (as postgreyreport counts
+	# a triplet its database lost).
+	report postfix "$WORK/postfix.log" || return 1
+	summary_is postfix "greyd report: $((5 + k)) triplets greylisted ($((7 + k)) attempts): 1 retried and passed, $((4 + k)) never retried" || return 1
+	if grep -q ' 127\.0\.0\.6 ' "$WORK/report-postfix.out"; then
+		flunk "greyd report: s8's triplet, passed on Redis, is listed: $(grep ' 127\.0\.0\.6 ' "$WORK/report-postfix.out")"
+		return 1
+	fi
+	NOTE="$(grep '^greyd report: [0-9]' "$WORK/report-both.err")"
+}
+
+scenario 9 "greyd report on Postfix's and greyd's logs: the never-retried triplets, the summary; against greyd on Redis"
