@@ -25,6 +25,7 @@ var commands = []command{
 	{name: "delete", summary: "forget triplets and auto-whitelist entries", run: adminCommands["delete"]},
 	{name: "whitelist", summary: "add, remove or list runtime whitelist entries", run: adminCommands["whitelist"], helpArgs: []string{"list", "-h"}},
 	{name: "stats", summary: "counters, database health, last reload", run: adminCommands["stats"]},
+	{name: "report", summary: "the mail log's greylisted triplets never retried, as postgreyreport", run: adminCommands["report"]},
 	{name: "export", summary: "the running greyd's state as NDJSON, or as Postgrey's db_dump text", run: adminCommands["export"]},
 	{name: "import", summary: "NDJSON from greyd export into the running greyd", run: adminCommands["import"]},
 	{name: "import-postgrey", summary: "Postgrey's database into greyd; its options as a greyd.hcl fragment", run: importPostgrey},

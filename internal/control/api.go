@@ -21,6 +21,7 @@
 //	GET    /v1/stats
 //	GET    /v1/export                                           NDJSON
 //	POST   /v1/import               NDJSON body
+//	POST   /v1/triplets             {"triplets":[{client_address,client_name,sender,recipient}]}: what the store holds for each, read-only
 //
 // Try it: curl --unix-socket /run/greyd/control.sock http://greyd/v1/stats
 package control

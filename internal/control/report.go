@@ -82,10 +82,10 @@ func (s *Server) triplets(w http.ResponseWriter, r *http.Request) {
 		}
 		x := s.opts.Engine.Explain(r.Context(), req)
 		switch {
-		case x.Decision.Kind == greylist.Skip:
+		case x.Decision.Action == greylist.Skip:
 			out.Triplets[i].Error = x.Decision.Warning
 			continue
-		case x.Decision.Kind == greylist.Failed:
+		case x.Decision.Action == greylist.Failed:
 			storeError(w, fmt.Sprintf("looking up triplet %d", i+1), x.Decision.Err)
 			return
 		case x.StoreErr != nil:

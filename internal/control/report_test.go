@@ -80,7 +80,7 @@ func TestTriplets(t *testing.T) {
 			ip := netip.MustParseAddr
 			var seed []store.Entry
 			trip := func(key string, first, last int64) {
-				seed = append(seed, store.Entry{Kind: store.KindTriplet, Key: key, A: first, B: last, Expires: now + 3600})
+				seed = append(seed, store.Entry{Kind: store.KindTriplet, Key: key, First: first, Last: last, Expires: now + 3600})
 			}
 			trip(snap.TripletKey(ip("192.0.2.1"), "pending@a.example", "r@example.org"), now-1000, now-900)
 			trip(snap.TripletKey(ip("192.0.2.1"), "passed@a.example", "r@example.org"), now-1000, now-600)
@@ -92,7 +92,7 @@ func TestTriplets(t *testing.T) {
 			// too), an auto-whitelisted client.
 			trip(snap.TripletKey(ip("192.0.2.2"), "w@a.example", "r@example.org"), now-1000, now-1000)
 			trip(snap.TripletKey(ip("192.0.2.3"), "awl@a.example", "r@example.org"), now-1000, now-990)
-			seed = append(seed, store.Entry{Kind: store.KindClient, Key: snap.ClientKey(ip("192.0.2.3")), A: 9, B: now - 10, Expires: now + 3600})
+			seed = append(seed, store.Entry{Kind: store.KindClient, Key: snap.ClientKey(ip("192.0.2.3")), Count: 9, Last: now - 10, Expires: now + 3600})
 			if _, _, err := db.Import(context.Background(), seed, 300); err != nil {
 				t.Fatal(err)
 			}

@@ -91,6 +91,7 @@ func NewServer(opts Options) *Server {
 	mux.HandleFunc("GET /v1/stats", s.stats)
 	mux.HandleFunc("GET /v1/export", s.export)
 	mux.HandleFunc("POST /v1/import", s.importEntries)
+	mux.HandleFunc("POST /v1/triplets", s.triplets)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no endpoint %s %s; greyd(8) lists the API", r.Method, r.URL.Path)
 	})
