@@ -11,7 +11,7 @@ type Class uint8
 
 const (
 	Pass     Class = iota // below every threshold: no delay
-	Tarpit                // TarpitAt <= score < GreylistAt (issue 22)
+	Tarpit                // TarpitAt <= score < GreylistAt: a tarpit instead of a delay
 	Greylist              // score >= GreylistAt: today's triplet algorithm
 )
 

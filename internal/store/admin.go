@@ -117,7 +117,7 @@ func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
 // imported new, so that an import never makes a sender wait again:
 //   - triplets: a passed one (last - first >= delay) wins over a pending
 //     one; of two passed or two pending ones, the result has the earliest
-//     first-seen and the latest last-seen time (issue 13's rule; two
+//     first-seen and the latest last-seen time (two
 //     pending entries merged this way may become passed, which is right:
 //     the sender was first seen that long ago);
 //   - clients: the higher count and the latest last time.
