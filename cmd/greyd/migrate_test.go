@@ -559,7 +559,8 @@ func shippedConfig(t *testing.T, dir, fragment string) {
 		writeFile(t, filepath.Join(dir, f), string(b))
 	}
 	writeFile(t, filepath.Join(dir, "conf.d", "postgrey.hcl"), fragment)
-	writeFile(t, filepath.Join(dir, "conf.d", "zz-test.hcl"), fmt.Sprintf("listen_reset = true\nlisten {\n  unix = %q\n}\ndatabase {\n  path = %q\n}\ncontrol {\n  socket = %q\n}\n",
+	// policy_test_time: the tests compare greyd with Postgrey at set times.
+	writeFile(t, filepath.Join(dir, "conf.d", "zz-test.hcl"), fmt.Sprintf("listen_reset = true\nlisten {\n  unix = %q\n}\ndatabase {\n  path = %q\n}\ncontrol {\n  socket = %q\n}\ngreylist {\n  policy_test_time = true\n}\n",
 		filepath.Join(dir, "greyd.sock"), filepath.Join(dir, "state", "greyd.db"), filepath.Join(dir, "control.sock")))
 }
 
