@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,12 +122,43 @@ func TestSelective(t *testing.T) {
 		}
 		d.waitLog("action=greylist, reason=new, policy=billing, client_name=mx.a.example")
 	})
+	t.Run("explain shows the signals and writes nothing", func(t *testing.T) {
+		cfg := filepath.Join(dir, "greyd.hcl")
+		x := explainJSON(t, cfg, 1, "198.51.100.3", "mx.f.example", "x@f.example", "carol@example.org")
+		s := x.Selective
+		if s == nil || !s.Scored || s.Mode != "score" || s.Score != 3 || s.Class != "greylist" || s.GreylistAt != 3 || len(s.Signals) != 4 {
+			t.Fatalf("explain: %+v", s)
+		}
+		if g := s.Signals[2]; g.Name != "dnsbl.bl.test.example" || g.Result != "listed" || g.Answer != "127.0.0.2" || !g.Cached || g.Weight != 3 {
+			t.Errorf("the dnsbl signal: %+v", g)
+		}
+		out := cliOK(t, 0, "explain", "-config", cfg, "-helo", "localhost", "198.51.100.7", "mx.g.example", "x@g.example", "bob@example.org")
+		for _, want := range []string{
+			"selective            mode score\n",
+			"  helo_invalid       +1 yes (",
+			"  dnsbl.bl.test.example +0 not_listed (nxdomain), asked ",
+			"score                1 (greylist_at 3): class pass, in ",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain lacks %q:\n%s", want, out)
+			}
+		}
+		pol := explainJSON(t, cfg, 1, "198.51.100.1", "mx.a.example", "x@a.example", "billing@example.org")
+		if s := pol.Selective; s == nil || s.Mode != "always" || s.RecipientPolicy != "billing" || s.Scored {
+			t.Errorf("explain for billing@: %+v", s)
+		}
+		// Explain wrote nothing: the mail is new to greyd.
+		if got := c.ask(selRcpt("198.51.100.3", "mx.f.example", "mx.f.example", "x@f.example", "carol@example.org", now)...); got != greylisted {
+			t.Fatalf("got %q, want %q", got, greylisted)
+		}
+		d.waitLog("action=greylist, reason=new, score=3, signals=dnsbl.bl.test.example:3, client_name=mx.f.example")
+	})
 	t.Run("metrics", func(t *testing.T) {
 		out := scrapeMetrics(t, maddr)
 		want := map[string]map[string]float64{
-			"greyd_selective_decisions_total": {`{class="pass"}`: 3, `{class="greylist"}`: 3},
+			"greyd_selective_decisions_total": {`{class="pass"}`: 3, `{class="greylist"}`: 4},
 			"greyd_dns_lookups_total": {
-				`{result="listed",zone="bl.test.example"}`:  1,
+				`{result="listed",zone="bl.test.example"}`:  2,
 				`{result="timeout",zone="bl.test.example"}`: 1,
 				`{result="listed",zone="wl.test.example"}`:  1,
 			},

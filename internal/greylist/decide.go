@@ -187,7 +187,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 
 	sel := snap.selectFor(req.Recipient)
 	if sel.mode == ModeNever {
-		d.Action, d.Reason, d.Scoring.Policy = Pass, PolicyNever, sel.policy.Name
+		d.Action, d.Reason, d.Scoring.Policy, d.Scoring.Mode = Pass, PolicyNever, sel.policy.Name, ModeNever
 		return d
 	}
 

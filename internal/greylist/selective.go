@@ -110,7 +110,9 @@ func (snap *Snapshot) selectFor(recipient string) selection {
 
 // Scoring is what selective greylisting did for one decision.
 type Scoring struct {
-	// Policy is the recipient policy that applied ("": none).
+	// Mode is the mode that applied (the recipient policy's, or
+	// selective's); Policy the recipient policy ("": none).
+	Mode   Mode
 	Policy string
 	// Scored: the request was scored (mode score or shadow, and the
 	// triplet rules would have greylisted it); Score and Class hold the
@@ -135,6 +137,7 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 	if s.policy != nil {
 		d.Scoring.Policy = s.policy.Name
 	}
+	d.Scoring.Mode, d.Scoring.GreylistAt = s.mode, s.greylistAt
 	if s.mode != ModeScore {
 		return st.Step(ctx, in)
 	}
@@ -149,7 +152,7 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 		ev = &signals.Evaluator{} // no resolver: DNS signals are unknown, counted at worst
 	}
 	sc := ev.Evaluate(ctx, snap.Selective.Signals, signals.Input{Addr: ip, Name: req.ClientName, HELO: req.HELOName, Sender: req.Sender})
-	d.Scoring.Scored, d.Scoring.Score, d.Scoring.GreylistAt, d.Scoring.Shadow = true, sc, s.greylistAt, shadow
+	d.Scoring.Scored, d.Scoring.Score, d.Scoring.Shadow = true, sc, shadow
 	d.Scoring.Class = signals.Classify(sc.Total, s.greylistAt)
 	if shadow || in.DryRun || d.Scoring.Class == signals.Pass {
 		// A dry step writes nothing either way: the first one is the answer.
