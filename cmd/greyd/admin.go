@@ -122,6 +122,7 @@ func timeText(t int64) string {
 func explainCmd(args []string, stdout, stderr io.Writer) int {
 	a := newAdminFlags("explain", "explain [-config PATH] [-json] CLIENT_ADDRESS CLIENT_NAME SENDER RECIPIENT", stderr)
 	asJSON := a.fs.Bool("json", false, "print one JSON object")
+	helo := a.fs.String("helo", "", "the client's HELO `NAME` for selective greylisting's signals (default: CLIENT_NAME, none for \"unknown\")")
 	if st := a.parse(args); st >= 0 {
 		return st
 	}
@@ -133,7 +134,13 @@ func explainCmd(args []string, stdout, stderr io.Writer) int {
 		return st
 	}
 	p := a.fs.Args()
-	x, err := c.Explain(context.Background(), p[0], p[1], p[2], p[3])
+	var x *control.Explanation
+	var err error
+	if heloGiven(a.fs) {
+		x, err = c.ExplainHELO(context.Background(), p[0], p[1], *helo, p[2], p[3])
+	} else {
+		x, err = c.Explain(context.Background(), p[0], p[1], p[2], p[3])
+	}
 	if err != nil {
 		return failed(stderr, a.fs.Name(), err)
 	}
@@ -207,6 +214,7 @@ func printExplanation(w io.Writer, x *control.Explanation) {
 	if x.StoreError != "" {
 		line("store", "FAILED: %s", x.StoreError)
 	}
+	printSelective(line, x.Selective)
 	reason := x.Reason
 	switch {
 	case x.MissingSeconds > 0 && x.Reason == "early-retry":
@@ -221,6 +229,56 @@ func printExplanation(w io.Writer, x *control.Explanation) {
 	if x.DryRun && x.EnforcedAction != x.Action {
 		line("", "(dry run: once enforced, greyd answers %s)", x.EnforcedAction)
 	}
+}
+
+// heloGiven reports whether explain's -helo flag was given.
+func heloGiven(fs *flag.FlagSet) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "helo" })
+	return given
+}
+
+// printSelective prints selective greylisting's steps: the mode and
+// recipient policy, then one line per signal (its weight, result,
+// answer, cached or asked, time), the score and the class.
+func printSelective(line func(step, format string, args ...any), s *control.SelectiveState) {
+	if s == nil {
+		return
+	}
+	mode := "mode " + s.Mode
+	if s.RecipientPolicy != "" {
+		mode += " (recipient_policy " + s.RecipientPolicy + ")"
+	}
+	if s.Shadow {
+		mode += ", shadow: the class is computed, every request greylisted"
+	}
+	line("selective", "%s", mode)
+	if !s.Scored {
+		switch s.Mode {
+		case "score":
+			line("score", "not computed: the store's state decides (no lookup for clients already known)")
+		}
+		return
+	}
+	for _, g := range s.Signals {
+		src := "asked"
+		switch {
+		case g.Cached:
+			src = "cached"
+		case g.TookMS == 0:
+			src = "local"
+		}
+		unknown := ""
+		if g.Unknown {
+			unknown = ", unknown: counted at its worst"
+		}
+		answer := ""
+		if g.Answer != "" {
+			answer = " (" + g.Answer + ")"
+		}
+		line("  "+g.Name, "%+d %s%s, %s %.1fms%s", g.Weight, g.Result, answer, src, g.TookMS, unknown)
+	}
+	line("score", "%d (greylist_at %d): class %s, in %.1fms", s.Score, s.GreylistAt, s.Class, s.TookMS)
 }
 
 // stored prints what the database holds for a triplet.

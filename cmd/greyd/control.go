@@ -81,6 +81,11 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 		DryRun:            func() bool { return engine.Snapshot().DryRun },
 		StorePersistent:   func() bool { return persistent(db) },
 		LogDropped:        logDropped(log),
+		Selective: func(add func(class string, n uint64)) {
+			for _, c := range engine.SelectiveCounts() {
+				add(c.Class, c.N)
+			}
+		},
 	})
 	engine.SetObserver(o.metrics)
 

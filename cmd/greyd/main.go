@@ -21,6 +21,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"greyd/internal/config"
+	"greyd/internal/dns"
 	"greyd/internal/gcpace"
 	"greyd/internal/greylist"
 	"greyd/internal/listen"
@@ -192,6 +193,16 @@ func serve(path string, stderr io.Writer) int {
 	// is set here (control.go).
 	in.ops = startOperations(cfg, in.engine, db, in.srv, in.rl, log)
 	defer in.ops.stop()
+	// One resolver for the daemon (selective greylisting's scores): its
+	// cache outlives reloads, so dns.servers waits for a restart. It
+	// asks nothing until a request is scored.
+	resolver, err := dns.New(dns.Config{Servers: cfg.DNS.Servers, Observe: in.engine.ObserveDNS})
+	if err != nil {
+		log.Error(fmt.Sprintf("dns: %v", err))
+		return exitConfig
+	}
+	defer resolver.Close()
+	in.engine.SetResolver(resolver)
 
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
@@ -366,8 +377,18 @@ func limits(c *config.Config) policy.Limits {
 		MaxConnections: c.Limits.MaxConnections,
 		RequestTimeout: c.Limits.RequestTimeout,
 		IdleTimeout:    c.Limits.IdleTimeout,
-		HandlerTimeout: c.Limits.StoreTimeout, // the engine answers a late decision as a store failure
+		HandlerTimeout: handlerTimeout(c), // the engine answers a late decision as a store failure
 	}
+}
+
+// handlerTimeout is how long a decision may take before the engine
+// answers it as a store failure: the store timeout, and with selective
+// greylisting's score a second store step and the DNS budget.
+func handlerTimeout(c *config.Config) time.Duration {
+	if !c.Scoring() {
+		return c.Limits.StoreTimeout
+	}
+	return 2*c.Limits.StoreTimeout + c.DNS.Budget
 }
 
 func names(ls []net.Listener) string {

@@ -109,3 +109,56 @@ control {
 log {
   decisions = "all" # decision lines: "all" (as Postgrey), "greylist" (deferred only), "none"
 }
+
+# Selective greylisting: greylist only the clients that look like spam.
+# By default every unknown client is greylisted, as Postgrey does, and
+# nothing is looked up. With mode = "score", a request that would be
+# greylisted is scored first from what the client shows (reverse DNS,
+# HELO, SPF, DNS lists); below greylist_at it passes at once and no
+# triplet is written. A clean-looking bot gets through too: start with
+# shadow = true, which logs and counts the class ("class=pass") but still
+# greylists everyone, and compare the classes with the clients that retry.
+# DNS lists refuse queries from public resolvers: run a local recursive
+# resolver (unbound) and name it in dns.servers.
+selective {
+  mode        = "always" # "always": every client (Postgrey); "score": by score
+  greylist_at = 3        # score >= greylist_at: greylisted; below: passes without delay
+  shadow      = false    # true (with mode "score"): compute, log and count, but greylist as "always"
+}
+
+# Weights of the signals; an absent one weighs 0 and costs nothing.
+# signals {
+#   rdns_missing = 3 # client_name "unknown": no verified reverse DNS
+#   rdns_dynamic = 2 # a dial-up looking name (dynamic_names, dynamic_names.local)
+#   helo_invalid = 1 # HELO not a host name, or another host's address literal
+#   spf_fail     = 2 # SPF of the MAIL FROM domain (null sender: the HELO)
+#   spf_softfail = 1
+#   spf_pass     = 0 # may be negative
+# }
+
+# DNS lists, repeatable. A list that does not answer within the budget,
+# or answers with its refusal code, counts at its worst: DNS trouble never
+# lets a client through early.
+# dnsbl "zen.spamhaus.org" {
+#   weight = 3
+#   listed = ["127.0.0.2-127.0.0.255"] # answers that count as listed (the default)
+# }
+# dnswl "list.dnswl.org" {
+#   weight    = -3
+#   min_trust = 1 # 127.0.X.Y counts when Y >= min_trust
+# }
+
+# Per-recipient exceptions, repeatable; the first matching block wins.
+# Recipients are written as in whitelist_recipients.
+# recipient_policy "logins" {
+#   recipients = ["login@example.com", "@billing.example.com"]
+#   mode       = "never" # always | score | never (never: no greylisting)
+#   # greylist_at = 5    # with mode "score": this policy's threshold
+#   # delay       = "1m" # this policy's greylisting delay
+# }
+
+# The resolver of the lookups above: servers waits for a restart.
+dns {
+  servers = []      # "ip:port" list; [] = the nameservers of /etc/resolv.conf
+  budget  = "800ms" # every lookup of one request together; the client waits for it
+}

@@ -75,6 +75,8 @@
 //	control { socket = "/run/greyd/control.sock" }  # "" = no control socket
 //	metrics { listen = "127.0.0.1:9386" }  # no metrics block = no metrics listener
 //	log { decisions = "all" }           # or "greylist", "none"
+//	selective { mode = "always" }       # selective greylisting: see selective.go
+//	signals {}, dnsbl "zone" {}, dnswl "zone" {}, recipient_policy "name" {}, dns {}
 //
 // Durations are whole numbers with units ms, s, m, h, d, w, combinable
 // ("1h30m", "1s500ms"); the greylist durations take whole seconds.
@@ -91,6 +93,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"greyd/internal/signals"
 )
 
 // DefaultDir is the configuration directory of an installed greyd.
@@ -111,6 +115,14 @@ type Config struct {
 	Control       Control
 	Metrics       *Metrics // nil: no metrics listener
 	Log           Log
+
+	// Selective greylisting (selective.go).
+	Selective         Selective
+	Signals           Signals
+	DNSBLs            []DNSBL
+	DNSWLs            []DNSWL
+	RecipientPolicies []RecipientPolicy
+	DNS               DNS
 
 	// Warnings are findings that do not stop greyd, located like
 	// problems. The daemon and check-config print them.
@@ -314,8 +326,10 @@ func Default(dir string) *Config {
 			IdleTimeout:    330 * time.Second,
 			StoreTimeout:   DefaultStoreTimeout,
 		},
-		Control: Control{Socket: DefaultControlSocket},
-		Log:     Log{Decisions: DecisionsAll},
+		Control:   Control{Socket: DefaultControlSocket},
+		Log:       Log{Decisions: DecisionsAll},
+		Selective: Selective{Mode: SelectiveAlways, GreylistAt: DefaultGreylistAt},
+		DNS:       DNS{Servers: []string{}, Budget: signals.DefaultBudget},
 	}
 }
 

@@ -108,8 +108,10 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:    330 * time.Second,
 			StoreTimeout:   2 * time.Second,
 		},
-		Control: Control{Socket: "/run/greyd/control.sock"},
-		Log:     Log{Decisions: "all"},
+		Control:   Control{Socket: "/run/greyd/control.sock"},
+		Log:       Log{Decisions: "all"},
+		Selective: Selective{Mode: "always", GreylistAt: 3},
+		DNS:       DNS{Servers: []string{}, Budget: 800 * time.Millisecond},
 	}
 	checkConfig(t, cfg, want)
 
@@ -188,6 +190,44 @@ metrics {
 log {
   decisions = "greylist"
 }
+selective {
+  mode        = "score"
+  greylist_at = 4
+  shadow      = true
+}
+signals {
+  rdns_missing = 3
+  rdns_dynamic = 2
+  helo_invalid = 1
+  spf_fail     = 2
+  spf_softfail = 1
+  spf_pass     = -1
+}
+dnsbl "zen.spamhaus.org" {
+  weight = 3
+}
+dnsbl "BL.Example.NET." {
+  weight = 2
+  listed = ["127.0.0.2", "127.0.1.0/24"]
+}
+dnswl "list.dnswl.org" {
+  weight    = -3
+  min_trust = 2
+}
+recipient_policy "billing" {
+  recipients  = ["@billing.example.com", "login@example.com"]
+  mode        = "score"
+  greylist_at = 5
+  delay       = "1m"
+}
+recipient_policy "abuse" {
+  recipients = ["abuse@"]
+  mode       = "never"
+}
+dns {
+  servers = ["127.0.0.1", "[::1]:5353"]
+  budget  = "500ms"
+}
 `
 
 func TestAllSettings(t *testing.T) {
@@ -249,12 +289,28 @@ func TestAllSettings(t *testing.T) {
 			IdleTimeout:    time.Minute,
 			StoreTimeout:   1500 * time.Millisecond,
 		},
-		Control: Control{Socket: dir + "/run/control.sock"},
-		Metrics: &Metrics{Listen: "[::1]:9100"},
-		Log:     Log{Decisions: "greylist"},
+		Control:   Control{Socket: dir + "/run/control.sock"},
+		Metrics:   &Metrics{Listen: "[::1]:9100"},
+		Log:       Log{Decisions: "greylist"},
+		Selective: Selective{Mode: "score", GreylistAt: 4, Shadow: true},
+		Signals: Signals{RDNSMissing: intp(3), RDNSDynamic: intp(2), HELOInvalid: intp(1),
+			SPFFail: intp(2), SPFSoftfail: intp(1), SPFPass: intp(-1)},
+		DNSBLs: []DNSBL{
+			{Zone: "zen.spamhaus.org", Weight: 3, Listed: []string{"127.0.0.2-127.0.0.255"}},
+			{Zone: "bl.example.net", Weight: 2, Listed: []string{"127.0.0.2", "127.0.1.0/24"}},
+		},
+		DNSWLs: []DNSWL{{Zone: "list.dnswl.org", Weight: -3, MinTrust: 2}},
+		RecipientPolicies: []RecipientPolicy{
+			{Name: "billing", Recipients: []string{"@billing.example.com", "login@example.com"}, Mode: "score", GreylistAt: intp(5), Delay: durp(time.Minute)},
+			{Name: "abuse", Recipients: []string{"abuse@"}, Mode: "never"},
+		},
+		DNS: DNS{Servers: []string{"127.0.0.1:53", "[::1]:5353"}, Budget: 500 * time.Millisecond},
 	}
 	checkConfig(t, cfg, want)
 }
+
+func intp(n int) *int                     { return &n }
+func durp(d time.Duration) *time.Duration { return &d }
 
 // Zero means zero, unlike Postgrey's `--delay=0` which fell back to 300.
 func TestZeroValues(t *testing.T) {

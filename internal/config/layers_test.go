@@ -323,7 +323,7 @@ func TestProvenance(t *testing.T) {
 // Every setting of every raw block has its range: merge and provenance
 // depend on it (settingFields panics otherwise).
 func TestRawSettingsHaveRanges(t *testing.T) {
-	for _, v := range []any{rawListen{}, rawDatabase{}, rawRedis{}, rawGreylist{}, rawAutoWhitelist{}, rawWhitelist{}, rawLimits{}, rawControl{}, rawMetrics{}, rawLog{}} {
+	for _, v := range []any{rawListen{}, rawDatabase{}, rawRedis{}, rawGreylist{}, rawAutoWhitelist{}, rawWhitelist{}, rawLimits{}, rawControl{}, rawMetrics{}, rawLog{}, rawSelective{}, rawSignals{}, rawList{}, rawPolicy{}, rawDNS{}} {
 		ty := reflect.TypeOf(v)
 		fields := settingFields(ty)
 		tagged := 0

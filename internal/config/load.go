@@ -173,6 +173,13 @@ type rawConfig struct {
 	Control          rawControl
 	Metrics          *rawMetrics // nil: no metrics block
 	Log              rawLog
+
+	Selective rawSelective
+	Signals   rawSignals
+	DNSBLs    []rawList
+	DNSWLs    []rawList
+	Policies  []rawPolicy
+	DNS       rawDNS
 }
 
 type rawListen struct {
@@ -332,8 +339,10 @@ func toRaw(c *Config) rawConfig {
 			IdleTimeout:    FormatDuration(l.IdleTimeout),
 			StoreTimeout:   FormatDuration(l.StoreTimeout),
 		},
-		Control: rawControl{Socket: c.Control.Socket},
-		Log:     rawLog{Decisions: c.Log.Decisions},
+		Control:   rawControl{Socket: c.Control.Socket},
+		Log:       rawLog{Decisions: c.Log.Decisions},
+		Selective: rawSelective{Mode: c.Selective.Mode, GreylistAt: c.Selective.GreylistAt, Shadow: c.Selective.Shadow},
+		DNS:       rawDNS{Servers: slices.Clone(c.DNS.Servers), Budget: FormatDuration(c.DNS.Budget)},
 	}
 }
 
@@ -349,6 +358,12 @@ var topSchema = &hcl.BodySchema{
 		{Type: "control"},
 		{Type: "metrics"},
 		{Type: "log"},
+		{Type: "selective"},
+		{Type: "signals"},
+		{Type: "dnsbl", LabelNames: []string{"zone"}},
+		{Type: "dnswl", LabelNames: []string{"zone"}},
+		{Type: "recipient_policy", LabelNames: []string{"name"}},
+		{Type: "dns"},
 	},
 }
 
@@ -365,7 +380,13 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 	}
 	bodies := map[string][]hcl.Body{}
 	defs := map[string]hcl.Range{}
+	labeled := map[string]hcl.Range{}
 	for _, b := range content.Blocks {
+		switch b.Type {
+		case "dnsbl", "dnswl", "recipient_policy":
+			diags = append(diags, raw.decodeLabeled(b, labeled)...)
+			continue
+		}
 		if b.Type == "listen" {
 			l := rawListen{DefRange: b.DefRange}
 			ds := nameTypeErrors(gohcl.DecodeBody(b.Body, nil, &l), b.Body)
@@ -394,6 +415,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		{"control", &raw.Control},
 		{"metrics", raw.Metrics},
 		{"log", &raw.Log},
+		{"selective", &raw.Selective},
+		{"signals", &raw.Signals},
+		{"dns", &raw.DNS},
 	} {
 		if bs := bodies[blk.typ]; len(bs) > 0 {
 			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)

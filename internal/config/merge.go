@@ -61,6 +61,12 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 		mergeSettings(r.Metrics, fm, failed)
 	}
 	mergeSettings(&r.Log, &file.Log, failed)
+	mergeSettings(&r.Selective, &file.Selective, failed)
+	mergeSettings(&r.Signals, &file.Signals, failed)
+	r.DNSBLs = mergeLists(r.DNSBLs, file.DNSBLs, failed)
+	r.DNSWLs = mergeLists(r.DNSWLs, file.DNSWLs, failed)
+	r.Policies = mergePolicies(r.Policies, file.Policies, failed)
+	mergeSettings(&r.DNS, &file.DNS, failed)
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -142,6 +148,18 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 		add("metrics.", r.Metrics)
 	}
 	add("log.", &r.Log)
+	add("selective.", &r.Selective)
+	add("signals.", &r.Signals)
+	for i := range r.DNSBLs {
+		add("dnsbl."+zoneKey(r.DNSBLs[i].Label)+".", &r.DNSBLs[i])
+	}
+	for i := range r.DNSWLs {
+		add("dnswl."+zoneKey(r.DNSWLs[i].Label)+".", &r.DNSWLs[i])
+	}
+	for i := range r.Policies {
+		add("recipient_policy."+r.Policies[i].Label+".", &r.Policies[i])
+	}
+	add("dns.", &r.DNS)
 	return m
 }
 

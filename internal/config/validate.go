@@ -117,6 +117,7 @@ func validate(raw rawConfig, cfg *Config) Problems {
 		cfg.Metrics = &Metrics{Listen: addr}
 	}
 	cfg.Log.Decisions = v.oneOf("decisions", raw.Log.Decisions, raw.Log.DecisionsRange, DecisionsAll, DecisionsGreylist, DecisionsNone)
+	v.validateSelective(raw, cfg)
 
 	cfg.Warnings = append(cfg.Warnings, v.warnings...)
 	return v.ps

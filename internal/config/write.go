@@ -97,6 +97,8 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	b.str("store_timeout", FormatDuration(l.StoreTimeout))
 	root.AppendNewline()
 
+	wr.writeSelective(root, c)
+
 	b = wr.block(root, "control", "control.")
 	b.str("socket", c.Control.Socket)
 	root.AppendNewline()

@@ -56,6 +56,38 @@ type Explanation struct {
 	RuntimeWhitelist   WhitelistCheck `json:"runtime_whitelist"`
 	AutoWhitelist      *AWLState      `json:"auto_whitelist,omitempty"`
 	Triplet            *TripletState  `json:"triplet,omitempty"`
+	// Selective is selective greylisting's part; nil when it is off
+	// (mode "always", no recipient policy) or a whitelist decided.
+	Selective *SelectiveState `json:"selective,omitempty"`
+}
+
+// SelectiveState is what selective greylisting did with a request.
+type SelectiveState struct {
+	// Mode is the one that applied: "always", "score" or "never".
+	Mode string `json:"mode"`
+	// RecipientPolicy is the recipient_policy block that applied.
+	RecipientPolicy string `json:"recipient_policy,omitempty"`
+	// Shadow: the class is only computed; the decision is mode always's.
+	Shadow bool `json:"shadow,omitempty"`
+	// Scored: the request was scored; a request the store would pass
+	// (auto-whitelisted, a known triplet) is not, and costs no lookup.
+	Scored     bool          `json:"scored"`
+	Score      int           `json:"score"`
+	GreylistAt int           `json:"greylist_at"`
+	Class      string        `json:"class,omitempty"`
+	TookMS     float64       `json:"took_ms"`
+	Signals    []SignalState `json:"signals,omitempty"`
+}
+
+// SignalState is one signal of a score.
+type SignalState struct {
+	Name    string  `json:"name"`
+	Weight  int     `json:"weight"` // what it added
+	Result  string  `json:"result"`
+	Unknown bool    `json:"unknown,omitempty"` // counted at its worst
+	Answer  string  `json:"answer,omitempty"`
+	Cached  bool    `json:"cached"`
+	TookMS  float64 `json:"took_ms"`
 }
 
 // WhitelistCheck is one whitelist step of an explanation.

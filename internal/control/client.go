@@ -140,6 +140,15 @@ func (c *Client) Explain(ctx context.Context, clientAddress, clientName, sender,
 	return &x, c.getJSON(ctx, "GET", "/v1/explain", q, nil, &x)
 }
 
+// ExplainHELO is Explain with the client's HELO name, which selective
+// greylisting's helo_invalid and the SPF of the null sender read (Explain
+// takes the client name for it, or none for "unknown").
+func (c *Client) ExplainHELO(ctx context.Context, clientAddress, clientName, helo, sender, recipient string) (*Explanation, error) {
+	q := url.Values{"client_address": {clientAddress}, "client_name": {clientName}, "helo_name": {helo}, "sender": {sender}, "recipient": {recipient}}
+	var x Explanation
+	return &x, c.getJSON(ctx, "GET", "/v1/explain", q, nil, &x)
+}
+
 // Entries streams the entries matching q (kind, client, sender,
 // recipient, state) to fn. warning is the daemon's note on what the
 // filter could not match.

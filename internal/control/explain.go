@@ -17,7 +17,7 @@ import (
 
 func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	addr, name, sender, rcpt := q.Get("client_address"), q.Get("client_name"), q.Get("sender"), q.Get("recipient")
+	addr, name, sender, rcpt, helo := q.Get("client_address"), q.Get("client_name"), q.Get("sender"), q.Get("recipient"), q.Get("helo_name")
 	if addr == "" || rcpt == "" {
 		writeError(w, http.StatusBadRequest, "explain needs client_address, client_name, sender and recipient")
 		return
@@ -28,7 +28,10 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	if sender == "<>" {
 		sender = ""
 	}
-	for _, v := range []string{addr, name, sender, rcpt} {
+	if !q.Has("helo_name") && name != "unknown" {
+		helo = name // a mail server's HELO is usually its name
+	}
+	for _, v := range []string{addr, name, sender, rcpt, helo} {
 		if strings.ContainsAny(v, "\r\n") {
 			writeError(w, http.StatusBadRequest, "attribute values cannot contain line breaks: %q", v)
 			return
@@ -37,7 +40,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	// As Postfix sends it at RCPT time; etrn_domain is always there, and
 	// decides the reply's "4.2.0 " prefix.
 	req := policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=" + addr +
-		"\nclient_name=" + name + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n")
+		"\nclient_name=" + name + "\nhelo_name=" + helo + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n")
 	x := s.opts.Engine.Explain(r.Context(), req)
 	writeJSON(w, http.StatusOK, s.explanation(x, name, addr, rcpt))
 }
@@ -51,6 +54,7 @@ func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcp
 		return out
 	}
 	s.whitelistSteps(&out, x, clientName, clientAddr, rcpt)
+	out.Selective = selectiveState(x)
 	if x.StoreErr != nil {
 		out.StoreError = x.StoreErr.Error()
 	}
@@ -61,6 +65,27 @@ func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcp
 	out.Triplet = requestTriplet(x)
 	return out
 }
+
+// selectiveState is selective greylisting's part of an explanation.
+func selectiveState(x greylist.Explanation) *SelectiveState {
+	d := x.Decision
+	if x.Snapshot.Selective == nil || d.Reason < greylist.ClientAWL {
+		return nil
+	}
+	sc := d.Scoring
+	out := &SelectiveState{Mode: sc.Mode.String(), RecipientPolicy: sc.Policy, Shadow: sc.Shadow, Scored: sc.Scored, GreylistAt: sc.GreylistAt}
+	if !sc.Scored {
+		return out
+	}
+	out.Score, out.Class, out.TookMS = sc.Score.Total, sc.Class.String(), ms(sc.Score.Took)
+	for _, g := range sc.Score.Signals {
+		out.Signals = append(out.Signals, SignalState{Name: g.Name, Weight: g.Weight, Result: g.Result, Unknown: g.Unknown,
+			Answer: g.Answer, Cached: g.Cached, TookMS: ms(g.Took)})
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // summary is the decision and the reply, without the steps.
 func summary(x greylist.Explanation) Explanation {

@@ -41,6 +41,10 @@ const (
 	TripletFound
 	New
 	EarlyRetry
+	// Selective greylisting (selective.go).
+	Scored      // the score was below the threshold: pass without delay
+	PolicyNever // a recipient policy with mode "never"
+	numReasons
 )
 
 func (r Reason) String() string {
@@ -57,6 +61,10 @@ func (r Reason) String() string {
 		return "new"
 	case EarlyRetry:
 		return "early-retry"
+	case Scored:
+		return "score"
+	case PolicyNever:
+		return "recipient policy"
 	}
 	return ""
 }
@@ -104,6 +112,8 @@ type Decision struct {
 	// unless the store was asked).
 	Input store.StepInput
 	Step  store.StepResult
+	// Scoring is what selective greylisting did (selective.go).
+	Scoring Scoring
 }
 
 // Decide judges req with the settings and whitelists of snap, the state in
@@ -175,10 +185,16 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		}
 	}
 
+	sel := snap.selectFor(req.Recipient)
+	if sel.mode == ModeNever {
+		d.Action, d.Reason, d.Scoring.Policy, d.Scoring.Mode = Pass, PolicyNever, sel.policy.Name, ModeNever
+		return d
+	}
+
 	in := store.StepInput{
 		Now:         now.Unix(),
 		FixedNow:    fixedNow,
-		Delay:       int64(snap.Delay / time.Second),
+		Delay:       int64(sel.delay / time.Second),
 		RetryWindow: int64(snap.RetryWindow / time.Second),
 		MaxAge:      int64(snap.MaxAge / time.Second),
 		AWLClients:  int64(snap.AutoWhitelistClients),
@@ -204,7 +220,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		}
 	}
 
-	r, err := st.Step(ctx, &in)
+	r, err := sel.step(ctx, snap, st, &in, req, ip, &d)
 	if err != nil {
 		return Decision{Action: Failed, Now: now, Err: err}
 	}
@@ -217,6 +233,10 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	case store.AutoWhitelisted:
 		d.Action, d.Reason = Pass, ClientAWL
 	case store.Greylisted:
+		if d.Scoring.passes() {
+			d.Action, d.Reason = Pass, Scored
+			break
+		}
 		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
 		if r.New() {
 			d.Reason = New

@@ -11,6 +11,7 @@ import (
 
 	"greyd/internal/logging"
 	"greyd/internal/policy"
+	"greyd/internal/signals"
 	"greyd/internal/store"
 )
 
@@ -29,11 +30,16 @@ type Engine struct {
 	snap  atomic.Pointer[Snapshot]
 	inst  instances
 	rt    runtimeState // the runtime whitelist (runtime.go)
+	// scorer holds the resolver of selective greylisting (selective.go);
+	// set under rt.mu, like the runtime whitelist it joins in snapshots.
+	scorer *signals.Evaluator
+	// classes counts scored requests by class.
+	classes [signals.Greylist + 1]atomic.Uint64
 
 	decisions [Failed + 1]atomic.Uint64
 	// decided counts answered requests by kind and reason, for metrics
 	// and greyd stats (DecisionCounts).
-	decided [Failed + 1][EarlyRetry + 1]atomic.Uint64
+	decided [Failed + 1][numReasons]atomic.Uint64
 
 	// Store failures: one error line per storeErrorEvery, and a line when
 	// the store works again.
@@ -118,7 +124,8 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 	e.decisions[d.Action].Add(1)
 	k, r := d.label()
 	e.decided[k][r].Add(1)
-	if d.Action != Failed && d.Reason >= ClientAWL && e.failing.Load() {
+	e.countScoring(&d)
+	if d.Action != Failed && d.Reason >= ClientAWL && d.Reason != PolicyNever && e.failing.Load() {
 		// Whitelist decisions (reasons before ClientAWL) never reach
 		// the store, so they prove nothing about it.
 		e.storeWorks(now)
@@ -377,6 +384,7 @@ func appendDecision(b []byte, req *policy.Request, action string, d Decision, de
 		b = strconv.AppendInt(b, d.Missing, 10)
 		b = append(b, "s missing)"...)
 	}
+	b = appendScoring(b, &d)
 	if delay > 0 {
 		b = append(b, ", delay="...)
 		b = strconv.AppendInt(b, delay, 10)

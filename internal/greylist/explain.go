@@ -53,9 +53,9 @@ func (e *Engine) Explain(ctx context.Context, req *policy.Request) Explanation {
 		enforced.DryRun = false
 		x.Enforced = replyFor(&enforced, req, d)
 	}
-	if d.Action == Pass && d.Reason < ClientAWL {
+	if d.Action == Pass && (d.Reason < ClientAWL || d.Reason == PolicyNever) {
 		bare := *snap
-		bare.Clients, bare.Recipients, bare.Runtime = nil, nil, nil
+		bare.Clients, bare.Recipients, bare.Runtime, bare.Selective = nil, nil, nil, nil
 		sd := decideDry(ctx, req, &bare, st, now)
 		x.Input, x.Step, x.StoreErr, x.Identity, x.Org = sd.Input, sd.Step, sd.Err, sd.Identity, sd.Org
 	}

@@ -88,6 +88,8 @@ var decisionLabels = [...]struct {
 	{[]Action{Pass, FirstPass}, RecipientWhitelist, "recipient whitelist"},
 	{[]Action{Pass, FirstPass}, ClientAWL, "client AWL"},
 	{[]Action{Pass, FirstPass}, TripletFound, "triplet found"},
+	{[]Action{Pass}, Scored, "score"},
+	{[]Action{Pass}, PolicyNever, "recipient policy"},
 	{[]Action{Greylist}, New, "new"},
 	{[]Action{Greylist}, EarlyRetry, "early-retry"},
 	{[]Action{Skip}, NoReason, "malformed"},

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"greyd/internal/identity"
+	"greyd/internal/signals"
 	"greyd/internal/whitelist"
 )
 
@@ -98,6 +99,12 @@ type Snapshot struct {
 	// changed with greyd whitelist add/remove), checked after the files'.
 	// Nil: none.
 	Runtime *RuntimeWhitelist
+	// Selective is selective greylisting (selective.go); nil: every
+	// request is greylisted as Postgrey does.
+	Selective *Selective
+	// Scorer computes scores with the daemon's resolver; the Engine sets
+	// it (SetResolver), as it sets Runtime.
+	Scorer *signals.Evaluator
 }
 
 // RuntimeWhitelist is the compiled runtime whitelist; either list may be

@@ -9,7 +9,11 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
+
+	"greyd/internal/dns"
+	"greyd/internal/signals"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,6 +49,9 @@ type Sources struct {
 	// LogDropped counts log lines dropped because the log output did
 	// not keep up.
 	LogDropped func() uint64
+	// Selective calls add for every class of selective greylisting
+	// (pass, greylist), zeros included: scored requests, shadow ones too.
+	Selective func(add func(class string, n uint64))
 }
 
 // Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
@@ -55,6 +62,11 @@ type Metrics struct {
 	requestDur prometheus.Histogram
 	stepDur    prometheus.Histogram
 	retryDelay prometheus.Histogram
+
+	// Selective greylisting (DNSLookup, Scored).
+	dnsSeconds   *prometheus.HistogramVec
+	dnsLookups   *prometheus.CounterVec
+	dnsCacheHits prometheus.Counter
 }
 
 // Bucket bounds. Requests and store steps take microseconds when all is
@@ -63,7 +75,10 @@ type Metrics struct {
 // (2 days).
 var (
 	durationBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 250e-3, 1, 2.5, 10}
-	retryBuckets    = []float64{300, 330, 360, 420, 600, 900, 1200, 1800, 3600, 7200, 14400, 28800, 86400, 172800}
+	// DNS: a local resolver answers in a millisecond, a recursion in
+	// tens, and the budget (800 ms by default, at most 10 s) ends it.
+	dnsBuckets   = []float64{1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 800e-3, 1, 2.5, 5, 10}
+	retryBuckets = []float64{300, 330, 360, 420, 600, 900, 1200, 1800, 3600, 7200, 14400, 28800, 86400, 172800}
 )
 
 // New returns the registry for src, with Go runtime and process metrics.
@@ -86,6 +101,20 @@ func New(src Sources) *Metrics {
 			Buckets: retryBuckets,
 		}),
 	}
+	m.dnsSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "greyd_dns_lookup_seconds",
+		Help:    "Duration of the DNS lookups of selective greylisting that the cache could not answer, by zone (a dnsbl or dnswl zone, or spf).",
+		Buckets: dnsBuckets,
+	}, []string{"zone"})
+	m.dnsLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "greyd_dns_lookups_total",
+		Help: "DNS list signals computed for scored requests, cache answers included, by zone and result (listed, not_listed, timeout, refused, error).",
+	}, []string{"zone", "result"})
+	m.dnsCacheHits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "greyd_dns_cache_hits_total",
+		Help: "DNS lookups of selective greylisting answered by greyd's cache.",
+	})
+	m.reg.MustRegister(m.dnsSeconds, m.dnsLookups, m.dnsCacheHits)
 	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -156,6 +185,9 @@ var (
 	descReloads = prometheus.NewDesc("greyd_config_reloads_total",
 		"Configuration reloads by result (ok, failed: the running configuration stayed).",
 		[]string{"result"}, nil)
+	descSelective = prometheus.NewDesc("greyd_selective_decisions_total",
+		"Requests scored by selective greylisting, by class (pass: no delay; greylist); in shadow mode the class computed, not the one acted on.",
+		[]string{"class"}, nil)
 	descBuild = prometheus.NewDesc("greyd_build_info",
 		"Always 1; the labels say which greyd runs.",
 		[]string{"version", "goversion"}, nil)
@@ -175,6 +207,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Reloads != nil {
 		ch <- descReloads
 	}
+	if c.src.Selective != nil {
+		ch <- descSelective
+	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -193,6 +228,39 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ok, failed := c.src.Reloads()
 		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "ok")
 		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
+	}
+	if c.src.Selective != nil {
+		c.src.Selective(func(class string, n uint64) {
+			ch <- prometheus.MustNewConstMetric(descSelective, prometheus.CounterValue, float64(n), class)
+		})
+	}
+}
+
+// DNSLookup implements greylist.DNSObserver: the resolver's hook
+// (dns.Config.Observe). label is a zone or "spf", from the configuration.
+func (m *Metrics) DNSLookup(label string, _ dns.Type, _ dns.Status, took time.Duration, cached bool) {
+	if cached {
+		m.dnsCacheHits.Inc()
+		return
+	}
+	if label == "" {
+		label = "other"
+	}
+	m.dnsSeconds.WithLabelValues(label).Observe(took.Seconds())
+}
+
+// Scored implements greylist.DNSObserver: the list signals of a score
+// are the lookups by zone and result.
+func (m *Metrics) Scored(sc *signals.Score) {
+	for i := range sc.Signals {
+		s := &sc.Signals[i]
+		zone, ok := strings.CutPrefix(s.Name, "dnsbl.")
+		if !ok {
+			if zone, ok = strings.CutPrefix(s.Name, "dnswl."); !ok {
+				continue
+			}
+		}
+		m.dnsLookups.WithLabelValues(zone, s.Result).Inc()
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"greyd/internal/dns"
+	"greyd/internal/signals"
 	"greyd/internal/store/buntdb"
 )
 
@@ -33,6 +35,10 @@ func testSources() Sources {
 		DryRun:            func() bool { return false },
 		StorePersistent:   func() bool { return true },
 		LogDropped:        func() uint64 { return 5 },
+		Selective: func(add func(class string, n uint64)) {
+			add("pass", 6)
+			add("greylist", 4)
+		},
 	}
 }
 
@@ -51,6 +57,14 @@ func TestExposition(t *testing.T) {
 	m.Request(300 * time.Microsecond)
 	m.StoreStep(80 * time.Microsecond)
 	m.RetryDelay(420)
+	m.DNSLookup("zen.spamhaus.org", dns.TypeA, dns.Found, 30*time.Millisecond, false)
+	m.DNSLookup("zen.spamhaus.org", dns.TypeA, dns.Found, 0, true)
+	m.DNSLookup("spf", dns.TypeTXT, dns.Timeout, 800*time.Millisecond, false)
+	m.Scored(&signals.Score{Signals: []signals.Signal{
+		{Name: "rdns_missing", Result: signals.Yes},
+		{Name: "dnsbl.zen.spamhaus.org", Result: signals.Listed},
+		{Name: "dnswl.list.dnswl.org", Result: signals.Refused},
+	}})
 	out := scrape(t, m)
 	for _, want := range []string{
 		`greyd_requests_total 42`,
@@ -70,6 +84,13 @@ func TestExposition(t *testing.T) {
 		`greyd_dry_run 0`,
 		`greyd_store_persistent 1`,
 		`greyd_log_dropped_total 5`,
+		`greyd_selective_decisions_total{class="pass"} 6`,
+		`greyd_selective_decisions_total{class="greylist"} 4`,
+		`greyd_dns_lookup_seconds_bucket{zone="zen.spamhaus.org",le="0.05"} 1`,
+		`greyd_dns_lookup_seconds_count{zone="spf"} 1`,
+		`greyd_dns_cache_hits_total 1`,
+		`greyd_dns_lookups_total{result="listed",zone="zen.spamhaus.org"} 1`,
+		`greyd_dns_lookups_total{result="refused",zone="list.dnswl.org"} 1`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -99,9 +99,10 @@ func TestParseAttributes(t *testing.T) {
 		{"queue_id", AttrQueueID, func(r *Request) string { return r.QueueID }},
 		{"etrn_domain", AttrETRNDomain, func(r *Request) string { return r.ETRNDomain }},
 		{"policy_test_time", AttrPolicyTestTime, func(r *Request) string { return r.PolicyTestTime }},
+		{"helo_name", AttrHELOName, func(r *Request) string { return r.HELOName }},
 	}
 	for i, f := range fields {
-		text := "helo_name=mx.example\n" + f.name + "=first\nccert_subject=x=y\n" + f.name + "=v" + f.name + "\nnoequals\n"
+		text := "client_port=25\n" + f.name + "=first\nccert_subject=x=y\n" + f.name + "=v" + f.name + "\nnoequals\n"
 		r := ParseRequest(text)
 		for j, g := range fields {
 			want, has := "", false

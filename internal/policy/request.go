@@ -29,6 +29,7 @@ const (
 	AttrQueueID
 	AttrETRNDomain
 	AttrPolicyTestTime
+	AttrHELOName // selective greylisting's helo_invalid and SPF of the null sender
 )
 
 // Request is one parsed policy request. Its string fields are substrings of
@@ -45,6 +46,7 @@ type Request struct {
 	QueueID        string
 	ETRNDomain     string
 	PolicyTestTime string
+	HELOName       string
 
 	present Attr
 	// Attributes is the number of name=value lines, known or not.
@@ -144,7 +146,7 @@ func (r *Request) parse(raw []byte) {
 }
 
 // numAttrs is the number of Attr values; Attr(1<<i) is attribute i.
-const numAttrs = 10
+const numAttrs = 11
 
 // attrIndex returns i for the attribute named name (Attr(1<<i)), or -1.
 // The switch on string(name) does not allocate.
@@ -170,6 +172,8 @@ func attrIndex(name []byte) int {
 		return 8
 	case "policy_test_time":
 		return 9
+	case "helo_name":
+		return 10
 	}
 	return -1
 }
@@ -195,6 +199,8 @@ func (r *Request) field(i int) *string {
 		return &r.QueueID
 	case 8:
 		return &r.ETRNDomain
+	case 10:
+		return &r.HELOName
 	}
 	return &r.PolicyTestTime
 }

@@ -49,6 +49,9 @@ func inputs(path string, cfgs ...*config.Config) []string {
 		for _, f := range c.Whitelist.Recipients {
 			add(f)
 		}
+		for _, f := range DynamicNames(c) {
+			add(f)
+		}
 		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
 			add(r.PasswordFile) // a new password is noticed (it waits for a restart)
 		}

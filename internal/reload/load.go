@@ -15,9 +15,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"greyd/internal/config"
 	"greyd/internal/greylist"
+	"greyd/internal/signals"
 	"greyd/internal/whitelist"
 )
 
@@ -131,6 +133,9 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 		ic.DynamicDomains = append(ic.DynamicDomains, g.DynamicDomains...)
 		snap.Identity = identity.New(ic)
 	}
+	sel, sps := selective(cfg, snap.Identity)
+	snap.Selective = sel
+	l.WhitelistProblems = append(l.WhitelistProblems, sps...)
 	h, err := privacy(cfg)
 	if err != nil {
 		l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
@@ -139,6 +144,54 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 	snap.Privacy = h
 	l.Snapshot = snap
 	return l
+}
+
+// DynamicNames are the dynamic_names files of a configuration: the
+// shipped one and the administrator's, in the configuration directory.
+func DynamicNames(cfg *config.Config) []string {
+	return []string{filepath.Join(cfg.Dir, "dynamic_names"), filepath.Join(cfg.Dir, "dynamic_names.local")}
+}
+
+// selective compiles selective greylisting; nil when nothing is ever
+// scored or exempted (mode "always" and no recipient policy). The
+// dynamic_names files are read only when rdns_dynamic has a weight; their
+// problems only drop lines, like the whitelists'.
+func selective(cfg *config.Config, ident *identity.Matcher) (*greylist.Selective, []whitelist.Problem) {
+	if cfg.Selective.Mode == config.SelectiveAlways && len(cfg.RecipientPolicies) == 0 {
+		return nil, nil
+	}
+	s := &greylist.Selective{
+		Mode:       greylist.ParseMode(cfg.Selective.Mode),
+		GreylistAt: cfg.Selective.GreylistAt,
+		Shadow:     cfg.Selective.Shadow,
+	}
+	var probs []whitelist.Problem
+	for _, p := range cfg.RecipientPolicies {
+		r, _ := whitelist.ParseRecipients("", strings.NewReader(strings.Join(p.Recipients, "\n"))) // checked by config
+		s.Policies = append(s.Policies, greylist.RecipientPolicy{
+			Name: p.Name, Recipients: r, Mode: greylist.ParseMode(p.Mode), GreylistAt: p.GreylistAt, Delay: p.Delay,
+		})
+	}
+	if !cfg.Scoring() {
+		return s, nil
+	}
+	spec := cfg.SignalsSpec()
+	if ident == nil {
+		// lookup_by is not "auto": rdns_dynamic still uses the built-in rules.
+		ident = identity.New(identity.Defaults())
+	}
+	spec.Identity = ident
+	if spec.RDNSDynamic != nil {
+		spec.DynamicNames, probs = signals.LoadDynamicNames(DynamicNames(cfg))
+	}
+	sc, err := signals.NewConfig(spec)
+	if err != nil {
+		// The configuration layer checked every value; this is a bug.
+		probs = append(probs, whitelist.Problem{File: cfg.Dir, Msg: fmt.Sprintf("signals: %v (nothing is scored)", err)})
+		return s, probs
+	}
+	s.Signals = sc
+	return s, probs
 }
 
 // KeyPath is where the privacy secret lives: next to the database, in the

@@ -44,6 +44,7 @@ func keepRunning(running, next *config.Config) []string {
 	next.Control = running.Control
 	next.Metrics = running.Metrics
 	next.Greylist.Privacy = running.Greylist.Privacy
+	next.DNS.Servers = running.DNS.Servers
 	return warnings
 }
 
@@ -94,6 +95,8 @@ func restartOnlySettings(a, b *config.Config) []restartOnly {
 	s = append(s,
 		restartOnly{name: "greylist.privacy", value: func(c *config.Config) string { return strconv.FormatBool(c.Greylist.Privacy) }},
 		restartOnly{name: "control.socket", value: func(c *config.Config) string { return c.Control.Socket }},
+		// One resolver per daemon: its cache outlives reloads.
+		restartOnly{name: "dns.servers", value: func(c *config.Config) string { return strings.Join(c.DNS.Servers, ", ") }},
 	)
 	if a.Metrics == nil || b.Metrics == nil {
 		s = append(s, restartOnly{name: "metrics", origin: "metrics.listen", value: func(c *config.Config) string {

@@ -56,6 +56,9 @@ database {
 		{"metrics", base + "metrics {\n  listen = \"127.0.0.1:9999\"\n}\n", []string{
 			"metrics changed in greyd.hcl:11: restart greyd to apply it (running with no metrics block)",
 		}},
+		{"dns servers", base + "dns {\n  servers = [\"127.0.0.1:5353\"]\n  budget = \"1s\"\n}\n", []string{
+			"dns.servers changed in greyd.hcl:11: restart greyd to apply it (running with none)",
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,7 +92,8 @@ database {
 				}
 				c := applied.Config
 				if !reflect.DeepEqual(c.Listen, initial.Config.Listen) || !reflect.DeepEqual(c.Database, initial.Config.Database) ||
-					c.Control != initial.Config.Control || c.Metrics != initial.Config.Metrics || c.Greylist.Privacy != initial.Config.Greylist.Privacy {
+					c.Control != initial.Config.Control || c.Metrics != initial.Config.Metrics || c.Greylist.Privacy != initial.Config.Greylist.Privacy ||
+					!reflect.DeepEqual(c.DNS.Servers, initial.Config.DNS.Servers) {
 					t.Errorf("applied configuration does not keep the running values: %+v", c)
 				}
 			}
