@@ -1,6 +1,12 @@
 package storetest
 
-import "greyd/internal/store"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"greyd/internal/store"
+)
 
 func trapAt(since, until int64) *store.Trap { return &store.Trap{Since: since, Until: until} }
 
@@ -94,4 +100,62 @@ var TrapCases = []Case{
 		{At: 1, Client: "same", Triplet: "same", Trap: "same", Want: Want{Outcome: greylisted, First: 1, Missing: Delay, New: true, Trap: noTrap, Triplet: none, Client: noClient}},
 		{At: 2, Client: "other", Triplet: "other", Trap: "other", Want: Want{Outcome: greylisted, First: 2, Missing: Delay, Trapped: true, TrapUntil: TrapFor, Client: noClient}},
 	}},
+}
+
+// adminTraps: traps are listed, imported (merged by store.Merge), deleted
+// like the other kinds, by kind, and count as neither triplets nor
+// clients.
+func adminTraps(t *testing.T, open Opener) {
+	st, a := adminOf(t, open)
+	ctx := context.Background()
+	now := time.Now().Unix()
+	hit := at(now, "192.0.2.7", "bait")
+	hit.TrapKey, hit.TrapHit, hit.TrapFor = "192.0.2.7", true, 3600
+	if r := mustStep(t, st, hit); !r.TrapSet || r.TrapUntil != now+3600 {
+		t.Fatalf("trap hit: %+v", r)
+	}
+	want := store.Entry{Kind: store.KindTrap, Key: "192.0.2.7", First: now, Until: now + 3600, Expires: now + 3600 + RetryWindow + 1}
+	if got := scanAll(t, a, store.KindTrap); len(got) != 1 || !sameEntry(got[0], want) {
+		t.Errorf("Scan(trap) = %+v; want %+v", got, want)
+	}
+	if got := scanAll(t, a); len(got) != 1 || got[0].Kind != store.KindTrap {
+		t.Errorf("Scan(all) = %+v; want the trap alone (a trap hit writes no triplet)", got)
+	}
+	if got := scanAll(t, a, store.KindTriplet, store.KindClient); len(got) != 0 {
+		t.Errorf("Scan(triplet, client) = %+v; want nothing", got)
+	}
+	checkCounts(t, a, 0, 0)
+
+	// Import: a new trap, and one merged with the stored one.
+	imp := []store.Entry{
+		{Kind: store.KindTrap, Key: "192.0.2.8", First: now - 10, Until: now + 600, Expires: now + 600 + RetryWindow},
+		{Kind: store.KindTrap, Key: "192.0.2.7", First: now - 100, Until: now + 60, Expires: now + 60 + RetryWindow},
+	}
+	if n, m, err := a.Import(ctx, imp, Delay); err != nil || n != 1 || m != 1 {
+		t.Fatalf("Import = %d, %d, %v; want 1 imported, 1 merged", n, m, err)
+	}
+	got := scanAll(t, a, store.KindTrap)
+	merged := store.Entry{Kind: store.KindTrap, Key: "192.0.2.7", First: now - 100, Until: now + 3600, Expires: want.Expires}
+	if len(got) != 2 || !sameEntry(got[0], merged) || !sameEntry(got[1], imp[0]) {
+		t.Errorf("after import, Scan(trap) = %+v; want %+v and %+v", got, merged, imp[0])
+	}
+	probe := func(key string) store.StepResult {
+		in := at(now+1, key, "t")
+		in.TrapKey, in.TrapFor = key, 3600
+		return mustStep(t, st, in)
+	}
+	if r := probe("192.0.2.8"); !r.Trapped || r.TrapUntil != now+600 {
+		t.Errorf("step of an imported trap's client: %+v; want trapped until %d", r, now+600)
+	}
+
+	if n, err := a.Delete(ctx, store.KindClient, []string{"192.0.2.7"}); err != nil || n != 0 {
+		t.Errorf("Delete(client, trapped address) = %d, %v; want 0: a trap is no client entry", n, err)
+	}
+	if n, err := a.Delete(ctx, store.KindTrap, []string{"192.0.2.7", "192.0.2.9"}); err != nil || n != 1 {
+		t.Errorf("Delete(trap) = %d, %v; want 1", n, err)
+	}
+	if r := probe("192.0.2.7"); r.Trapped || r.Outcome != store.Greylisted || !r.New() {
+		t.Errorf("step after the trap was deleted: %+v; want a new triplet, not trapped", r)
+	}
+	checkCounts(t, a, 1, 0)
 }
