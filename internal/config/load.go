@@ -173,6 +173,7 @@ type rawConfig struct {
 	Control          rawControl
 	Metrics          *rawMetrics // nil: no metrics block
 	Log              rawLog
+	Trap             *rawTrap // nil: no trap block
 }
 
 type rawListen struct {
@@ -349,6 +350,7 @@ var topSchema = &hcl.BodySchema{
 		{Type: "control"},
 		{Type: "metrics"},
 		{Type: "log"},
+		{Type: "trap"},
 	},
 }
 
@@ -382,6 +384,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 	if _, ok := defs["metrics"]; ok {
 		raw.Metrics = &rawMetrics{DefRange: defs["metrics"]}
 	}
+	if _, ok := defs["trap"]; ok {
+		raw.Trap = &rawTrap{DefRange: defs["trap"]}
+	}
 	for _, blk := range []struct {
 		typ string
 		dst any
@@ -394,6 +399,7 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		{"control", &raw.Control},
 		{"metrics", raw.Metrics},
 		{"log", &raw.Log},
+		{"trap", raw.Trap},
 	} {
 		if bs := bodies[blk.typ]; len(bs) > 0 {
 			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)

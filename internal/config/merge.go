@@ -61,6 +61,12 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 		mergeSettings(r.Metrics, fm, failed)
 	}
 	mergeSettings(&r.Log, &file.Log, failed)
+	if ft := file.Trap; ft != nil {
+		if r.Trap == nil {
+			r.Trap = newRawTrap(ft.DefRange)
+		}
+		mergeSettings(r.Trap, ft, failed)
+	}
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -142,6 +148,9 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 		add("metrics.", r.Metrics)
 	}
 	add("log.", &r.Log)
+	if r.Trap != nil {
+		add("trap.", r.Trap)
+	}
 	return m
 }
 

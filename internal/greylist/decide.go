@@ -41,6 +41,10 @@ const (
 	TripletFound
 	New
 	EarlyRetry
+	// Greytrap: the recipient is a trap, and the client is trapped now;
+	// Trapped: a trap holds the client (trap.go).
+	Greytrap
+	Trapped
 )
 
 func (r Reason) String() string {
@@ -57,6 +61,10 @@ func (r Reason) String() string {
 		return "new"
 	case EarlyRetry:
 		return "early-retry"
+	case Greytrap:
+		return "greytrap"
+	case Trapped:
+		return "trapped"
 	}
 	return ""
 }
@@ -188,6 +196,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	if snap.AutoWhitelistClients > 0 {
 		in.ClientKey = snap.ClientKey(ip)
 	}
+	snap.trapInput(&in, ip, req.Recipient)
 	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
 	if snap.Identity != nil {
 		// lookup_by "auto": a verified name of an organisation keys the
@@ -218,7 +227,9 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		d.Action, d.Reason = Pass, ClientAWL
 	case store.Greylisted:
 		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
-		if r.New() {
+		if tr := trapReason(&r); tr != NoReason {
+			d.Reason = tr
+		} else if r.New() {
 			d.Reason = New
 		}
 	case store.FirstPass:

@@ -33,7 +33,7 @@ type Engine struct {
 	decisions [Failed + 1]atomic.Uint64
 	// decided counts answered requests by kind and reason, for metrics
 	// and greyd stats (DecisionCounts).
-	decided [Failed + 1][EarlyRetry + 1]atomic.Uint64
+	decided [Failed + 1][Trapped + 1]atomic.Uint64
 
 	// Store failures: one error line per storeErrorEvery, and a line when
 	// the store works again.

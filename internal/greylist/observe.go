@@ -90,6 +90,8 @@ var decisionLabels = [...]struct {
 	{[]Action{Pass, FirstPass}, TripletFound, "triplet found"},
 	{[]Action{Greylist}, New, "new"},
 	{[]Action{Greylist}, EarlyRetry, "early-retry"},
+	{[]Action{Greylist}, Greytrap, "greytrap"},
+	{[]Action{Greylist}, Trapped, "trapped"},
 	{[]Action{Skip}, NoReason, "malformed"},
 	{[]Action{Failed}, NoReason, "store error"},
 }

@@ -98,6 +98,9 @@ type Snapshot struct {
 	// changed with greyd whitelist add/remove), checked after the files'.
 	// Nil: none.
 	Runtime *RuntimeWhitelist
+	// Traps, when set, are the greytraps (trap.go). Nil: none, and the
+	// store reads no trap entry.
+	Traps *Traps
 }
 
 // RuntimeWhitelist is the compiled runtime whitelist; either list may be
