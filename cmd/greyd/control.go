@@ -81,6 +81,7 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 		DryRun:            func() bool { return engine.Snapshot().DryRun },
 		StorePersistent:   func() bool { return persistent(db) },
 		LogDropped:        logDropped(log),
+		Traps:             engine.TrapCounts,
 	})
 	engine.SetObserver(o.metrics)
 

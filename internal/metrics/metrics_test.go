@@ -33,6 +33,7 @@ func testSources() Sources {
 		DryRun:            func() bool { return false },
 		StorePersistent:   func() bool { return true },
 		LogDropped:        func() uint64 { return 5 },
+		Traps:             func() (uint64, uint64) { return 4, 9 },
 	}
 }
 
@@ -70,6 +71,8 @@ func TestExposition(t *testing.T) {
 		`greyd_dry_run 0`,
 		`greyd_store_persistent 1`,
 		`greyd_log_dropped_total 5`,
+		`greyd_traps_set_total 4`,
+		`greyd_trap_held_total 9`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {
