@@ -95,6 +95,7 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./etc/greyd/greyd.hcl" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_recipients" \
+	"-rw-r--r-- root/root ./etc/greyd/trap_recipients" \
 	"-rw-r--r-- root/root ./lib/systemd/system/greyd.service" \
 	"-rw-r--r-- root/root ./lib/systemd/system/greyd.socket" \
 	"-rw-r--r-- root/root ./usr/share/man/man8/greyd.8.gz" \
@@ -127,7 +128,7 @@ grep -q "^Copyright: $(sed -n 's/^Copyright (c) //p' LICENSE)$" "$tmp/copyright"
 	fail "debian/copyright lacks LICENSE's copyright line ($(sed -n 's/^Copyright (c) //p' LICENSE))"
 ok "deb copyright holds LICENSE (MIT) and the whitelist's GPL-2+"
 dpkg-deb -e "$deb" "$tmp/control"
-printf '/etc/greyd/greyd.hcl\n/etc/greyd/whitelist_clients\n/etc/greyd/whitelist_recipients\n' >"$tmp/conffiles.want"
+printf '/etc/greyd/greyd.hcl\n/etc/greyd/trap_recipients\n/etc/greyd/whitelist_clients\n/etc/greyd/whitelist_recipients\n' >"$tmp/conffiles.want"
 sort "$tmp/control/conffiles" | diff -u "$tmp/conffiles.want" - || fail "deb conffiles differ"
 ok "deb conffiles: $(tr '\n' ' ' <"$tmp/control/conffiles")"
 for s in postinst prerm postrm; do
@@ -154,6 +155,7 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /etc/greyd/greyd.hcl" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_recipients" \
+	"-rw-r--r-- root:root /etc/greyd/trap_recipients" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.service" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.socket" \
 	"drwxr-xr-x root:root /usr/lib/systemd/system/greyd.socket.d" \
@@ -267,6 +269,7 @@ check_stat 755 root:root /etc/greyd/conf.d
 check_stat 644 root:root /etc/greyd/greyd.hcl
 check_stat 644 root:root /etc/greyd/whitelist_clients
 check_stat 644 root:root /etc/greyd/whitelist_recipients
+check_stat 644 root:root /etc/greyd/trap_recipients
 check_stat 755 root:root /usr/sbin/greyd
 check_stat 644 root:root /lib/systemd/system/greyd.service
 check_stat 644 root:root /lib/systemd/system/greyd.socket
@@ -276,7 +279,7 @@ ok "directories and permissions"
 
 dpkg-query -W -f='${Conffiles}\n' greyd | awk 'NF { print $1 }' | sort >"$tmp/conffiles.got"
 diff -u "$tmp/conffiles.want" "$tmp/conffiles.got" || fail "dpkg does not track the conffiles"
-for f in greyd.hcl whitelist_clients whitelist_recipients; do
+for f in greyd.hcl whitelist_clients whitelist_recipients trap_recipients; do
 	cmp -s "etc/greyd/$f" "/etc/greyd/$f" || fail "/etc/greyd/$f differs from etc/greyd/$f"
 done
 ok "conffiles registered with dpkg"

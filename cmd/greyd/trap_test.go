@@ -195,6 +195,15 @@ func TestTrapCheckConfig(t *testing.T) {
 	if out, code := check(); code != 2 || !strings.Contains(out, traps+": cannot open") {
 		t.Errorf("a missing trap file: exit %d, want 2:\n%s", code, out)
 	}
+	// The packaged file: comments only.
+	shipped, err := os.ReadFile("../../etc/greyd/trap_recipients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, traps, string(shipped))
+	if out, code := check(); code != 0 || !strings.Contains(out, "is valid") {
+		t.Errorf("the packaged trap_recipients: exit %d, want 0:\n%s", code, out)
+	}
 	writeFile(t, traps, "spamtrap@example.org\n")
 	if out, code := check(); code != 0 || !strings.Contains(out, "trap {") || !strings.Contains(out, `duration   = "1d"`) {
 		t.Errorf("a good trap block: exit %d, want 0 and the block in the output:\n%s", code, out)
