@@ -96,6 +96,7 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root/root ./etc/greyd/whitelist_recipients" \
 	"-rw-r--r-- root/root ./etc/greyd/dynamic_names" \
+	"-rw-r--r-- root/root ./etc/greyd/trap_recipients" \
 	"-rw-r--r-- root/root ./lib/systemd/system/greyd.service" \
 	"-rw-r--r-- root/root ./lib/systemd/system/greyd.socket" \
 	"-rw-r--r-- root/root ./usr/share/man/man8/greyd.8.gz" \
@@ -128,7 +129,7 @@ grep -q "^Copyright: $(sed -n 's/^Copyright (c) //p' LICENSE)$" "$tmp/copyright"
 	fail "debian/copyright lacks LICENSE's copyright line ($(sed -n 's/^Copyright (c) //p' LICENSE))"
 ok "deb copyright holds LICENSE (MIT) and the whitelist's GPL-2+"
 dpkg-deb -e "$deb" "$tmp/control"
-printf '/etc/greyd/dynamic_names\n/etc/greyd/greyd.hcl\n/etc/greyd/whitelist_clients\n/etc/greyd/whitelist_recipients\n' >"$tmp/conffiles.want"
+printf '/etc/greyd/dynamic_names\n/etc/greyd/greyd.hcl\n/etc/greyd/trap_recipients\n/etc/greyd/whitelist_clients\n/etc/greyd/whitelist_recipients\n' >"$tmp/conffiles.want"
 sort "$tmp/control/conffiles" | diff -u "$tmp/conffiles.want" - || fail "deb conffiles differ"
 ok "deb conffiles: $(tr '\n' ' ' <"$tmp/control/conffiles")"
 for s in postinst prerm postrm; do
@@ -156,6 +157,7 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_clients" \
 	"-rw-r--r-- root:root /etc/greyd/whitelist_recipients" \
 	"-rw-r--r-- root:root /etc/greyd/dynamic_names" \
+	"-rw-r--r-- root:root /etc/greyd/trap_recipients" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.service" \
 	"-rw-r--r-- root:root /usr/lib/systemd/system/greyd.socket" \
 	"drwxr-xr-x root:root /usr/lib/systemd/system/greyd.socket.d" \
@@ -270,6 +272,7 @@ check_stat 644 root:root /etc/greyd/greyd.hcl
 check_stat 644 root:root /etc/greyd/whitelist_clients
 check_stat 644 root:root /etc/greyd/whitelist_recipients
 check_stat 644 root:root /etc/greyd/dynamic_names
+check_stat 644 root:root /etc/greyd/trap_recipients
 check_stat 755 root:root /usr/sbin/greyd
 check_stat 644 root:root /lib/systemd/system/greyd.service
 check_stat 644 root:root /lib/systemd/system/greyd.socket
@@ -279,7 +282,7 @@ ok "directories and permissions"
 
 dpkg-query -W -f='${Conffiles}\n' greyd | awk 'NF { print $1 }' | sort >"$tmp/conffiles.got"
 diff -u "$tmp/conffiles.want" "$tmp/conffiles.got" || fail "dpkg does not track the conffiles"
-for f in greyd.hcl whitelist_clients whitelist_recipients dynamic_names; do
+for f in greyd.hcl whitelist_clients whitelist_recipients dynamic_names trap_recipients; do
 	cmp -s "etc/greyd/$f" "/etc/greyd/$f" || fail "/etc/greyd/$f differs from etc/greyd/$f"
 done
 ok "conffiles registered with dpkg"

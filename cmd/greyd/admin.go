@@ -199,6 +199,19 @@ func printExplanation(w io.Writer, x *control.Explanation) {
 			line("auto-whitelist", "%s: not seen (%d passed triplets whitelist a client)", a.Key, a.Threshold)
 		}
 	}
+	if t := x.Trap; t != nil {
+		switch {
+		case t.Trapped:
+			line("greytrap", "trapped until %s (set %s)", timeText(t.Until), timeText(t.Since))
+		case t.Found:
+			line("greytrap", "released %s (set %s; triplets pending before then are forgotten)", timeText(t.Until), timeText(t.Since))
+		default:
+			line("greytrap", "not trapped")
+		}
+		if t.Recipient {
+			line("", "the recipient is a trap address")
+		}
+	}
 	if t := x.Triplet; t != nil {
 		by := ""
 		if t.Identity != "" {
@@ -311,10 +324,10 @@ func addFilterFlags(fs *flag.FlagSet, withKind bool) *filterFlags {
 		client:    fs.String("client", "", "only entries of clients in `CIDR` (an address, or a network such as 192.0.2.0/24)"),
 		sender:    fs.String("sender", "", "only triplets of sender `ADDR` (normalised as greyd keys it; \"<>\" is the null sender)"),
 		recipient: fs.String("recipient", "", "only triplets of recipient `ADDR`"),
-		state:     fs.String("state", "", "only entries in `STATE`: pending or passed"),
+		state:     fs.String("state", "", "only entries in `STATE`: pending or passed (traps: trapped or released)"),
 	}
 	if withKind {
-		f.kind = fs.String("kind", "", "only entries of kind `triplet` or `client` (auto-whitelist)")
+		f.kind = fs.String("kind", "", "only entries of kind `triplet`, client (auto-whitelist) or trap")
 	}
 	return f
 }
@@ -331,7 +344,7 @@ func (f *filterFlags) query(fs *flag.FlagSet) url.Values {
 }
 
 func listCmd(args []string, stdout, stderr io.Writer) int {
-	a := newAdminFlags("list", "list [-config PATH] [-json] [-client CIDR] [-sender ADDR] [-recipient ADDR] [-state pending|passed] [-kind triplet|client]", stderr)
+	a := newAdminFlags("list", "list [-config PATH] [-json] [-client CIDR] [-sender ADDR] [-recipient ADDR] [-state pending|passed|trapped|released] [-kind triplet|client|trap]", stderr)
 	asJSON := a.fs.Bool("json", false, "print one JSON object per line (NDJSON)")
 	ff := addFilterFlags(a.fs, true)
 	if st := a.parse(args); st >= 0 {
@@ -361,8 +374,13 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 	n := 0
 	warning, err := c.Entries(context.Background(), ff.query(a.fs), func(r control.Record) error {
 		n++
-		if r.Kind == "client" {
+		switch r.Kind {
+		case "client":
 			_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5d %s - -\n", r.Kind, r.State, "-", timeText(r.Last), timeText(r.Expires), r.Count, r.Client)
+			return err
+		case "trap":
+			// Set at FIRST_SEEN; the client is held until the last field.
+			_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5s %s until=%s\n", r.Kind, r.State, timeText(r.First), "-", timeText(r.Expires), "-", r.Client, timeText(r.Until))
 			return err
 		}
 		_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5s %s %s %s\n", r.Kind, r.State, timeText(r.First), timeText(r.Last), timeText(r.Expires), "-", r.Client, orNull(r.Sender), r.Recipient)
@@ -380,8 +398,9 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func deleteCmd(args []string, stdout, stderr io.Writer) int {
-	a := newAdminFlags("delete", "delete [-config PATH] [-dry-run] [-client CIDR] [-sender ADDR] [-recipient ADDR]", stderr)
+	a := newAdminFlags("delete", "delete [-config PATH] [-dry-run] [-client CIDR] [-sender ADDR] [-recipient ADDR]\n       greyd delete [-config PATH] [-dry-run] -trap CIDR", stderr)
 	dry := a.fs.Bool("dry-run", false, "count what would be deleted, delete nothing")
+	trap := a.fs.String("trap", "", "release the greytrap of the client `CIDR` (an address, or a network), and nothing else")
 	ff := addFilterFlags(a.fs, false)
 	if st := a.parse(args); st >= 0 {
 		return st
@@ -390,8 +409,15 @@ func deleteCmd(args []string, stdout, stderr io.Writer) int {
 		return a.usage(stderr, "unexpected argument %q (flags come before words)", a.fs.Arg(0))
 	}
 	q := ff.query(a.fs)
+	if *trap != "" {
+		if len(q) > 0 {
+			return a.usage(stderr, "-trap takes no other filter")
+		}
+		q.Set("kind", "trap")
+		q.Set("client", *trap)
+	}
 	if q.Get("client") == "" && !q.Has("sender") && !q.Has("recipient") {
-		return a.usage(stderr, "at least one of -client, -sender, -recipient is required")
+		return a.usage(stderr, "at least one of -client, -sender, -recipient, -trap is required")
 	}
 	if *dry {
 		q.Set("dry_run", "1")
@@ -408,7 +434,14 @@ func deleteCmd(args []string, stdout, stderr io.Writer) int {
 	if res.DryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(stdout, "%s %d triplet(s) and %d auto-whitelist entr(ies)\n", verb, res.Triplets, res.Clients)
+	switch {
+	case *trap != "":
+		fmt.Fprintf(stdout, "%s %d trap(s)\n", verb, res.Traps)
+	case res.Traps > 0:
+		fmt.Fprintf(stdout, "%s %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s)\n", verb, res.Triplets, res.Clients, res.Traps)
+	default:
+		fmt.Fprintf(stdout, "%s %d triplet(s) and %d auto-whitelist entr(ies)\n", verb, res.Triplets, res.Clients)
+	}
 	if res.Warning != "" {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", a.fs.Name(), res.Warning)
 	}

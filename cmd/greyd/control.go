@@ -86,6 +86,7 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 				add(c.Class, c.N)
 			}
 		},
+		Traps: engine.TrapCounts,
 	})
 	engine.SetObserver(o.metrics)
 

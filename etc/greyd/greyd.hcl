@@ -101,6 +101,16 @@ control {
   socket = "/run/greyd/control.sock"
 }
 
+# Greytraps (OpenBSD spamd's): a client that is neither whitelisted nor
+# auto-whitelisted and writes to an address of trap_recipients (bait that
+# only spammers know) is greylisted for duration, whatever it retries. The
+# file is reloaded when it changes; release a client with
+# "greyd delete -trap ADDRESS". No block, no traps.
+# trap {
+#   recipients = ["trap_recipients"] # /etc/greyd/trap_recipients
+#   duration   = "24h"               # at most 30d
+# }
+
 # Prometheus metrics at http://127.0.0.1:9386/metrics; no block, no listener.
 # metrics {
 #   listen = "127.0.0.1:9386"

@@ -74,6 +74,10 @@
 //	}
 //	control { socket = "/run/greyd/control.sock" }  # "" = no control socket
 //	metrics { listen = "127.0.0.1:9386" }  # no metrics block = no metrics listener
+//	trap {                              # no trap block = no greytraps
+//	  recipients = ["trap_recipients"]  # whitelist_recipients syntax, reloaded like the whitelists
+//	  duration   = "24h"                # at most 30d
+//	}
 //	log { decisions = "all" }           # or "greylist", "none"
 //	selective { mode = "always" }       # selective greylisting: see selective.go
 //	signals {}, dnsbl "zone" {}, dnswl "zone" {}, recipient_policy "name" {}, dns {}
@@ -114,6 +118,7 @@ type Config struct {
 	Limits        Limits
 	Control       Control
 	Metrics       *Metrics // nil: no metrics listener
+	Trap          *Trap    // nil: no greytraps (trap.go)
 	Log           Log
 
 	// Selective greylisting (selective.go).

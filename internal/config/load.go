@@ -180,6 +180,7 @@ type rawConfig struct {
 	DNSWLs    []rawList
 	Policies  []rawPolicy
 	DNS       rawDNS
+	Trap      *rawTrap // nil: no trap block
 }
 
 type rawListen struct {
@@ -364,6 +365,7 @@ var topSchema = &hcl.BodySchema{
 		{Type: "dnswl", LabelNames: []string{"zone"}},
 		{Type: "recipient_policy", LabelNames: []string{"name"}},
 		{Type: "dns"},
+		{Type: "trap"},
 	},
 }
 
@@ -403,6 +405,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 	if _, ok := defs["metrics"]; ok {
 		raw.Metrics = &rawMetrics{DefRange: defs["metrics"]}
 	}
+	if _, ok := defs["trap"]; ok {
+		raw.Trap = &rawTrap{DefRange: defs["trap"]}
+	}
 	for _, blk := range []struct {
 		typ string
 		dst any
@@ -418,6 +423,7 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		{"selective", &raw.Selective},
 		{"signals", &raw.Signals},
 		{"dns", &raw.DNS},
+		{"trap", raw.Trap},
 	} {
 		if bs := bodies[blk.typ]; len(bs) > 0 {
 			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)

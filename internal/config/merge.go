@@ -67,6 +67,12 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 	r.DNSWLs = mergeLists(r.DNSWLs, file.DNSWLs, failed)
 	r.Policies = mergePolicies(r.Policies, file.Policies, failed)
 	mergeSettings(&r.DNS, &file.DNS, failed)
+	if ft := file.Trap; ft != nil {
+		if r.Trap == nil {
+			r.Trap = newRawTrap(ft.DefRange)
+		}
+		mergeSettings(r.Trap, ft, failed)
+	}
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -160,6 +166,9 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 		add("recipient_policy."+r.Policies[i].Label+".", &r.Policies[i])
 	}
 	add("dns.", &r.DNS)
+	if r.Trap != nil {
+		add("trap.", r.Trap)
+	}
 	return m
 }
 

@@ -116,6 +116,9 @@ func validate(raw rawConfig, cfg *Config) Problems {
 		}
 		cfg.Metrics = &Metrics{Listen: addr}
 	}
+	if rt := raw.Trap; rt != nil {
+		cfg.Trap = v.trap(rt)
+	}
 	cfg.Log.Decisions = v.oneOf("decisions", raw.Log.Decisions, raw.Log.DecisionsRange, DecisionsAll, DecisionsGreylist, DecisionsNone)
 	v.validateSelective(raw, cfg)
 

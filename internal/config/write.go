@@ -103,6 +103,12 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	b.str("socket", c.Control.Socket)
 	root.AppendNewline()
 
+	if c.Trap != nil {
+		b = wr.block(root, "trap", "trap.")
+		b.list("recipients", c.Trap.Recipients)
+		b.str("duration", FormatDuration(c.Trap.Duration))
+		root.AppendNewline()
+	}
 	if c.Metrics != nil {
 		b = wr.block(root, "metrics", "metrics.")
 		b.str("listen", c.Metrics.Listen)

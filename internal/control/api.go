@@ -34,8 +34,9 @@ type Explanation struct {
 	// EnforcedAction is the reply once a dry run ends (Action otherwise).
 	EnforcedAction string `json:"enforced_action"`
 	// Reason is in the log's vocabulary: "new", "early-retry", "triplet
-	// found", "client whitelist", "recipient whitelist", "client AWL";
-	// "malformed" for a request greyd cannot judge, "store error".
+	// found", "client whitelist", "recipient whitelist", "client AWL",
+	// "greytrap", "trapped"; "malformed" for a request greyd cannot
+	// judge, "store error".
 	Reason string `json:"reason"`
 	// Decision is the log's action: "pass", "greylist", "skip", "error".
 	Decision string `json:"decision"`
@@ -55,6 +56,7 @@ type Explanation struct {
 	RecipientWhitelist WhitelistCheck `json:"recipient_whitelist"`
 	RuntimeWhitelist   WhitelistCheck `json:"runtime_whitelist"`
 	AutoWhitelist      *AWLState      `json:"auto_whitelist,omitempty"`
+	Trap               *TrapState     `json:"trap,omitempty"`
 	Triplet            *TripletState  `json:"triplet,omitempty"`
 	// Selective is selective greylisting's part; nil when it is off
 	// (mode "always", no recipient policy) or a whitelist decided.
@@ -88,6 +90,19 @@ type SignalState struct {
 	Answer  string  `json:"answer,omitempty"`
 	Cached  bool    `json:"cached"`
 	TookMS  float64 `json:"took_ms"`
+}
+
+// TrapState is the greytrap state of the request's client, when the
+// configuration has a trap block.
+type TrapState struct {
+	// Recipient: the request's recipient is a trap address.
+	Recipient bool   `json:"recipient"`
+	Key       string `json:"key"`
+	Found     bool   `json:"found"`
+	Since     int64  `json:"since,omitempty"`
+	Until     int64  `json:"until,omitempty"`
+	// Trapped: the trap holds the client now.
+	Trapped bool `json:"trapped"`
 }
 
 // WhitelistCheck is one whitelist step of an explanation.
@@ -146,6 +161,9 @@ type TripletState struct {
 //	"triplet":   key (or key_base64), first, last, expires (client,
 //	             sender, recipient and state in listings)
 //	"client":    key, count, last, expires (client and state in listings)
+//	"trap":      key, first (when the trap was set), until (when it
+//	             stops holding the client), expires (client and state,
+//	             "trapped" or "released", in listings)
 //	"whitelist": list ("client" or "recipient"), value, comment, added,
 //	             expires
 //	"header":    format, version, exported, privacy, privacy_key (the
@@ -168,6 +186,7 @@ type Record struct {
 	First     int64  `json:"first,omitempty"`
 	Count     int64  `json:"count,omitempty"`
 	Last      int64  `json:"last,omitempty"`
+	Until     int64  `json:"until,omitempty"`
 	Expires   int64  `json:"expires,omitempty"`
 
 	List    string `json:"list,omitempty"`
@@ -189,6 +208,7 @@ const ExportFormat = "greyd-export/1"
 type DeleteResult struct {
 	Triplets int  `json:"triplets"`
 	Clients  int  `json:"clients"`
+	Traps    int  `json:"traps"`
 	DryRun   bool `json:"dry_run"`
 	// Warning says what could not be matched (under privacy, a network
 	// too large to hash address by address).
@@ -269,6 +289,9 @@ type EntryCounts struct {
 	Clients         int `json:"clients"`
 	// ClientsWhitelisted have reached the auto-whitelist threshold.
 	ClientsWhitelisted int `json:"clients_whitelisted"`
+	// Traps counts the trap entries (trapped clients, and released ones
+	// whose entry is kept for the retry window), from the same pass.
+	Traps int `json:"traps"`
 	// Error: the counts by state are unknown.
 	Error string `json:"error,omitempty"`
 }

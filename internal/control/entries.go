@@ -14,16 +14,19 @@ import (
 // record renders an entry for a listing (parts split) or an export.
 func record(snap *greylist.Snapshot, e store.Entry, listing bool) Record {
 	rec := Record{Kind: string(e.Kind), Key: e.Key, Last: e.Last, Expires: e.Expires}
-	if e.Kind == store.KindTriplet {
+	switch e.Kind {
+	case store.KindTriplet:
 		rec.First = e.First
-	} else {
+	case store.KindTrap:
+		rec.First, rec.Until = e.First, e.Until
+	default:
 		rec.Count = e.Count
 	}
 	if !listing {
 		return rec
 	}
 	rec.State = stateOf(snap, e)
-	if e.Kind == store.KindClient {
+	if e.Kind != store.KindTriplet {
 		rec.Client = e.Key
 		return rec
 	}
@@ -89,29 +92,32 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		storeError(w, "listing the entries to delete", err)
 		return
 	}
+	count := map[store.Kind]*int{store.KindTriplet: &res.Triplets, store.KindClient: &res.Clients, store.KindTrap: &res.Traps}
 	if res.DryRun {
-		res.Triplets, res.Clients = len(keys[store.KindTriplet]), len(keys[store.KindClient])
+		for _, kind := range store.Kinds {
+			*count[kind] = len(keys[kind])
+		}
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
-	for _, kind := range []store.Kind{store.KindTriplet, store.KindClient} {
+	for _, kind := range store.Kinds {
 		ks := keys[kind]
 		for len(ks) > 0 {
 			batch := ks[:min(len(ks), deleteBatch)]
 			ks = ks[len(batch):]
 			n, err := s.opts.Admin.Delete(r.Context(), kind, batch)
-			if kind == store.KindTriplet {
-				res.Triplets += n
-			} else {
-				res.Clients += n
-			}
+			*count[kind] += n
 			if err != nil {
-				storeError(w, fmt.Sprintf("deleting (%d triplets and %d clients deleted before the error)", res.Triplets, res.Clients), err)
+				storeError(w, fmt.Sprintf("deleting (%d triplets, %d clients and %d traps deleted before the error)", res.Triplets, res.Clients, res.Traps), err)
 				return
 			}
 		}
 	}
-	s.opts.Log.Info(fmt.Sprintf("control: deleted %d triplet(s) and %d auto-whitelist entr(ies) matching %s", res.Triplets, res.Clients, describeFilter(q)))
+	msg := fmt.Sprintf("control: deleted %d triplet(s) and %d auto-whitelist entr(ies) matching %s", res.Triplets, res.Clients, describeFilter(q))
+	if res.Traps > 0 {
+		msg = fmt.Sprintf("control: deleted %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s) matching %s", res.Triplets, res.Clients, res.Traps, describeFilter(q))
+	}
+	s.opts.Log.Info(msg)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -62,6 +62,7 @@ func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcp
 		return out
 	}
 	out.AutoWhitelist = autoWhitelistState(x)
+	out.Trap = trapState(x)
 	out.Triplet = requestTriplet(x)
 	return out
 }
@@ -86,6 +87,19 @@ func selectiveState(x greylist.Explanation) *SelectiveState {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// trapState is the client's greytrap, when there are traps.
+func trapState(x greylist.Explanation) *TrapState {
+	in, st := &x.Input, &x.Step
+	if in.TrapKey == "" {
+		return nil
+	}
+	t := &TrapState{Recipient: in.TrapHit, Key: in.TrapKey, Found: st.Before.TrapFound, Trapped: st.Trapped}
+	if t.Found {
+		t.Since, t.Until = st.Before.Trap.Since, st.Before.Trap.Until
+	}
+	return t
+}
 
 // summary is the decision and the reply, without the steps.
 func summary(x greylist.Explanation) Explanation {

@@ -19,11 +19,11 @@ import (
 // snapshot's own key functions.
 type filter struct {
 	snap              *greylist.Snapshot
-	kinds             []store.Kind // nil: both
+	kinds             []store.Kind // nil: all
 	client            netip.Prefix // invalid: no client filter
 	org               *string      // -client with an organisation (lookup_by "auto"), as stored
 	sender, recipient *string
-	state             string // "", "pending", "passed"
+	state             string // "", "pending", "passed"; "trapped", "released"
 
 	// Under privacy: the stored network parts and client keys of the
 	// client filter, enumerated (a hash cannot be tested for "in this
@@ -50,10 +50,10 @@ func parseFilter(q url.Values, snap *greylist.Snapshot) (*filter, error) {
 		f.kinds = []store.Kind{kind}
 	}
 	switch s := q.Get("state"); s {
-	case "", "pending", "passed":
+	case "", "pending", "passed", "trapped", "released":
 		f.state = s
 	default:
-		return nil, fmt.Errorf(`-state %q: must be "pending" or "passed"`, s)
+		return nil, fmt.Errorf(`-state %q: must be "pending", "passed", "trapped" or "released"`, s)
 	}
 	if q.Has("sender") {
 		s := strings.TrimSuffix(strings.TrimPrefix(q.Get("sender"), "<"), ">")
@@ -224,9 +224,9 @@ func (f *filter) match(e store.Entry) bool {
 		return false
 	}
 	switch e.Kind {
-	case store.KindClient:
+	case store.KindClient, store.KindTrap:
 		if f.org != nil {
-			return false // auto-whitelist entries are per address
+			return false // auto-whitelist entries and traps are per address
 		}
 		if !f.client.IsValid() {
 			return true
@@ -284,13 +284,21 @@ func (f *filter) networkOf(s string) (netip.Prefix, bool) {
 }
 
 // stateOf is "passed" for a triplet that completed greylisting or a
-// client on the auto-whitelist, else "pending".
+// client on the auto-whitelist, "trapped" or "released" for a trap, else
+// "pending".
 func (f *filter) stateOf(e store.Entry) string {
 	return stateOf(f.snap, e)
 }
 
 func stateOf(snap *greylist.Snapshot, e store.Entry) string {
 	switch e.Kind {
+	case store.KindTrap:
+		// The wall clock, as the entry's deadline: policy_test_time
+		// moves only the decisions' clock.
+		if e.Until > time.Now().Unix() {
+			return "trapped"
+		}
+		return "released"
 	case store.KindTriplet:
 		if e.Last-e.First >= int64(snap.Delay/time.Second) {
 			return "passed"

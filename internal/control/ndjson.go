@@ -37,6 +37,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	b = appendInt(b, "first", r.First)
 	b = appendInt(b, "count", r.Count)
 	b = appendInt(b, "last", r.Last)
+	b = appendInt(b, "until", r.Until)
 	b = appendInt(b, "expires", r.Expires)
 	b = appendField(b, "list", r.List)
 	b = appendField(b, "value", r.Value)

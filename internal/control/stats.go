@@ -75,6 +75,8 @@ func (s *Server) countStates(ctx context.Context) (EntryCounts, error) {
 			n.TripletsPassed++
 		case e.Kind == store.KindTriplet:
 			n.TripletsPending++
+		case e.Kind == store.KindTrap:
+			n.Traps++
 		case passed:
 			n.ClientsWhitelisted++
 		}

@@ -166,14 +166,14 @@ func (im *importer) line(n int, text []byte) *failure {
 	switch rec.Kind {
 	case "header":
 		return im.header(n, &rec)
-	case "triplet", "client":
+	case "triplet", "client", "trap":
 		return im.entry(n, &rec)
 	case "whitelist":
 		return im.whitelist(n, &rec)
 	case "error":
 		im.bad(n, "the export ended with an error: %s", rec.Value)
 	default:
-		im.bad(n, "unknown kind %q (want triplet, client, whitelist or header)", rec.Kind)
+		im.bad(n, "unknown kind %q (want triplet, client, trap, whitelist or header)", rec.Kind)
 	}
 	return nil
 }
@@ -243,8 +243,11 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 		return store.Entry{}, false
 	}
 	e := store.Entry{Kind: store.Kind(rec.Kind), Key: rec.Key, First: rec.First, Last: rec.Last, Expires: rec.Expires}
-	if e.Kind == store.KindClient {
+	switch e.Kind {
+	case store.KindClient:
 		e.First, e.Count = 0, rec.Count
+	case store.KindTrap:
+		e.Last, e.Until = 0, rec.Until
 	}
 	// Checked before the deadline is computed from them: a number out of
 	// the stores' range would overflow it, and fail the whole batch.
@@ -264,6 +267,9 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 
 // deadline is the expiry the rules that set one at every write give e.
 func (im *importer) deadline(e store.Entry) int64 {
+	if e.Kind == store.KindTrap {
+		return e.Until + im.retry + 1
+	}
 	if e.Kind == store.KindClient || e.Last-e.First >= im.delay {
 		return e.Last + im.maxAge + 1
 	}

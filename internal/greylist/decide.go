@@ -44,6 +44,10 @@ const (
 	// Selective greylisting (selective.go).
 	Scored      // the score was below the threshold: pass without delay
 	PolicyNever // a recipient policy with mode "never"
+	// Greytrap: the recipient is a trap, and the client is trapped now;
+	// Trapped: a trap holds the client (trap.go).
+	Greytrap
+	Trapped
 	numReasons
 )
 
@@ -65,6 +69,10 @@ func (r Reason) String() string {
 		return "score"
 	case PolicyNever:
 		return "recipient policy"
+	case Greytrap:
+		return "greytrap"
+	case Trapped:
+		return "trapped"
 	}
 	return ""
 }
@@ -204,6 +212,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	if snap.AutoWhitelistClients > 0 {
 		in.ClientKey = snap.ClientKey(ip)
 	}
+	snap.trapInput(&in, ip, req.Recipient)
 	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
 	if snap.Identity != nil {
 		// lookup_by "auto": a verified name of an organisation keys the
@@ -238,7 +247,9 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 			break
 		}
 		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
-		if r.New() {
+		if tr := trapReason(&r); tr != NoReason {
+			d.Reason = tr
+		} else if r.New() {
 			d.Reason = New
 		}
 	case store.FirstPass:

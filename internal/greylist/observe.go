@@ -92,6 +92,8 @@ var decisionLabels = [...]struct {
 	{[]Action{Pass}, PolicyNever, "recipient policy"},
 	{[]Action{Greylist}, New, "new"},
 	{[]Action{Greylist}, EarlyRetry, "early-retry"},
+	{[]Action{Greylist}, Greytrap, "greytrap"},
+	{[]Action{Greylist}, Trapped, "trapped"},
 	{[]Action{Skip}, NoReason, "malformed"},
 	{[]Action{Failed}, NoReason, "store error"},
 }

@@ -144,7 +144,9 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 	shadow := snap.Selective.Shadow
 	in.Hold = !shadow
 	r, err := st.Step(ctx, in)
-	if err != nil || r.Outcome != store.Greylisted {
+	if err != nil || r.Outcome != store.Greylisted || r.Trapped || r.TrapSet {
+		// A trap is never scored away: Hold does not apply to it, and a
+		// trapped client is held whatever it looks like.
 		return r, err
 	}
 	ev := snap.Scorer

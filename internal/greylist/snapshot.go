@@ -105,6 +105,9 @@ type Snapshot struct {
 	// Scorer computes scores with the daemon's resolver; the Engine sets
 	// it (SetResolver), as it sets Runtime.
 	Scorer *signals.Evaluator
+	// Traps, when set, are the greytraps (trap.go). Nil: none, and the
+	// store reads no trap entry.
+	Traps *Traps
 }
 
 // RuntimeWhitelist is the compiled runtime whitelist; either list may be

@@ -52,6 +52,9 @@ type Sources struct {
 	// Selective calls add for every class of selective greylisting
 	// (pass, greylist), zeros included: scored requests, shadow ones too.
 	Selective func(add func(class string, n uint64))
+	// Traps counts requests that set a greytrap and requests a trap
+	// held.
+	Traps func() (set, held uint64)
 }
 
 // Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
@@ -143,6 +146,16 @@ func New(src Sources) *Metrics {
 			Name: "greyd_log_dropped_total",
 			Help: "Log lines dropped because the log output (stderr, the journal) did not keep up; decision lines go first.",
 		}, func() float64 { return float64(src.LogDropped()) }))
+	}
+	if src.Traps != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "greyd_traps_set_total",
+			Help: "Requests to a trap address that trapped their client (greylisted, reason greytrap).",
+		}, func() float64 { set, _ := src.Traps(); return float64(set) }))
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "greyd_trap_held_total",
+			Help: "Requests greylisted because a trap holds their client (reason trapped).",
+		}, func() float64 { _, held := src.Traps(); return float64(held) }))
 	}
 	if src.LastReloadSuccess != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -39,6 +39,7 @@ func testSources() Sources {
 			add("pass", 6)
 			add("greylist", 4)
 		},
+		Traps: func() (uint64, uint64) { return 4, 9 },
 	}
 }
 
@@ -91,6 +92,8 @@ func TestExposition(t *testing.T) {
 		`greyd_dns_cache_hits_total 1`,
 		`greyd_dns_lookups_total{result="listed",zone="zen.spamhaus.org"} 1`,
 		`greyd_dns_lookups_total{result="refused",zone="list.dnswl.org"} 1`,
+		`greyd_traps_set_total 4`,
+		`greyd_trap_held_total 9`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -52,6 +52,11 @@ func inputs(path string, cfgs ...*config.Config) []string {
 		for _, f := range DynamicNames(c) {
 			add(f)
 		}
+		if c.Trap != nil {
+			for _, f := range c.Trap.Recipients {
+				add(f)
+			}
+		}
 		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
 			add(r.PasswordFile) // a new password is noticed (it waits for a restart)
 		}
@@ -118,6 +123,11 @@ func watchDirs(path string, cfgs ...*config.Config) (dirs, names []string) {
 		}
 		for _, f := range append(append([]string{}, c.Whitelist.Clients...), c.Whitelist.Recipients...) {
 			add(&dirs, filepath.Dir(f))
+		}
+		if c.Trap != nil {
+			for _, f := range c.Trap.Recipients {
+				add(&dirs, filepath.Dir(f))
+			}
 		}
 		if r := c.Database.Redis; r != nil && r.PasswordFile != "" {
 			add(&dirs, filepath.Dir(r.PasswordFile))

@@ -141,6 +141,13 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 		l.ConfigProblems = append(l.ConfigProblems, config.Problem{File: KeyPath(cfg), Summary: "Cannot use the privacy key", Detail: err.Error()})
 		return l
 	}
+	if t := cfg.Trap; t != nil {
+		// Trap files are recipient lists, read and reloaded like the
+		// whitelists; their problems are whitelist problems.
+		rcpts, tps := whitelist.LoadRecipients(t.Recipients)
+		l.WhitelistProblems = append(l.WhitelistProblems, tps...)
+		snap.Traps = &greylist.Traps{Recipients: rcpts, For: t.Duration}
+	}
 	snap.Privacy = h
 	l.Snapshot = snap
 	return l

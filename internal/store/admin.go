@@ -61,15 +61,19 @@ type Kind string
 const (
 	KindTriplet Kind = "triplet" // A = first seen, B = last seen
 	KindClient  Kind = "client"  // A = count, B = last
+	KindTrap    Kind = "trap"    // A = since, B = until
 )
 
-// ParseKind parses "triplet" or "client".
+// Kinds lists every kind, in the order listings scan them.
+var Kinds = []Kind{KindTriplet, KindClient, KindTrap}
+
+// ParseKind parses "triplet", "client" or "trap".
 func ParseKind(s string) (Kind, error) {
 	switch k := Kind(s); k {
-	case KindTriplet, KindClient:
+	case KindTriplet, KindClient, KindTrap:
 		return k, nil
 	}
-	return "", errors.New(`kind must be "triplet" or "client"`)
+	return "", errors.New(`kind must be "triplet", "client" or "trap"`)
 }
 
 // Entry is one stored entry with its deadline: the unit of list, export
@@ -78,10 +82,11 @@ func ParseKind(s string) (Kind, error) {
 type Entry struct {
 	Kind Kind
 	Key  string
-	// First is when a triplet was first seen, Count how many triplets a
-	// client has passed (the other is 0); Last is when either was last
-	// seen.
-	First, Count, Last int64
+	// First is when a triplet was first seen (a trap set), Count how
+	// many triplets a client has passed (the other is 0); Last is when
+	// a triplet or client was last seen, Until when a trap stops
+	// holding its client.
+	First, Count, Last, Until int64
 	// Expires is when the backend forgets the entry; 0: never.
 	Expires int64
 }
@@ -92,11 +97,18 @@ func (e Entry) Triplet() Triplet { return Triplet{First: e.First, Last: e.Last} 
 // Client returns e's value as an auto-whitelist entry.
 func (e Entry) Client() Client { return Client{Count: e.Count, Last: e.Last} }
 
+// Trap returns e's value as a trap.
+func (e Entry) Trap() Trap { return Trap{Since: e.First, Until: e.Until} }
+
 // Stored returns the two numbers a backend stores for e, in their stored
-// order: first and last for a triplet, count and last for a client.
+// order: first and last for a triplet, count and last for a client,
+// since and until for a trap.
 func (e Entry) Stored() (int64, int64) {
-	if e.Kind == KindClient {
+	switch e.Kind {
+	case KindClient:
 		return e.Count, e.Last
+	case KindTrap:
+		return e.First, e.Until
 	}
 	return e.First, e.Last
 }
@@ -104,11 +116,14 @@ func (e Entry) Stored() (int64, int64) {
 // StoredEntry is the entry of kind and key whose stored numbers are a and
 // b (Stored's inverse).
 func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
-	e := Entry{Kind: kind, Key: key, Last: b, Expires: expires}
-	if kind == KindClient {
-		e.Count = a
-	} else {
-		e.First = a
+	e := Entry{Kind: kind, Key: key, Expires: expires}
+	switch kind {
+	case KindClient:
+		e.Count, e.Last = a, b
+	case KindTrap:
+		e.First, e.Until = a, b
+	default:
+		e.First, e.Last = a, b
 	}
 	return e
 }
@@ -120,7 +135,9 @@ func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
 //     first-seen and the latest last-seen time (two
 //     pending entries merged this way may become passed, which is right:
 //     the sender was first seen that long ago);
-//   - clients: the higher count and the latest last time.
+//   - clients: the higher count and the latest last time;
+//   - traps: the earliest since and the latest until (a trap imported
+//     never shortens one held here).
 //
 // The result expires at the later deadline of the two (0, never, wins):
 // the lookup rules enforce max_age and the retry window by themselves, so
@@ -141,6 +158,8 @@ func Merge(old, new Entry, delay int64) Entry {
 		}
 	case KindClient:
 		out.Count, out.Last = max(old.Count, new.Count), max(old.Last, new.Last)
+	case KindTrap:
+		out.First, out.Until = min(old.First, new.First), max(old.Until, new.Until)
 	}
 	if old.Expires == 0 || new.Expires == 0 {
 		out.Expires = 0

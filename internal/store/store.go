@@ -23,6 +23,16 @@ type Triplet struct {
 	Last  int64 // last seen
 }
 
+// Trap is a greytrap entry for one exact client IP, "since,until": the
+// client wrote to a trap address at Since and is held until Until. The
+// entry outlives Until by the retry window, so that the triplets the
+// client left pending before Since read as new until they would have
+// gone stale anyway.
+type Trap struct {
+	Since int64 // when the trap was set
+	Until int64 // when it stops holding the client
+}
+
 // Client is an auto-whitelist entry for one exact client IP, as Postgrey's
 // "count,last" value.
 type Client struct {
@@ -76,13 +86,24 @@ type StepInput struct {
 	// client; 0 disables the auto-whitelist.
 	AWLClients int64
 
+	// TrapKey is the greytrap key of the exact client address (the
+	// address of ClientKey, in a namespace of its own); "" leaves traps
+	// alone: nothing is read or written for them (no trap block).
+	TrapKey string
+	// TrapHit says this request's recipient is a trap address: the
+	// client is trapped for TrapFor seconds (with TrapKey).
+	TrapHit bool
+	TrapFor int64
+
 	// DryRun computes the result and writes nothing (greyd explain).
 	DryRun bool
 	// Hold writes nothing when the outcome is Greylisted, and as usual
 	// otherwise: selective greylisting steps with Hold, scores only a
 	// request the state would greylist, and steps again without Hold if
 	// the score says greylist, so a client let through at once leaves no
-	// triplet behind while a known one still costs one step.
+	// triplet behind while a known one still costs one step. It does not
+	// apply to traps: a trap hit is set, and a trapped client held,
+	// whatever a score would say.
 	Hold bool
 }
 
@@ -124,6 +145,8 @@ type State struct {
 	TripletFound bool
 	Alt          Triplet
 	AltFound     bool
+	Trap         Trap
+	TrapFound    bool
 }
 
 // StepResult is what the decision needs from a step.
@@ -146,13 +169,23 @@ type StepResult struct {
 	// FutureCorrected: the stored first-seen time was in the future (the
 	// clock went backwards) and was reset.
 	FutureCorrected bool
+	// Trapped: greylisted because a trap holds the client until
+	// TrapUntil; TrapSet: greylisted because this request set the trap
+	// (a trap hit), which holds until TrapUntil. Either way the result
+	// looks like a new triplet's (First = Now, Missing = the delay), so
+	// that the reply is the one of any greylisted request.
+	Trapped   bool
+	TrapSet   bool
+	TrapUntil int64
 	// Before is the stored state the step started from.
 	Before State
 }
 
 // New reports a greylisted request that is the triplet's first (or its
 // first since greylisting started over), as opposed to an early retry.
-func (r *StepResult) New() bool { return r.Outcome == Greylisted && r.First == r.Now }
+func (r *StepResult) New() bool {
+	return r.Outcome == Greylisted && r.First == r.Now && !r.Trapped && !r.TrapSet
+}
 
 // ErrClosed is returned by operations on a closed store.
 var ErrClosed = errors.New("store: closed")

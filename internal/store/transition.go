@@ -12,7 +12,8 @@ const AWLInterval = 3600
 const RefreshInterval = 60
 
 // Writes is what a step stores: at most one client entry and one triplet
-// entry, each with its time to live in seconds.
+// entry, each with its time to live in seconds; or, when it sets a trap,
+// the trap entry and the removal of the client's auto-whitelist entry.
 type Writes struct {
 	Client     bool
 	ClientVal  Client
@@ -20,12 +21,18 @@ type Writes struct {
 	Triplet    bool
 	TripletVal Triplet
 	TripletTTL int64
+	// ClientDel removes the client entry (never with Client).
+	ClientDel bool
+	Trap      bool
+	TrapVal   Trap
+	TrapTTL   int64
 }
 
 // Transition is the state transition of one request, exactly as Postgrey
 // 1.37 (reference section 2) with max_age enforced at lookup: s is what
 // is stored (entries past their TTL already count as not found), now the
-// step's time. It returns the result and what must be written (nothing
+// step's time. Greytraps (OpenBSD spamd's) come after the auto-whitelist
+// and before the triplet. It returns the result and what must be written (nothing
 // for a Greylisted outcome under in.Hold); with in.DryRun the writes are
 // computed all the same and the caller drops them. Pure: every in-process backend calls it under its own lock, and
 // store/redis's Lua script is its line-by-line translation.
@@ -50,10 +57,35 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		return r, w
 	}
 
+	// Greytraps, per exact client address: never for an auto-whitelisted
+	// client (above). A trap hit (re)sets the trap and resets the
+	// client's auto-whitelist progress; a trap still holding greylists
+	// every request. Neither writes a triplet, and the result is a new
+	// triplet's, so that nothing tells the client it is trapped.
+	trapOn := in.TrapKey != ""
+	trap, tfound := s.Trap, s.TrapFound && trapOn
+	r.Before.TrapFound = tfound
+	if trapOn && in.TrapHit {
+		until := now + in.TrapFor
+		w.Trap, w.TrapVal, w.TrapTTL = true, Trap{Since: now, Until: until}, in.TrapFor+in.RetryWindow+1
+		w.ClientDel = awl && s.ClientFound
+		r.Outcome, r.First, r.Missing, r.TrapSet, r.TrapUntil = Greylisted, now, in.Delay, true, until
+		return r, w
+	}
+	if tfound && now < trap.Until {
+		r.Outcome, r.First, r.Missing, r.Trapped, r.TrapUntil = Greylisted, now, in.Delay, true, trap.Until
+		return r, w
+	}
+
 	// The triplet.
 	trip, found := s.Triplet, s.TripletFound
 	if found && now-trip.Last > maxAge {
 		found = false // Postgrey only forgot these in its nightly cleanup
+	}
+	if found && tfound && trip.Last-trip.First < in.Delay && trip.First < trap.Since {
+		// Pending when its client was trapped: forgotten, so the
+		// trapped client starts over once the trap is gone.
+		found = false
 	}
 	r.Before.TripletFound = found
 	alt, altFound := s.Alt, s.AltFound && in.AltKey != "" && in.AltKey != in.TripletKey

@@ -39,17 +39,14 @@ func (d *DB) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) 
 	}
 	var want [256]bool
 	if len(kinds) == 0 {
-		want[nsTriplet], want[nsClient] = true, true
+		kinds = store.Kinds
 	}
 	for _, k := range kinds {
-		switch k {
-		case store.KindTriplet:
-			want[nsTriplet] = true
-		case store.KindClient:
-			want[nsClient] = true
-		default:
-			return fmt.Errorf("store: scan: unknown kind %q", k)
+		ns, err := namespace(k)
+		if err != nil {
+			return fmt.Errorf("store: scan: %w", err)
 		}
+		want[ns] = true
 	}
 	type item struct {
 		key string
@@ -87,8 +84,11 @@ func (d *DB) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) 
 // second: an exported entry never expires earlier than the original.
 func toEntry(k string, e entry) store.Entry {
 	kind := store.KindTriplet
-	if k[0] == nsClient {
+	switch k[0] {
+	case nsClient:
 		kind = store.KindClient
+	case nsTrap:
+		kind = store.KindTrap
 	}
 	out := store.StoredEntry(kind, k[2:], e.a, e.b, 0)
 	if e.expires != 0 {
@@ -103,6 +103,8 @@ func namespace(k store.Kind) (byte, error) {
 		return nsTriplet, nil
 	case store.KindClient:
 		return nsClient, nil
+	case store.KindTrap:
+		return nsTrap, nil
 	}
 	return 0, fmt.Errorf("unknown kind %q", k)
 }
@@ -308,9 +310,9 @@ func (d *DB) Counts() (triplets, clients int) {
 	for i := range d.idx.shards {
 		sh := &d.idx.shards[i]
 		sh.mu.RLock()
-		n, c := len(sh.m), sh.clients
+		n, c, x := len(sh.m), sh.clients, sh.traps
 		sh.mu.RUnlock()
-		triplets += n - c
+		triplets += n - c - x
 		clients += c
 	}
 	return triplets, clients

@@ -1,6 +1,7 @@
 package buntdb
 
 import (
+	"errors"
 	"sync"
 
 	bunt "github.com/tidwall/buntdb"
@@ -121,6 +122,14 @@ func (d *DB) write(batch []*commitReq) error {
 			for i := range r.w {
 				p := &r.w[i]
 				if p.key == "" {
+					continue
+				}
+				if p.del {
+					// ErrNotFound: gone already (or expired, which
+					// Delete removes all the same).
+					if _, err := tx.Delete(p.key); err != nil && !errors.Is(err, bunt.ErrNotFound) {
+						return err
+					}
 					continue
 				}
 				if _, _, err := tx.Set(p.key, p.val, &bunt.SetOptions{Expires: true, TTL: p.ttl}); err != nil {

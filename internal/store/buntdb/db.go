@@ -32,11 +32,13 @@ var (
 	ErrLocked = store.ErrLocked
 )
 
-// Namespaces inside the one buntdb keyspace: "t:<key>", "c:<key>", and
-// "w:<kind>:<value>" for the runtime whitelist, which the index leaves out.
+// Namespaces inside the one buntdb keyspace: "t:<key>", "c:<key>",
+// "x:<key>" for greytraps, and "w:<kind>:<value>" for the runtime
+// whitelist, which the index leaves out.
 const (
 	nsTriplet   = 't'
 	nsClient    = 'c'
+	nsTrap      = 'x'
 	nsWhitelist = 'w'
 )
 

@@ -35,20 +35,31 @@ const indexShards = 64
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]entry
-	// clients counts the client entries of m (the rest are triplets), so
-	// that Counts needs no scan (admin.go). Changed only through set and
-	// del, under mu.
-	clients int
-	_       [64 - 40]byte // one cache line per shard: no false sharing
+	// clients and traps count the client and trap entries of m (the
+	// rest are triplets), so that Counts needs no scan (admin.go).
+	// Changed only through set and del, under mu.
+	clients, traps int
+	_              [64 - 48]byte // one cache line per shard: no false sharing
+}
+
+// count is the counter of k's namespace, nil for triplets.
+func (sh *shard) count(k string) *int {
+	switch k[0] {
+	case nsClient:
+		return &sh.clients
+	case nsTrap:
+		return &sh.traps
+	}
+	return nil
 }
 
 // set stores e under the namespaced key k; the caller holds sh.mu. Only a
-// client key costs a second probe (to count it once), and client writes
-// are rare: at most one an hour per client.
+// client or trap key costs a second probe (to count it once), and those
+// writes are rare: at most one an hour per client.
 func (sh *shard) set(k string, e entry) {
-	if k[0] == nsClient {
+	if n := sh.count(k); n != nil {
 		if _, ok := sh.m[k]; !ok {
-			sh.clients++
+			*n++
 		}
 	}
 	sh.m[k] = e
@@ -56,9 +67,9 @@ func (sh *shard) set(k string, e entry) {
 
 // del removes k; the caller holds sh.mu.
 func (sh *shard) del(k string) {
-	if k[0] == nsClient {
+	if n := sh.count(k); n != nil {
 		if _, ok := sh.m[k]; ok {
-			sh.clients--
+			*n--
 		}
 	}
 	delete(sh.m, k)

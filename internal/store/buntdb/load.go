@@ -331,7 +331,7 @@ func (d *DB) repoint() {
 		}
 		first = false
 		for _, k := range keys {
-			if k == "" || k[0] != nsTriplet && k[0] != nsClient {
+			if k == "" || k[0] != nsTriplet && k[0] != nsClient && k[0] != nsTrap {
 				continue
 			}
 			sh := d.idx.shardOf(k)

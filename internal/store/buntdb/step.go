@@ -32,7 +32,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return store.StepResult{}, ErrClosed
 	}
 	// Namespaced keys on the stack: the index neither keeps nor leaks them.
-	var cb, tb, ab [256]byte
+	var cb, tb, ab, xb [256]byte
 	var ks stepKeys
 	if in.ClientKey != "" && in.AWLClients > 0 {
 		ks.client = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
@@ -41,9 +41,12 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	if in.AltKey != "" && in.AltKey != in.TripletKey {
 		ks.alt = append(append(ab[:0], nsTriplet, ':'), in.AltKey...)
 	}
+	if in.TrapKey != "" {
+		ks.trap = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+	}
 
 	res, w := store.Transition(in, in.Now, d.read(&ks, false))
-	if in.DryRun || !w.Client && !w.Triplet {
+	if in.DryRun || !writes(&w) {
 		return res, nil
 	}
 
@@ -53,15 +56,22 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return store.StepResult{}, ErrClosed
 	}
 	res, w = store.Transition(in, in.Now, d.read(&ks, true))
-	if !w.Client && !w.Triplet {
+	if !writes(&w) {
 		return res, nil
 	}
+	// Transition writes the triplet or the trap, never both.
 	var cw, tw pending
-	if w.Client {
+	switch {
+	case w.Client:
 		cw = prepare(nsClient, in.ClientKey, w.ClientVal.Count, w.ClientVal.Last, w.ClientTTL)
+	case w.ClientDel:
+		cw = pending{key: string(ks.client), del: true}
 	}
-	if w.Triplet {
+	switch {
+	case w.Triplet:
 		tw = prepare(nsTriplet, in.TripletKey, w.TripletVal.First, w.TripletVal.Last, w.TripletTTL)
+	case w.Trap:
+		tw = prepare(nsTrap, in.TrapKey, w.TrapVal.Since, w.TrapVal.Until, w.TrapTTL)
 	}
 	// Written together with the steps of other connections that wait
 	// meanwhile (commit.go); the shard locks stay held until it is done.
@@ -76,15 +86,22 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	// Only now that buntdb has committed: the index never shows what
 	// buntdb rolled back.
 	for _, p := range [2]*pending{&cw, &tw} {
-		if p.key != "" {
+		switch {
+		case p.key == "":
+		case p.del:
+			d.idx.shardOf(p.key).del(p.key)
+		default:
 			d.idx.shardOf(p.key).set(p.key, p.e)
 		}
 	}
 	return res, nil
 }
 
+// writes reports whether w writes anything.
+func writes(w *store.Writes) bool { return w.Client || w.Triplet || w.ClientDel || w.Trap }
+
 // stepKeys are the namespaced keys of one step; nil: not involved.
-type stepKeys struct{ client, triplet, alt []byte }
+type stepKeys struct{ client, triplet, alt, trap []byte }
 
 // read returns the stored state of ks. With locked, the caller holds the
 // shards' write locks (lockShards) and the maps are read directly.
@@ -110,15 +127,19 @@ func (d *DB) read(ks *stepKeys, locked bool) store.State {
 		e, s.AltFound = get(ks.alt, now)
 		s.Alt = Triplet{First: e.a, Last: e.b}
 	}
+	if ks.trap != nil {
+		e, s.TrapFound = get(ks.trap, now)
+		s.Trap = store.Trap{Since: e.a, Until: e.b}
+	}
 	return s
 }
 
 // lockShards write-locks the distinct shards of ks in index order and
 // returns them for unlockShards.
 func (d *DB) lockShards(ks *stepKeys) []*shard {
-	var arr [3]*shard
+	var arr [4]*shard
 	list := arr[:0]
-	for _, k := range [3][]byte{ks.client, ks.triplet, ks.alt} {
+	for _, k := range [4][]byte{ks.client, ks.triplet, ks.alt, ks.trap} {
 		if k == nil {
 			continue
 		}
@@ -150,11 +171,12 @@ func unlockShards(list []*shard) {
 }
 
 // pending is one entry to write: buntdb's key and value, and the index
-// entry that goes with them.
+// entry that goes with them; or, with del, a key to delete.
 type pending struct {
 	key, val string
 	ttl      time.Duration
 	e        entry
+	del      bool
 }
 
 // prepare encodes an entry. One allocation holds both the key and the

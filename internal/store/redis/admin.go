@@ -17,7 +17,7 @@ import (
 // store.Admin on Redis. None of it may hold Redis up for the steps of
 // the other hosts, which share its one thread:
 //
-//   - Scan walks the keys with SCAN MATCH {prefix}t:* (then c:*), COUNT
+//   - Scan walks the keys with SCAN MATCH {prefix}t:* (then c:*, x:*), COUNT
 //     1000, and reads each batch's values and deadlines in one pipeline
 //     (GET and PTTL per key); never KEYS.
 //   - Delete and Import run admin.lua over batches of a few hundred keys,
@@ -102,6 +102,8 @@ func (s *Store) namespace(kind store.Kind) (prefix, letter string, err error) {
 		return s.tripletNS, "t", nil
 	case store.KindClient:
 		return s.clientNS, "c", nil
+	case store.KindTrap:
+		return s.trapNS, "x", nil
 	}
 	return "", "", fmt.Errorf("unknown kind %q", kind)
 }
@@ -112,7 +114,7 @@ func (s *Store) namespace(kind store.Kind) (prefix, letter string, err error) {
 // million).
 func (s *Store) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) bool) error {
 	if len(kinds) == 0 {
-		kinds = []store.Kind{store.KindTriplet, store.KindClient}
+		kinds = store.Kinds
 	}
 	var nss []string
 	for _, k := range kinds {

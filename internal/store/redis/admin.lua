@@ -4,7 +4,7 @@
 --
 -- ARGV[1] is the operation:
 --   import    KEYS: schema, count buckets, then one key per entry.
---             ARGV[2] the delay; then per entry kind ('t' or 'c'), a, b,
+--             ARGV[2] the delay; then per entry kind ('t', 'c' or 'x'), a, b,
 --             expires (Unix seconds, 0 = never).
 --             Returns {imported, merged}.
 --   delete    KEYS: schema, count buckets, then the keys. ARGV[2] the kind.
@@ -139,6 +139,7 @@ local function merge(kind, oa, ob, na, nb, delay)
     if oldPassed and not newPassed then return oa, ob end
     return math.min(oa, na), math.max(ob, nb)
   end
+  if kind == 'x' then return math.min(oa, na), math.max(ob, nb) end
   return math.max(oa, na), math.max(ob, nb)
 end
 

@@ -30,8 +30,8 @@ import (
 )
 
 // Keys. Every key of a site starts with one Cluster hash tag made of the
-// key prefix, "{greyd:}t:<triplet>", "{greyd:}c:<client>" and
-// "{greyd:}schema" (and store.Admin's "{greyd:}n", "{greyd:}wl" and
+// key prefix, "{greyd:}t:<triplet>", "{greyd:}c:<client>",
+// "{greyd:}x:<client>" (greytraps) and "{greyd:}schema" (and store.Admin's "{greyd:}n", "{greyd:}wl" and
 // "{greyd:}wlver", admin.go), so that a Cluster keeps them in one slot.
 // A tag per request is not possible: the script reads the client's
 // auto-whitelist entry (one per client address, read by requests for
@@ -43,6 +43,7 @@ import (
 const (
 	nsTriplet = "t:"
 	nsClient  = "c:"
+	nsTrap    = "x:"
 	schemaNS  = "schema"
 	// countsNS is the hash of count buckets that step.lua and admin.lua
 	// keep for store.Admin.Counts (admin.go).
@@ -139,6 +140,7 @@ type Store struct {
 	where     string // what Status and the log lines call the server
 	tripletNS string // "{prefix}t:"
 	clientNS  string // "{prefix}c:"
+	trapNS    string // "{prefix}x:"
 	schemaKey string // "{prefix}schema"
 	countsKey string // "{prefix}n"
 	script    *rueidis.Lua
@@ -211,6 +213,7 @@ func Open(opts Options) (*Store, error) {
 		where:     opts.describe(),
 		tripletNS: tag + nsTriplet,
 		clientNS:  tag + nsClient,
+		trapNS:    tag + nsTrap,
 		schemaKey: tag + schemaNS,
 		countsKey: tag + countsNS,
 		script:    rueidis.NewLuaScript(stepScript),

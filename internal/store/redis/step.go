@@ -13,7 +13,7 @@ import (
 )
 
 // resultLen is the number of integers step.lua returns.
-const resultLen = 17
+const resultLen = 23
 
 // Step implements store.Store: one EVALSHA of step.lua (EVAL once after
 // Redis lost its script cache), within the store's deadline. While the
@@ -28,7 +28,7 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 	}
 	c := s.client.Load() // set before the breaker first closed
 
-	var kb [5]string
+	var kb [6]string
 	keys := append(kb[:0], s.schemaKey, s.countsKey, s.tripletNS+in.TripletKey)
 	hasClient, hasAlt := "0", "0"
 	if in.ClientKey != "" && in.AWLClients > 0 {
@@ -39,11 +39,17 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 		keys = append(keys, s.tripletNS+in.AltKey)
 		hasAlt = "1"
 	}
+	hasTrap := "0"
+	if in.TrapKey != "" {
+		keys = append(keys, s.trapNS+in.TrapKey)
+		hasTrap = "1"
+	}
 	args := [...]string{
 		strconv.FormatInt(in.Now, 10), flag(in.FixedNow),
 		strconv.FormatInt(in.Delay, 10), strconv.FormatInt(in.RetryWindow, 10),
 		strconv.FormatInt(in.MaxAge, 10), strconv.FormatInt(in.AWLClients, 10),
 		flag(in.DryRun), hasClient, hasAlt, flag(in.Hold),
+		hasTrap, flag(in.TrapHit), strconv.FormatInt(in.TrapFor, 10),
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, s.deadline())
@@ -98,13 +104,18 @@ func decodeResult(v []int64) (store.StepResult, error) {
 		ViaAlt:           v[5] != 0,
 		NewlyWhitelisted: v[6] != 0,
 		FutureCorrected:  v[7] != 0,
+		Trapped:          v[8] != 0,
+		TrapSet:          v[9] != 0,
+		TrapUntil:        v[10],
 		Before: store.State{
-			ClientFound:  v[8] != 0,
-			Client:       store.Client{Count: v[9], Last: v[10]},
-			TripletFound: v[11] != 0,
-			Triplet:      store.Triplet{First: v[12], Last: v[13]},
-			AltFound:     v[14] != 0,
-			Alt:          store.Triplet{First: v[15], Last: v[16]},
+			ClientFound:  v[11] != 0,
+			Client:       store.Client{Count: v[12], Last: v[13]},
+			TripletFound: v[14] != 0,
+			Triplet:      store.Triplet{First: v[15], Last: v[16]},
+			AltFound:     v[17] != 0,
+			Alt:          store.Triplet{First: v[18], Last: v[19]},
+			TrapFound:    v[20] != 0,
+			Trap:         store.Trap{Since: v[21], Until: v[22]},
 		},
 	}, nil
 }

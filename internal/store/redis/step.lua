@@ -6,22 +6,23 @@
 -- KEYS[1]  the schema key; KEYS[2] the count buckets (below); KEYS[3]
 --          the triplet key; then the client (auto-whitelist) key if
 --          ARGV[8] == "1"; then the second triplet key (lookup_by "auto")
---          if ARGV[9] == "1".
+--          if ARGV[9] == "1"; then the trap key if ARGV[11] == "1".
 -- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
---          dry_run, has_client, has_alt, hold: integers in decimal, flags
---          0/1.
+--          dry_run, has_client, has_alt, hold, has_trap, trap_hit,
+--          trap_for: integers in decimal, flags 0/1.
 -- Returns  outcome, now, first, missing, waited, via_alt,
---          newly_whitelisted, future_corrected, then the state before the
---          step: client found, count, last; triplet found, first, last;
---          second key found, first, last. Flags are 0/1 (a Lua false would
---          end the reply).
+--          newly_whitelisted, future_corrected, trapped, trap_set,
+--          trap_until, then the state before the step: client found,
+--          count, last; triplet found, first, last; second key found,
+--          first, last; trap found, since, until. Flags are 0/1 (a Lua
+--          false would end the reply).
 --
 -- Numbers are Lua doubles: exact for every Unix time and count greyd uses
 -- (and for Unix milliseconds), and for every stored number parse accepts.
 --
 -- Count buckets (store.Admin.Counts, admin.go, without a scan): KEYS[2] is
--- a hash whose field "t:<H>" ("c:<H>") is the number of triplet (client)
--- keys that expire in hour H (Unix milliseconds / 3600000). Every write
+-- a hash whose field "t:<H>" ("c:<H>", "x:<H>") is the number of triplet
+-- (client, trap) keys that expire in hour H (Unix milliseconds / 3600000). Every write
 -- moves its key from the bucket of its old deadline (PTTL) to the bucket
 -- of its new one; a key that Redis expires stays counted until its hour
 -- is over, and past hours are dropped when a new bucket appears. admin.lua
@@ -120,13 +121,17 @@ end
 -- Redis keeps and the one bucketed here differ by the microseconds
 -- between TIME and the SET, which matter only at an hour's boundary, and
 -- then for that hour.)
+-- oldBucket is the bucket key is counted in, from its PTTL; nil if none.
+local function oldBucket(key, kind)
+  local p = redis.call('PTTL', key)
+  if p >= 0 then return bucket(kind, nowMs + p) elseif p == -1 then return kind .. ':-' end
+  return nil
+end
+
 local function write(key, kind, a, b, ttl)
   if dry then return end
   local old = nil
-  if exists[key] then
-    local p = redis.call('PTTL', key)
-    if p >= 0 then old = bucket(kind, nowMs + p) elseif p == -1 then old = kind .. ':-' end
-  end
+  if exists[key] then old = oldBucket(key, kind) end
   redis.call('SET', key, string.format('%d,%d', a, b), 'PX', string.format('%d', ttl * 1000))
   local new = bucket(kind, nowMs + ttl * 1000)
   if old ~= new then
@@ -142,21 +147,42 @@ local altIndex = 4
 if hasClient then clientKey, altIndex = KEYS[4], 5 end
 if ARGV[9] == '1' then altKey = KEYS[altIndex] end
 
+-- del removes key and uncounts it (a trap hit resets the client's
+-- auto-whitelist progress).
+local function del(key, kind)
+  if dry then return end
+  local old = oldBucket(key, kind)
+  if redis.call('DEL', key) == 1 and old then redis.call('HINCRBY', KEYS[2], old, -1) end
+end
+
+local trapKey = nil
+if ARGV[11] == '1' then
+  local i = 4
+  if hasClient then i = i + 1 end
+  if altKey then i = i + 1 end
+  trapKey = KEYS[i]
+end
+local trapFor = tonumber(ARGV[13])
+
 -- The stored state (store.State).
 local cfound, ccount, clast = false, 0, 0
 if clientKey then cfound, ccount, clast = read(clientKey) end
 local tfound, tfirst, tlast = read(tripletKey)
 local afound, afirst, alast = false, 0, 0
 if altKey then afound, afirst, alast = read(altKey) end
+local xfound, xsince, xuntil = false, 0, 0
+if trapKey then xfound, xsince, xuntil = read(trapKey) end
 
 -- The result (store.StepResult); the before* flags are r.Before's.
 local first, missing, waited, viaAlt, newly, future = now, 0, 0, 0, 0, 0
-local beforeC, beforeT, beforeA = cfound, tfound, afound
+local trapped, trapSet, trapUntil = 0, 0, 0
+local beforeC, beforeT, beforeA, beforeX = cfound, tfound, afound, xfound
 
 local function flag(b) if b then return 1 end return 0 end
 local function result(outcome)
-  return {outcome, now, first, missing, waited, viaAlt, newly, future,
-    flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast}
+  return {outcome, now, first, missing, waited, viaAlt, newly, future, trapped, trapSet, trapUntil,
+    flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast,
+    flag(beforeX), xsince, xuntil}
 end
 
 -- countUp, needsWrite and tripletTTL: as in transition.go.
@@ -181,6 +207,7 @@ end
 
 -- Auto-whitelist, per exact client address.
 local awl = clientKey ~= nil and awlClients > 0
+local cstored = cfound -- s.ClientFound: stored, whatever its age
 if cfound and now - clast > maxAge then
   cfound = false -- expired, whether or not Redis removed it yet
 end
@@ -194,10 +221,29 @@ if awl and cfound and ccount >= awlClients then
   return result(AUTO_WHITELISTED)
 end
 
+-- Greytraps, per exact client address: never for an auto-whitelisted
+-- client (above). A trap hit (re)sets the trap and resets the client's
+-- auto-whitelist progress; a trap still holding greylists every request.
+-- Neither writes a triplet.
+if trapKey and ARGV[12] == '1' then
+  local untilT = now + trapFor
+  write(trapKey, 'x', now, untilT, trapFor + retry + 1)
+  if awl and cstored then del(clientKey, 'c') end
+  first, missing, trapSet, trapUntil = now, delay, 1, untilT
+  return result(GREYLISTED)
+end
+if xfound and now < xuntil then
+  first, missing, trapped, trapUntil = now, delay, 1, xuntil
+  return result(GREYLISTED)
+end
+
 -- The triplet.
 local found = tfound
 if found and now - tlast > maxAge then
   found = false
+end
+if found and xfound and tlast - tfirst < delay and tfirst < xsince then
+  found = false -- pending when its client was trapped: forgotten
 end
 beforeT = found
 local altFound = afound -- the caller passes the second key only if it differs

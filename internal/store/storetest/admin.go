@@ -40,6 +40,7 @@ func RunAdmin(t *testing.T, open Opener) {
 		{"runtime whitelist", adminWhitelist},
 		{"runtime whitelist entries expire", adminWhitelistExpiry},
 		{"counts agree with scan after concurrent work", adminConcurrent},
+		{"traps are listed, imported and deleted", adminTraps},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}

@@ -25,7 +25,7 @@ import (
 
 // FuzzBackendsAgree runs random step sequences against buntdb and a real
 // redis-server and compares every result: the clock going backwards,
-// second keys, dry runs, every outcome, stored values that are malformed
+// second keys, dry runs, greytraps, every outcome, stored values that are malformed
 // or at the edges of what a number may be, and steps at Redis's own clock
 // (buntdb is then given the time Redis decided with). store.Transition is
 // the one description of the rules: a disagreement is a bug in the
@@ -116,14 +116,22 @@ func FuzzBackendsAgree(f *testing.F) {
 const wallClockMargin = 900 * time.Millisecond
 
 // diffPrefix is the Redis key prefix of the fuzz target: keys are
-// "{diff:}t:<key>" and "{diff:}c:<key>" (store/redis).
+// "{diff:}t:<key>", "{diff:}c:<key>" and "{diff:}x:<key>" (store/redis).
 const diffPrefix = "diff:"
 
 func redisKey(k store.Kind, key string) string {
-	if k == store.KindClient {
-		return "{" + diffPrefix + "}c:" + key
+	return "{" + diffPrefix + "}" + namespace(k) + key
+}
+
+// namespace is the key prefix of kind k in both backends.
+func namespace(k store.Kind) string {
+	switch k {
+	case store.KindClient:
+		return "c:"
+	case store.KindTrap:
+		return "x:"
 	}
-	return "{" + diffPrefix + "}t:" + key
+	return "t:"
 }
 
 // openBuntdb opens a buntdb store holding stored: in memory when there is
@@ -144,11 +152,7 @@ func openBuntdb(t *testing.T, dir string, stored []rawValue) *buntdb.DB {
 		}
 		err = raw.Update(func(tx *bunt.Tx) error {
 			for _, v := range stored {
-				ns := "t:"
-				if v.kind == store.KindClient {
-					ns = "c:"
-				}
-				if _, _, err := tx.Set(ns+v.key, v.value, nil); err != nil {
+				if _, _, err := tx.Set(namespace(v.kind)+v.key, v.value, nil); err != nil {
 					return err
 				}
 			}
@@ -225,6 +229,10 @@ var (
 	awls     = []int64{0, 1, 2, 5}
 	triplets = []string{"t0", "t1", "t2", "t3"}
 	clients  = []string{"", "c0", "c1", "c0"}
+	// With traps on, the recipient of triplet baitTriplet is a trap, and
+	// a trap holds for one of trapFors.
+	baitTriplet = "t3"
+	trapFors    = []int64{1, 300, 86400}
 )
 
 // bytesReader yields the fuzzer's bytes, then zeros.
@@ -242,11 +250,16 @@ func (r *bytesReader) next() byte {
 // decode reads a program:
 //
 //	rules   2 bytes: delay and retry window; max_age and auto-whitelist
-//	stored  1 byte n%6, then n values: 1 byte kind and key, then a value
+//	stored  1 byte: n%6 values, and traps (b/12%4: off, or on with a
+//	        trap's duration); then n values: 1 byte kind and key, then a
+//	        value
 //	steps   3 bytes each, at most 48: keys and flags, time, rule changes
 //
 // Times are base plus an offset that steps move forwards and backwards;
-// a step at Redis's clock decides at Redis's TIME instead.
+// a step at Redis's clock decides at Redis's TIME instead. With traps on,
+// every step has a trap key (its client's, or "c1" for none), and a step
+// of baitTriplet is a trap hit. (Traps are off for a stored byte below
+// 12, so the seeds written before traps existed mean what they meant.)
 func decode(data []byte, base int64) *program {
 	r := &bytesReader{data}
 	p := &program{}
@@ -254,11 +267,19 @@ func decode(data []byte, base int64) *program {
 	delay, retry := delays[b%5], retries[b/5%5]
 	b = r.next()
 	maxAge, awl := maxAges[b%5], awls[b/5%4]
-	p.desc = append(p.desc, fmt.Sprintf("rules: delay %d, retry %d, max_age %d, awl %d; base %d", delay, retry, maxAge, awl, base))
-	for range int(r.next() % 6) {
+	b = r.next()
+	trapFor := int64(0)
+	if m := b / 12 % 4; m > 0 {
+		trapFor = trapFors[m-1]
+	}
+	p.desc = append(p.desc, fmt.Sprintf("rules: delay %d, retry %d, max_age %d, awl %d, traps for %d (0: off); base %d", delay, retry, maxAge, awl, trapFor, base))
+	for range int(b % 6) {
 		k := r.next()
 		v := rawValue{kind: store.KindTriplet, key: triplets[k>>1%4]}
-		if k&1 == 1 {
+		switch {
+		case trapFor > 0 && k&8 != 0:
+			v.kind, v.key = store.KindTrap, clients[1+k>>1%2]
+		case k&1 == 1:
 			v.kind, v.key = store.KindClient, clients[1+k>>1%2]
 		}
 		v.value = decodeValue(r, base, delay, maxAge)
@@ -294,27 +315,38 @@ func decode(data []byte, base int64) *program {
 		if rules>>5&1 != 0 {
 			in.MaxAge = maxAges[rules>>6%5]
 		}
-		off += decodeDelta(dt, in.Delay, in.RetryWindow, in.MaxAge)
+		if trapFor > 0 {
+			in.TrapKey, in.TrapFor = in.ClientKey, trapFor
+			if in.TrapKey == "" {
+				in.TrapKey = "c1"
+			}
+			in.TrapHit = in.TripletKey == baitTriplet
+		}
+		off += decodeDelta(dt, in.Delay, in.RetryWindow, in.MaxAge, trapFor)
 		in.Now = base + off
 		p.steps = append(p.steps, in)
 		clock := fmt.Sprintf("at base%+d", off)
 		if !in.FixedNow {
 			clock = "at redis's clock"
 		}
-		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q dry %v hold %v delay %d retry %d max_age %d awl %d",
-			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.DryRun, in.Hold, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
+		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q trap %q hit %v dry %v hold %v delay %d retry %d max_age %d awl %d",
+			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.TrapKey, in.TrapHit, in.DryRun, in.Hold, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
 	}
 	return p
 }
 
 // decodeDelta is how far a step moves the clock: a few seconds, one of
-// the rules' boundaries forwards or backwards, or a few seconds back.
-func decodeDelta(b byte, delay, retry, maxAge int64) int64 {
+// the rules' boundaries forwards or backwards (a trap's end too, with
+// traps on), or a few seconds back.
+func decodeDelta(b byte, delay, retry, maxAge, trapFor int64) int64 {
 	edges := []int64{
 		delay - 1, delay, delay + 1, retry, retry + 1, maxAge, maxAge + 1,
 		store.RefreshInterval - 1, store.RefreshInterval, store.RefreshInterval + 1,
 		store.AWLInterval - 1, store.AWLInterval, store.AWLInterval + 1,
 		86400, 2*maxAge + 2, 365 * 86400,
+	}
+	if trapFor > 0 {
+		edges = append(edges, trapFor-1, trapFor, trapFor+1, trapFor+retry+1)
 	}
 	n := int64(b & 63)
 	switch b >> 6 {

@@ -10,6 +10,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -25,6 +26,7 @@ const (
 	RetryWindow = 2 * 86400
 	MaxAge      = 35 * 86400
 	AWLClients  = 5
+	TrapFor     = 86400 // a trap's duration unless a step says otherwise
 )
 
 // Step is one request of a case and what must come of it.
@@ -35,8 +37,11 @@ type Step struct {
 	Alt     string
 	DryRun  bool
 	Hold    bool
-	AWL     int64 // AWLClients; 0 = the default, -1 = disabled
-	Delay   int64 // 0 = the default
+	AWL     int64  // AWLClients; 0 = the default, -1 = disabled
+	Delay   int64  // 0 = the default
+	Trap    string // trap key; "" = traps off
+	TrapHit bool
+	TrapFor int64 // 0 = the default
 
 	Want Want
 }
@@ -51,9 +56,12 @@ type Want struct {
 	NewlyWhitelisted bool
 	FutureCorrected  bool
 	New              bool
+	Trapped, TrapSet bool
+	TrapUntil        int64 // seconds after T0; 0 = none
 
 	Client  *store.Client  // Before.Client, Last relative to T0; &store.Client{} = not found
 	Triplet *store.Triplet // Before.Triplet, relative to T0; &store.Triplet{} = not found
+	Trap    *store.Trap    // Before.Trap, relative to T0; &store.Trap{} = not found
 }
 
 // Case is a sequence of steps on an empty store.
@@ -69,6 +77,10 @@ func (s *Step) Input() *store.StepInput {
 		Now: T0 + s.At, FixedNow: true,
 		Delay: Delay, RetryWindow: RetryWindow, MaxAge: MaxAge, AWLClients: AWLClients,
 		DryRun: s.DryRun, Hold: s.Hold,
+		TrapKey: s.Trap, TrapHit: s.TrapHit, TrapFor: TrapFor,
+	}
+	if s.TrapFor > 0 {
+		in.TrapFor = s.TrapFor
 	}
 	switch {
 	case s.AWL < 0:
@@ -98,6 +110,13 @@ func (w *Want) Check(r store.StepResult) string {
 	add("newly_whitelisted", r.NewlyWhitelisted, w.NewlyWhitelisted)
 	add("future_corrected", r.FutureCorrected, w.FutureCorrected)
 	add("new", r.New(), w.New)
+	add("trapped", r.Trapped, w.Trapped)
+	add("trap_set", r.TrapSet, w.TrapSet)
+	until := r.TrapUntil
+	if until != 0 {
+		until -= T0
+	}
+	add("trap_until", until, w.TrapUntil)
 	if w.Client != nil {
 		got := store.Client{}
 		if r.Before.ClientFound {
@@ -112,6 +131,13 @@ func (w *Want) Check(r store.StepResult) string {
 		}
 		add("before.triplet", got, *w.Triplet)
 	}
+	if w.Trap != nil {
+		got := store.Trap{}
+		if r.Before.TrapFound {
+			got = store.Trap{Since: r.Before.Trap.Since - T0, Until: r.Before.Trap.Until - T0}
+		}
+		add("before.trap", got, *w.Trap)
+	}
 	return diff
 }
 
@@ -121,7 +147,7 @@ type Opener func(t *testing.T) store.Store
 // Run runs every case of Cases and the concurrency checks against the
 // stores open returns.
 func Run(t *testing.T, open Opener) {
-	for _, c := range Cases {
+	for _, c := range slices.Concat(Cases, TrapCases) {
 		t.Run(c.Name, func(t *testing.T) {
 			st := open(t)
 			defer st.Close()
@@ -131,7 +157,7 @@ func Run(t *testing.T, open Opener) {
 					t.Fatalf("step %d (at +%d, triplet %q): %v", i, s.At, s.Triplet, err)
 				}
 				if d := s.Want.Check(r); d != "" {
-					t.Errorf("step %d (at +%d, client %q, triplet %q, alt %q, dry %v):%s", i, s.At, s.Client, s.Triplet, s.Alt, s.DryRun, d)
+					t.Errorf("step %d (at +%d, client %q, triplet %q, alt %q, dry %v, trap %q hit %v):%s", i, s.At, s.Client, s.Triplet, s.Alt, s.DryRun, s.Trap, s.TrapHit, d)
 				}
 			}
 		})
