@@ -3,6 +3,7 @@
 # on Debian 12: go-md2man (man pages), lintian, rpm, rpmlint, systemd tools
 # (systemd-analyze, systemd-socket-activate), promtool (metrics format),
 # the real Postgrey and Berkeley DB's db_dump/db_load (migration tests),
+# the real Exim (its ${readsocket} against greyd's exim listeners),
 # and nfpm where go install puts it ($(go env GOBIN), else
 # $(go env GOPATH)/bin).
 # Idempotent: does nothing when everything is already there. Run as root.
@@ -16,6 +17,7 @@ for pair in go-md2man:go-md2man lintian:lintian rpm:rpm rpmlint:rpmlint \
 	deb-systemd-helper:init-system-helpers adduser:adduser gcc:gcc \
 	objcopy:binutils groff:groff-base cpio:cpio setpriv:util-linux \
 	promtool:prometheus postgrey:postgrey db5.3_dump:db5.3-util db5.3_load:db5.3-util \
+	exim4:exim4-daemon-light \
 	redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if ! command -v "$cmd" >/dev/null 2>&1; then

@@ -395,6 +395,9 @@ func names(ls []net.Listener) string {
 	s := make([]string, len(ls))
 	for i, l := range ls {
 		s[i] = l.Addr().Network() + ":" + l.Addr().String()
+		if o, ok := l.(policy.OneRequestListener); ok && o.OneRequest() {
+			s[i] += " (exim: one request per connection)"
+		}
 	}
 	return strings.Join(s, ", ")
 }

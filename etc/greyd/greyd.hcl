@@ -30,6 +30,7 @@ listen {
   unix         = "/var/spool/postfix/greyd/socket"
   socket_mode  = "0660"    # octal permission bits of the socket
   socket_group = "postfix" # Postfix must reach the socket; "" keeps greyd's group
+  exim         = false     # true: one request per connection, for Exim's ${readsocket}
 }
 
 database {

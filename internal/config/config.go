@@ -28,6 +28,7 @@
 //	  allow        = ["127.0.0.0/8", "::1"]  # client networks of inet; required unless inet is loopback
 //	  socket_mode  = "0660"             # octal; unix sockets greyd binds itself
 //	  socket_group = ""                 # "" = leave the group as created
+//	  exim         = false              # true: one request per connection, for Exim's ${readsocket}
 //	}
 //	database {
 //	  path = "/var/lib/greyd/greyd.db"
@@ -149,6 +150,10 @@ type Listen struct {
 	// not loopback, and defaults to loopback (LoopbackNets) for one that
 	// is. Nil when there is no Inet.
 	Allow []netip.Prefix
+	// Exim closes each connection after its reply: Exim's ${readsocket}
+	// sends one request and reads until the server closes (Postgrey's
+	// --exim).
+	Exim bool
 }
 
 // LoopbackNets are the clients a loopback inet listener allows by default.

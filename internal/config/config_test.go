@@ -132,6 +132,7 @@ listen {
 listen {
   unix = "rel.sock"
   inet = "[::1]:10024"
+  exim = true
 }
 listen {
   inet  = "0.0.0.0:10025"
@@ -240,7 +241,7 @@ func TestAllSettings(t *testing.T) {
 		Listen: []Listen{
 			{Unix: "/run/greyd/policy.sock", SocketMode: 0o600, SocketGroup: "postfix"},
 			{Inet: "127.0.0.1:10023", SocketMode: 0o660, Allow: LoopbackNets},
-			{Unix: dir + "/rel.sock", Inet: "[::1]:10024", SocketMode: 0o660, Allow: LoopbackNets},
+			{Unix: dir + "/rel.sock", Inet: "[::1]:10024", SocketMode: 0o660, Allow: LoopbackNets, Exim: true},
 			{Inet: "0.0.0.0:10025", SocketMode: 0o660, Allow: []netip.Prefix{
 				netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::25/128"),
 				netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("127.0.0.1/32"),

@@ -196,6 +196,8 @@ type rawListen struct {
 	SocketModeRange  hcl.Range `hcl:"socket_mode,attr_value_range"`
 	SocketGroup      string    `hcl:"socket_group,optional"`
 	SocketGroupRange hcl.Range `hcl:"socket_group,attr_value_range"`
+	Exim             bool      `hcl:"exim,optional"`
+	EximRange        hcl.Range `hcl:"exim,attr_value_range"`
 }
 
 type rawDatabase struct {

@@ -207,7 +207,7 @@ func checkDomain(d string) string {
 
 func (v *validator) listen(rl rawListen, seen map[string]hcl.Range) (Listen, bool) {
 	n := len(v.ps)
-	l := Listen{SocketGroup: rl.SocketGroup}
+	l := Listen{SocketGroup: rl.SocketGroup, Exim: rl.Exim}
 	if rl.Unix == "" && rl.Inet == "" && !rl.decodeFailed {
 		v.errorf(rl.DefRange, "Incomplete listen block",
 			`a listen block needs unix = "/path/to/socket" or inet = "host:port" (or both)`)

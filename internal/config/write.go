@@ -40,6 +40,7 @@ func (c *Config) WriteHCL(w io.Writer) error {
 		}
 		b.str("socket_mode", formatMode(l.SocketMode))
 		b.str("socket_group", l.SocketGroup)
+		b.boolean("exim", l.Exim)
 		root.AppendNewline()
 	}
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -71,35 +72,49 @@ func allowed(a net.Addr, allow []netip.Prefix) bool {
 	return false
 }
 
-// Guard restricts the TCP sockets systemd passed, which the listen blocks
-// did not bind, to the clients their configuration allows: the allow list
-// of the listen block whose inet is the socket's address, or loopback.
-// Unix sockets are returned as they are (their mode and group guard them).
-// It logs a warning for a socket on a non-loopback address that no listen
-// block covers, since only loopback clients will get through.
+// Guard fits the sockets systemd passed, which the listen blocks did not
+// bind, to the configuration: a TCP socket accepts only the clients of
+// the allow list of the listen block whose inet is its address, or
+// loopback; a socket serves one request per connection if the listen
+// block with its address (inet, or unix for a unix socket) has exim =
+// true. A unix socket is otherwise returned as it is (its mode and group
+// guard it). It logs a warning for a socket on a non-loopback address
+// that no listen block covers, since only loopback clients will get
+// through.
 func Guard(ls []net.Listener, blocks []config.Listen, log *slog.Logger) []net.Listener {
 	out := make([]net.Listener, len(ls))
 	for i, l := range ls {
 		out[i] = l
-		ta, ok := l.Addr().(*net.TCPAddr)
-		if !ok {
-			continue
-		}
-		addr := ta.AddrPort()
-		var allow []netip.Prefix
-		for _, b := range blocks {
-			if ap, err := netip.ParseAddrPort(b.Inet); err == nil && ap.Port() == addr.Port() && ap.Addr().Unmap() == addr.Addr().Unmap() {
-				allow = b.Allow
-				break
+		switch a := l.Addr().(type) {
+		case *net.TCPAddr:
+			out[i] = guardTCP(l, a, blocks, log)
+		case *net.UnixAddr:
+			for _, b := range blocks {
+				if b.Unix != "" && filepath.Clean(b.Unix) == filepath.Clean(a.Name) {
+					out[i] = exim(l, b.Exim)
+					break
+				}
 			}
 		}
-		if allow == nil {
-			if a := addr.Addr().Unmap(); !a.IsLoopback() {
-				log.Warn(fmt.Sprintf("socket %v passed by systemd listens beyond this host, but no listen block has inet = %q with an allow list: only loopback clients are accepted", ta, addr.String()))
-			}
-			allow = slices.Clone(config.LoopbackNets)
-		}
-		out[i] = guard(l, allow, log)
 	}
 	return out
+}
+
+func guardTCP(l net.Listener, ta *net.TCPAddr, blocks []config.Listen, log *slog.Logger) net.Listener {
+	addr := ta.AddrPort()
+	var allow []netip.Prefix
+	var once bool
+	for _, b := range blocks {
+		if ap, err := netip.ParseAddrPort(b.Inet); err == nil && ap.Port() == addr.Port() && ap.Addr().Unmap() == addr.Addr().Unmap() {
+			allow, once = b.Allow, b.Exim
+			break
+		}
+	}
+	if allow == nil {
+		if a := addr.Addr().Unmap(); !a.IsLoopback() {
+			log.Warn(fmt.Sprintf("socket %v passed by systemd listens beyond this host, but no listen block has inet = %q with an allow list: only loopback clients are accepted", ta, addr.String()))
+		}
+		allow = slices.Clone(config.LoopbackNets)
+	}
+	return exim(guard(l, allow, log), once)
 }

@@ -1,7 +1,8 @@
 // Package listen opens the policy sockets: those systemd passes (socket
 // activation, fetched once) or, without systemd, the unix and TCP sockets
-// of the configuration's listen blocks; and it keeps TCP sockets to the
-// clients of their allow lists.
+// of the configuration's listen blocks; it keeps TCP sockets to the
+// clients of their allow lists, and marks those of exim blocks as
+// one request per connection (policy.OneRequestListener).
 package listen
 
 import (
@@ -42,7 +43,8 @@ func Activated() (ls []net.Listener, ignored int, err error) {
 
 // Open binds every configured socket. TCP sockets accept only the clients
 // of their block's allow list (loopback when it is empty); refused ones
-// are logged to log. On error, the sockets already bound are closed.
+// are logged to log. The sockets of a block with exim = true serve one
+// request per connection. On error, the sockets already bound are closed.
 func Open(blocks []config.Listen, log *slog.Logger) ([]net.Listener, error) {
 	var ls []net.Listener
 	fail := func(err error) ([]net.Listener, error) {
@@ -57,17 +59,31 @@ func Open(blocks []config.Listen, log *slog.Logger) ([]net.Listener, error) {
 			if err != nil {
 				return fail(err)
 			}
-			ls = append(ls, l)
+			ls = append(ls, exim(l, b.Exim))
 		}
 		if b.Inet != "" {
 			l, err := net.Listen("tcp", b.Inet)
 			if err != nil {
 				return fail(fmt.Errorf("listen on %s: %w", b.Inet, err))
 			}
-			ls = append(ls, guard(l, b.Allow, log))
+			ls = append(ls, exim(guard(l, b.Allow, log), b.Exim))
 		}
 	}
 	return ls, nil
+}
+
+// eximListener serves one request per connection, for Exim's
+// ${readsocket}: the policy server closes the connection after the reply.
+type eximListener struct{ net.Listener }
+
+// OneRequest makes eximListener a policy.OneRequestListener.
+func (eximListener) OneRequest() bool { return true }
+
+func exim(l net.Listener, on bool) net.Listener {
+	if !on {
+		return l
+	}
+	return eximListener{l}
 }
 
 func openUnix(b config.Listen) (net.Listener, error) {

@@ -162,7 +162,18 @@ func (s *Server) Stats() Stats {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("policy: server closed")
 
+// A OneRequestListener's clients send one request per connection and read
+// the reply until the server closes the connection, as Exim's
+// ${readsocket} does (Postgrey's --exim). Serve closes each connection
+// from a listener whose OneRequest reports true after its first reply,
+// without reading what else the client sent.
+type OneRequestListener interface {
+	net.Listener
+	OneRequest() bool
+}
+
 // Serve accepts connections on l until Shutdown or a permanent error.
+// See OneRequestListener for listeners of one request per connection.
 func (s *Server) Serve(l net.Listener) error {
 	if s.shutdown.Load() {
 		return ErrServerClosed
@@ -176,6 +187,8 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 	name := listenerName(l)
+	ol, once := l.(OneRequestListener)
+	once = once && ol.OneRequest()
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
@@ -201,7 +214,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("accept on %s: %w; no longer listening on it", name, err)
 		}
 		backoff = 0
-		c := &conn{nc: nc, peer: peerName(nc, name)}
+		c := &conn{nc: nc, peer: peerName(nc, name), once: once}
 		if !s.track(c) {
 			nc.Close()
 			continue
@@ -331,6 +344,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type conn struct {
 	nc           net.Conn
 	peer         string
+	once         bool         // close after the first reply (OneRequestListener)
 	idleSince    atomic.Int64 // unix nanoseconds while waiting for a request, else 0
 	readingSince atomic.Int64 // unix nanoseconds while reading a started request, else 0
 
@@ -374,6 +388,10 @@ func (s *Server) serve(c *conn) {
 	if !s.serveRequests(c) {
 		return
 	}
+	s.close(c)
+}
+
+func (s *Server) close(c *conn) {
 	c.nc.Close()
 	s.untrack(c)
 }
@@ -419,7 +437,7 @@ func (s *Server) serveRequests(c *conn) (owner bool) {
 			return false // answered by late, which serves c from now on
 		}
 		s.reply(c, action)
-		if s.shutdown.Load() {
+		if c.once || s.shutdown.Load() {
 			s.flush(c, bw)
 			return true
 		}
@@ -483,6 +501,11 @@ func (s *Server) late(c *conn, lh LateHandler) {
 	old := c.req
 	c.req = new(Request) // the handler still reads the old one
 	s.reply(c, s.lateReply(c, lh, old))
+	if c.once {
+		s.flush(c, c.bw)
+		s.close(c)
+		return
+	}
 	s.serve(c)
 }
 

@@ -347,7 +347,7 @@ POSTGREY_TEXT="Greylisted for %s seconds, see \"https://example.org/${x}\""
 	}
 
 	o, _ = ParseOptionsFile(strings.NewReader("/usr/sbin/postgrey --unix=/var/spool/postfix/postgrey/socket --socketmode=0660 --whitelist-clients=/etc/pg/wl --whitelist-clients /etc/pg/wl.local --ipv6cidr 48 --exim\n"))
-	for _, want := range []string{`unix = "/var/spool/postfix/postgrey/socket"`, `socket_mode = "0660"`, `clients = ["/etc/pg/wl", "/etc/pg/wl.local"]`, `ipv6_prefix = 48`, "# NOTE --exim"} {
+	for _, want := range []string{`unix = "/var/spool/postfix/postgrey/socket"`, `socket_mode = "0660"`, `clients = ["/etc/pg/wl", "/etc/pg/wl.local"]`, `ipv6_prefix = 48`, "  exim = true\n"} {
 		if !strings.Contains(o.HCL, want) {
 			t.Errorf("HCL lacks %q:\n%s", want, o.HCL)
 		}

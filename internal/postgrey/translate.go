@@ -104,8 +104,8 @@ func (t *translation) parserNotes() {
 	}
 }
 
-// listen translates --inet and --unix. Postgrey listened on one socket
-// only: --inet's when both are given.
+// listen translates --inet, --unix and --exim. Postgrey listened on one
+// socket only: --inet's when both are given.
 func (t *translation) listen() {
 	p := t.p
 	inet, unix := p.opt["inet"], p.opt["unix"]
@@ -123,6 +123,18 @@ func (t *translation) listen() {
 	default:
 		t.note("", "Postgrey refuses to start without --unix or --inet; greyd listens where its own configuration says")
 	}
+	if p.has("exim") && len(t.sockets) == 0 {
+		t.noteAs("exim", "no socket carried over to set it on: add exim = true to the listen block Exim connects to")
+	}
+}
+
+// exim returns line, the exim setting of a listen block, with --exim:
+// Postgrey closed every connection after its reply.
+func (t *translation) exim(line string) string {
+	if !t.p.has("exim") {
+		return ""
+	}
+	return line
 }
 
 func (t *translation) inet(v string) {
@@ -142,14 +154,14 @@ func (t *translation) inet(v string) {
 		t.note("inet", "%s: Postgrey listened on every address of localhost (also ::1); greyd listens on %s only", orig, v)
 	}
 	if a, err := netip.ParseAddr(host); strings.EqualFold(host, "localhost") || err == nil && a.Unmap().IsLoopback() {
-		t.sockets = append(t.sockets, "listen {\n  inet = "+hclString(v)+"\n}\n")
+		t.sockets = append(t.sockets, "listen {\n  inet = "+hclString(v)+"\n"+t.exim("  exim = true\n")+"}\n")
 		return
 	}
 	if host == "*" {
 		host = "" // Net::Server's "every address"
 	}
 	t.note("inet", "%s: Postgrey answered every client that could connect; greyd answers only the networks in allow: uncomment the listen block below and list your Postfix servers", orig)
-	t.sockets = append(t.sockets, "# listen {\n#   inet  = "+hclString(net.JoinHostPort(host, port))+"\n#   allow = [\"192.0.2.25\", \"2001:db8::25\"]\n# }\n")
+	t.sockets = append(t.sockets, "# listen {\n#   inet  = "+hclString(net.JoinHostPort(host, port))+"\n#   allow = [\"192.0.2.25\", \"2001:db8::25\"]\n"+t.exim("#   exim  = true\n")+"# }\n")
 }
 
 func (t *translation) unix(path string) {
@@ -179,7 +191,7 @@ func (t *translation) unix(path string) {
 	if mode != "" {
 		b += "  socket_mode = " + hclString(mode) + "\n"
 	}
-	t.sockets = append(t.sockets, b+"}\n")
+	t.sockets = append(t.sockets, b+t.exim("  exim = true\n")+"}\n")
 }
 
 // timing translates --delay, --max-age and --retry-window.
@@ -398,7 +410,6 @@ func (t *translation) elsewhere() {
 		{"pidfile", "systemd runs greyd in the foreground; not carried over"},
 		{"syslog-facility", "greyd logs to stderr (the journal); set SyslogFacility= in the unit"},
 		{"listen-queue-size", "set Backlog= in greyd.socket"},
-		{"exim", "not supported (greyd speaks Postfix's policy protocol only)"},
 		{"help", "Postgrey prints its usage and exits; not carried over"},
 		{"man", "Postgrey prints its manual and exits; not carried over"},
 		{"version", "Postgrey prints its version and exits; not carried over"},

@@ -50,11 +50,15 @@ func effectiveOf(c *config.Config, dir string) effective {
 		}
 	}
 	for _, l := range c.Listen {
+		exim := ""
+		if l.Exim {
+			exim = " exim"
+		}
 		if l.Unix != "" {
-			e.Listen = append(e.Listen, fmt.Sprintf("unix %s %04o", l.Unix, l.SocketMode.Perm()))
+			e.Listen = append(e.Listen, fmt.Sprintf("unix %s %04o%s", l.Unix, l.SocketMode.Perm(), exim))
 		}
 		if l.Inet != "" {
-			e.Listen = append(e.Listen, "inet "+l.Inet)
+			e.Listen = append(e.Listen, "inet "+l.Inet+exim)
 		}
 	}
 	return e
@@ -237,8 +241,12 @@ func TestTranslateEveryOption(t *testing.T) {
 		{args: "--syslogfacility=mail --facility=local1", notes: []string{"--syslog-facility=local1: greyd logs to stderr"}},
 		{args: "--listen-queue-size=100", notes: []string{"--listen-queue-size=100: set Backlog="}},
 		{args: "--listen-queue-size=100 --listen-queue-size=200", notes: []string{"--listen-queue-size=200: set Backlog="}},
-		{args: "--exim", notes: []string{"--exim: not supported"}},
-		{args: "--exim --exim", notes: []string{"--exim: not supported"}},
+		{args: "--exim", notes: []string{"--exim: no socket carried over to set it on: add exim = true"}},
+		{args: "--exim --exim", notes: []string{"--exim: no socket carried over"}},
+		{args: "--unix=/run/pg/a.sock --exim", want: func(e *effective) { e.Listen = append(e.Listen, "unix /run/pg/a.sock 0666 exim") }, absent: []string{"--exim:"}},
+		{args: "--exim --inet=10023 --exim", want: func(e *effective) { e.Listen = append(e.Listen, "inet 127.0.0.1:10023 exim") }, absent: []string{"--exim:"}},
+		{args: "--inet=0.0.0.0:10023 --exim", notes: []string{`#   allow = ["192.0.2.25", "2001:db8::25"]` + "\n#   exim  = true\n# }"}, absent: []string{"--exim:"}},
+		{args: "--inet=0 --exim", notes: []string{"--inet=0: not an address and port", "--exim: no socket carried over"}},
 		{args: "--help", notes: []string{"--help: Postgrey prints its usage"}},
 		{args: "-h --h", notes: []string{"--h: Postgrey prints its usage"}},
 		{args: "--man", notes: []string{"--man: Postgrey prints its manual"}},

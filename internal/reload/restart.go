@@ -69,6 +69,7 @@ func restartOnlySettings(a, b *config.Config) []restartOnly {
 				restartOnly{name: p + "allow", value: func(c *config.Config) string { return prefixes(c.Listen[i]) }},
 				restartOnly{name: p + "socket_mode", value: func(c *config.Config) string { return fmt.Sprintf("%#o", c.Listen[i].SocketMode) }},
 				restartOnly{name: p + "socket_group", value: func(c *config.Config) string { return c.Listen[i].SocketGroup }},
+				restartOnly{name: p + "exim", value: func(c *config.Config) string { return strconv.FormatBool(c.Listen[i].Exim) }},
 			)
 		}
 	}
@@ -112,10 +113,14 @@ func restartOnlySettings(a, b *config.Config) []restartOnly {
 }
 
 func describeListen(l config.Listen) string {
+	s := "inet " + l.Inet + " allow " + prefixes(l)
 	if l.Unix != "" {
-		return "unix " + l.Unix
+		s = "unix " + l.Unix
 	}
-	return "inet " + l.Inet + " allow " + prefixes(l)
+	if l.Exim {
+		s += " exim"
+	}
+	return s
 }
 
 func prefixes(l config.Listen) string {

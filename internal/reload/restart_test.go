@@ -41,6 +41,9 @@ database {
 			"listen.0.socket_mode changed in greyd.hcl:3: restart greyd to apply it (running with 0660)",
 			"listen.0.socket_group changed in greyd.hcl:4: restart greyd to apply it (running with none)",
 		}},
+		{"listen exim", strings.Replace(base, `inet = "127.0.0.1:10023"`, "inet = \"127.0.0.1:10023\"\n  exim = true", 1), []string{
+			"listen.1.exim changed in greyd.hcl:6: restart greyd to apply it (running with false)",
+		}},
 		{"listen block added", base + "listen {\n  unix = \"/run/greyd/other.sock\"\n}\n", []string{
 			"listen changed in the configuration: restart greyd to apply it (running with unix /run/greyd/policy.sock; inet 127.0.0.1:10023 allow 127.0.0.0/8, ::1/128)",
 		}},
