@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +130,8 @@ func TestReport(t *testing.T) {
 	}
 
 	// Read-only: the daemon holds what it held.
-	if after := cliOK(t, 0, "list", "-config", cfg, "-json"); after != before {
+	// As sets: a listing walks the store's shards in no fixed order.
+	if after := cliOK(t, 0, "list", "-config", cfg, "-json"); !sameLines(after, before) {
 		t.Errorf("the report changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 
@@ -152,4 +154,12 @@ func TestReport(t *testing.T) {
 			t.Errorf("greyd %q: exit %d, want %d\n%s", args, code, exitConfig, errOut)
 		}
 	}
+}
+
+// sameLines reports whether a and b hold the same lines, in any order.
+func sameLines(a, b string) bool {
+	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }
