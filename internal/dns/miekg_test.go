@@ -15,14 +15,22 @@ import (
 // implementation independent of this package and of dnstest.
 func startMiekg(t *testing.T, h mdns.HandlerFunc) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// A free UDP port may be taken for TCP by another test: try others,
+	// as dnstest does.
+	var pc net.PacketConn
+	var l net.Listener
+	var err error
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("no port free for UDP and TCP: %v", err)
 	}
 	var started sync.WaitGroup
 	started.Add(2)
