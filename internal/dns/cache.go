@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -29,6 +30,9 @@ func (r *Resolver) startLocked(k key) *flight {
 func (r *Resolver) fly(ctx context.Context, k key, f *flight) {
 	defer r.wg.Done()
 	res := r.resolve(ctx, k.name, k.t)
+	// Cancelled (past MaxBackground, or Close): an answer that slipped in
+	// meanwhile is not cached either, so the bound means what it says.
+	cancelled := errors.Is(ctx.Err(), context.Canceled)
 	f.cancel()
 	now := r.cfg.Now()
 
@@ -40,7 +44,7 @@ func (r *Resolver) fly(ctx context.Context, k key, f *flight) {
 	if f.background {
 		r.background--
 	}
-	if ttl, ok := r.cacheFor(&res); ok && !r.closed {
+	if ttl, ok := r.cacheFor(&res); ok && !r.closed && !cancelled {
 		r.storeLocked(k, res, now, now.Add(ttl))
 	}
 	f.res = res
