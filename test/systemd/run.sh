@@ -1075,11 +1075,11 @@ wait_until "redis-server does not answer PING on 127.0.0.1:6379 within 10s of sy
 mark
 P=$(mainpid)
 insh 'umask 022; printf "database {\n  redis {\n    url = \"redis://127.0.0.1:6379/0\"\n  }\n}\n" >/etc/greyd/conf.d/60-redis.hcl'
-logged 4 'warning: reload \(.*\): ok, .*; changed database settings need a restart'
+logged 4 'warning: database.redis changed in conf.d/60-redis.hcl:[0-9]+: restart greyd to apply it'
 insh 'umask 022; printf "metrics {\n  listen = \"127.0.0.1:9386\"\n}\n" >/etc/greyd/conf.d/70-metrics.hcl'
-logged 4 'warning: reload \(.*\): ok, .*; changed database and metrics settings need a restart'
+logged 4 'warning: metrics changed in .*: restart greyd to apply it'
 [ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid)) by a reload"
-ok "conf.d/60-redis.hcl and 70-metrics.hcl: reloaded by itself, \"changed database and metrics settings need a restart\""
+ok "conf.d/60-redis.hcl and 70-metrics.hcl: reloaded by itself, one warning per setting that needs a restart"
 # With the test's watchdog drop-in too (WatchdogSec=3s): a greyd that
 # stopped pinging while Redis is down would be killed within the outage.
 inside install -D -m 0644 /root/greyd-test/watchdog.conf /etc/systemd/system/greyd.service.d/watchdog.conf
