@@ -95,7 +95,7 @@ func (s *Server) triplets(w http.ResponseWriter, r *http.Request) {
 			out.Triplets[i].Error = "no triplet key"
 			continue
 		}
-		out.Triplets[i].Triplet = storedTriplet(x)
+		out.Triplets[i].Triplet = requestTriplet(x)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -120,21 +120,6 @@ func tripletRequest(q TripletQuery) (*policy.Request, string) {
 	}
 	return policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=" + addr +
 		"\nclient_name=" + name + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n"), ""
-}
-
-// storedTriplet is the triplet part of an explanation: the key the
-// decision built and what the dry step read under it (and under the
-// network's key, lookup_by "auto").
-func storedTriplet(x greylist.Explanation) *TripletState {
-	snap, in, before := x.Snapshot, x.Input, x.Step.Before
-	t := tripletState(snap, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", before.Triplet, before.TripletFound)
-	if snap.Identity != nil {
-		t.Identity = x.Identity.String()
-	}
-	if in.AltKey != "" && in.AltKey != in.TripletKey {
-		t.Subnet = tripletState(snap, in.AltKey, false, before.Alt, before.AltFound)
-	}
-	return t
 }
 
 // Triplets asks what the daemon holds for each triplet, at most
