@@ -2,6 +2,7 @@ package greylist
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -140,11 +141,40 @@ func DecideDry(ctx context.Context, req *policy.Request, snap *Snapshot, st stor
 }
 
 func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time, dryRun bool) Decision {
+	if w := unjudgeable(req); w != "" {
+		return Decision{Action: Skip, Now: now, Warning: w}
+	}
+	now, fixedNow, badTestTime := requestClock(snap, req, now)
+	ip, ok := normalize.ParseAddr(req.ClientAddress)
+	if !ok {
+		return Decision{Action: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
+	}
+	d := Decision{Now: now, BadTestTime: badTestTime}
+	if whitelisted(snap, req, ip, &d) {
+		return d
+	}
+	sel := snap.selectFor(req.Recipient)
+	if sel.mode == ModeNever {
+		d.Action, d.Reason, d.Scoring.Policy, d.Scoring.Mode = Pass, PolicyNever, sel.policy.Name, ModeNever
+		return d
+	}
+	var in store.StepInput
+	stepInput(&in, snap, sel, req, ip, now, fixedNow, dryRun, &d)
+	r, err := sel.step(ctx, snap, st, &in, req, ip, &d)
+	if err != nil {
+		return Decision{Action: Failed, Now: now, Err: err}
+	}
+	d.fromStep(&in, &r)
+	return d
+}
+
+// unjudgeable says why req cannot be judged, or "".
+func unjudgeable(req *policy.Request) string {
 	if req.Request != "smtpd_access_policy" {
 		if !req.Has(policy.AttrRequest) {
-			return Decision{Action: Skip, Now: now, Warning: "request attribute missing: not a policy request"}
+			return "request attribute missing: not a policy request"
 		}
-		return Decision{Action: Skip, Now: now, Warning: "unrecognized request type: '" + req.Request + "'"}
+		return "unrecognized request type: '" + req.Request + "'"
 	}
 	for _, a := range [...]struct {
 		attr policy.Attr
@@ -156,50 +186,58 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 		{policy.AttrSender, "sender"},
 	} {
 		if !req.Has(a.attr) {
-			return Decision{Action: Skip, Now: now, Warning: "attribute missing: " + a.name}
+			return "attribute missing: " + a.name
 		}
 	}
-	fixedNow, badTestTime := false, false
-	if snap.UseTestTime && req.PolicyTestTime != "" {
-		t, err := strconv.ParseInt(req.PolicyTestTime, 10, 64)
-		if err == nil && t >= MinTestTime && t <= MaxTestTime {
-			now, fixedNow = time.Unix(t, 0), true
-		} else {
-			badTestTime = true
-		}
-	}
-	ip, ok := normalize.ParseAddr(req.ClientAddress)
-	if !ok {
-		return Decision{Action: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
-	}
-	d := Decision{Now: now, BadTestTime: badTestTime}
+	return ""
+}
 
-	if snap.Clients.MatchName(req.ClientName) || snap.Clients.MatchAddr(ip) {
+// requestClock is the decision's time: policy_test_time when the
+// configuration honours it and it is within MinTestTime..MaxTestTime
+// (fixed), else now; bad reports a value that was ignored.
+func requestClock(snap *Snapshot, req *policy.Request, now time.Time) (t time.Time, fixed, bad bool) {
+	if !snap.UseTestTime || req.PolicyTestTime == "" {
+		return now, false, false
+	}
+	n, err := strconv.ParseInt(req.PolicyTestTime, 10, 64)
+	if err != nil || n < MinTestTime || n > MaxTestTime {
+		return now, false, true
+	}
+	return time.Unix(n, 0), true, false
+}
+
+// whitelisted decides d from the whitelist files and the runtime
+// whitelist, which need no store step; false: none matched.
+func whitelisted(snap *Snapshot, req *policy.Request, ip netip.Addr, d *Decision) bool {
+	switch {
+	case snap.Clients.MatchName(req.ClientName) || snap.Clients.MatchAddr(ip):
 		d.Action, d.Reason = Pass, ClientWhitelist
-		return d
-	}
-	if snap.Recipients.Match(req.Recipient) {
+		return true
+	case snap.Recipients.Match(req.Recipient):
 		d.Action, d.Reason = Pass, RecipientWhitelist
-		return d
+		return true
 	}
-	if rt := snap.Runtime; rt != nil {
-		if rt.Clients != nil && (rt.Clients.MatchName(req.ClientName) || rt.Clients.MatchAddr(ip)) {
-			d.Action, d.Reason, d.Runtime = Pass, ClientWhitelist, true
-			return d
-		}
-		if rt.Recipients != nil && rt.Recipients.Match(req.Recipient) {
-			d.Action, d.Reason, d.Runtime = Pass, RecipientWhitelist, true
-			return d
-		}
+	rt := snap.Runtime
+	if rt == nil {
+		return false
 	}
+	switch {
+	case rt.Clients != nil && (rt.Clients.MatchName(req.ClientName) || rt.Clients.MatchAddr(ip)):
+		d.Action, d.Reason, d.Runtime = Pass, ClientWhitelist, true
+		return true
+	case rt.Recipients != nil && rt.Recipients.Match(req.Recipient):
+		d.Action, d.Reason, d.Runtime = Pass, RecipientWhitelist, true
+		return true
+	}
+	return false
+}
 
-	sel := snap.selectFor(req.Recipient)
-	if sel.mode == ModeNever {
-		d.Action, d.Reason, d.Scoring.Policy, d.Scoring.Mode = Pass, PolicyNever, sel.policy.Name, ModeNever
-		return d
-	}
-
-	in := store.StepInput{
+// stepInput fills in, the store step of req: the rules of sel, the keys
+// (the triplet's, the client's for the auto-whitelist and traps, and
+// under lookup_by "auto" the organisation's with the network's read
+// alongside). It records the identity rule in d.
+func stepInput(in *store.StepInput, snap *Snapshot, sel selection, req *policy.Request, ip netip.Addr, now time.Time, fixedNow, dryRun bool, d *Decision) {
+	*in = store.StepInput{
 		Now:         now.Unix(),
 		FixedNow:    fixedNow,
 		Delay:       int64(sel.delay / time.Second),
@@ -212,7 +250,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	if snap.AutoWhitelistClients > 0 {
 		in.ClientKey = snap.ClientKey(ip)
 	}
-	snap.trapInput(&in, ip, req.Recipient)
+	snap.trapInput(in, ip, req.Recipient)
 	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
 	if snap.Identity != nil {
 		// lookup_by "auto": a verified name of an organisation keys the
@@ -228,15 +266,14 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 			in.TripletKey = snap.OrgTripletKey(org, req.Sender, req.Recipient)
 		}
 	}
+}
 
-	r, err := sel.step(ctx, snap, st, &in, req, ip, &d)
-	if err != nil {
-		return Decision{Action: Failed, Now: now, Err: err}
-	}
+// fromStep completes d from the store step's result r of input in.
+func (d *Decision) fromStep(in *store.StepInput, r *store.StepResult) {
 	if r.Now != in.Now {
 		d.Now = time.Unix(r.Now, 0) // the store's clock (Redis TIME)
 	}
-	d.Step, d.Input = r, in
+	d.Step, d.Input = *r, *in
 	d.NewlyWhitelisted, d.FutureCorrected = r.NewlyWhitelisted, r.FutureCorrected
 	switch r.Outcome {
 	case store.AutoWhitelisted:
@@ -247,7 +284,7 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 			break
 		}
 		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
-		if tr := trapReason(&r); tr != NoReason {
+		if tr := trapReason(r); tr != NoReason {
 			d.Reason = tr
 		} else if r.New() {
 			d.Reason = New
@@ -257,7 +294,6 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	default:
 		d.Action, d.Reason = Pass, TripletFound
 	}
-	return d
 }
 
 func appendLower(dst []byte, s string) []byte {
