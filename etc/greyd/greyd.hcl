@@ -31,6 +31,8 @@ listen {
   socket_mode  = "0660"    # octal permission bits of the socket
   socket_group = "postfix" # Postfix must reach the socket; "" keeps greyd's group
   exim         = false     # true: one request per connection, for Exim's ${readsocket}
+  # With inet on a non-loopback address, the clients that may connect
+  # (required there): allow = ["192.0.2.0/24"]
 }
 
 database {
