@@ -44,10 +44,10 @@ type P0fOS struct {
 
 type rawP0f struct {
 	DefRange     hcl.Range
-	Socket       string    `hcl:"socket,optional"`
-	SocketRange  hcl.Range `hcl:"socket,attr_value_range"`
-	Timeout      string    `hcl:"timeout,optional"`
-	TimeoutRange hcl.Range `hcl:"timeout,attr_value_range"`
+	Socket       string     `hcl:"socket,optional"`
+	SocketRange  hcl.Range  `hcl:"socket,attr_value_range"`
+	Timeout      string     `hcl:"timeout,optional"`
+	TimeoutRange hcl.Range  `hcl:"timeout,attr_value_range"`
 	OS           []rawP0fOS // decoded by decodeP0f
 }
 
