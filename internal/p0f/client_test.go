@@ -213,3 +213,19 @@ func TestClosed(t *testing.T) {
 		t.Errorf("query after Close: %v", err)
 	}
 }
+
+// BenchmarkQuery is one query on a kept connection to the fake p0f: the
+// cost a scored request adds, p0f's own work aside.
+func BenchmarkQuery(b *testing.B) {
+	srv := p0ftest.Start(b)
+	srv.Set(win, p0f.Answer{OSName: "Windows", OSFlavor: "7 or 8"})
+	c := p0f.New(p0f.Options{})
+	defer c.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if a, err := c.Query(ctx, srv.Path, win); err != nil || a.OSName != "Windows" {
+			b.Fatal(a, err)
+		}
+	}
+}
