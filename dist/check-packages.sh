@@ -108,6 +108,7 @@ has "$tmp/deb.list" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/grafana/greyd.json" \
 	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/prometheus/greyd-rules.yml" \
+	"-rw-r--r-- root/root ./usr/share/doc/greyd/examples/greyd-p0f.service" \
 	"-rw-r--r-- root/root ./usr/share/lintian/overrides/greyd"
 ! grep -q '/var/lib/greyd' "$tmp/deb.list" || fail "the .deb must not ship /var/lib/greyd (postinst makes it)"
 ! grep -q 'systemd/system/greyd\.socket\.d' "$tmp/deb.list" || fail "the .deb must not move greyd.socket off the unix socket (the rpm's SELinux drop-in)"
@@ -171,6 +172,7 @@ has "$tmp/rpm.list" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd.service.d/tcp.conf" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/grafana/greyd.json" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/prometheus/greyd-rules.yml" \
+	"-rw-r--r-- root:root /usr/share/doc/greyd/examples/greyd-p0f.service" \
 	"-rw-r--r-- root:root /usr/share/doc/greyd/README.SELinux" \
 	"drwxr-x--- greyd:greyd /var/lib/greyd"
 ! grep -q '/etc/greyd/conf\.d/.' "$tmp/rpm.list" || fail "the .rpm ships files in /etc/greyd/conf.d, which is the admin's"

@@ -58,3 +58,20 @@ awk -v l="$level" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(l <= m) }' ||
 	{ printf '%s\n' "$out" >&2; fail "greyd.service exposure $level, want at most $MAX_EXPOSURE"; }
 echo "check-units: ok: systemd-analyze security: greyd.service exposure $level (at most $MAX_EXPOSURE)"
 printf '%s\n' "$out" | grep '✗' | sed 's/^/check-units:   /'
+
+# p0f's example unit (dist/p0f), checked against the host's p0f.
+if [ -x /usr/sbin/p0f ]; then
+	if ! out=$(systemd-analyze verify --man=no dist/p0f/greyd-p0f.service 2>&1) || [ -n "$out" ]; then
+		printf '%s\n' "$out" >&2
+		fail "systemd-analyze verify dist/p0f/greyd-p0f.service"
+	fi
+	out=$(systemd-analyze security --offline=yes dist/p0f/greyd-p0f.service 2>&1) ||
+		{ printf '%s\n' "$out" >&2; fail "systemd-analyze security greyd-p0f.service"; }
+	level=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for greyd-p0f.service: \([0-9.]*\).*/\1/p')
+	awk -v l="${level:-99}" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(l <= m) }' ||
+		{ printf '%s\n' "$out" >&2; fail "greyd-p0f.service exposure ${level:-unknown}, want at most $MAX_EXPOSURE"; }
+	echo "check-units: ok: dist/p0f/greyd-p0f.service: verify clean, exposure $level"
+else
+	echo "check-units: FAIL: /usr/sbin/p0f missing (make deps installs it)" >&2
+	exit 1
+fi

@@ -291,6 +291,16 @@ func printSelective(line func(step, format string, args ...any), s *control.Sele
 		}
 		line("  "+g.Name, "%+d %s%s, %s %.1fms%s", g.Weight, g.Result, answer, src, g.TookMS, unknown)
 	}
+	if p := s.P0f; p != nil {
+		switch p.Result {
+		case "ok":
+			line("p0f", "os_name %q, os_flavor %q, distance %d, match quality %d, in %.1fms", p.OSName, p.OSFlavor, p.Distance, p.MatchQ, p.TookMS)
+		case "no_match":
+			line("p0f", "no match: p0f saw no SYN of this client, in %.1fms", p.TookMS)
+		default:
+			line("p0f", "%s: %s, in %.1fms", p.Result, p.Error, p.TookMS)
+		}
+	}
 	line("score", "%d (greylist_at %d): class %s, in %.1fms", s.Score, s.GreylistAt, s.Class, s.TookMS)
 }
 

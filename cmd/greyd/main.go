@@ -26,6 +26,7 @@ import (
 	"greyd/internal/greylist"
 	"greyd/internal/listen"
 	"greyd/internal/logging"
+	"greyd/internal/p0f"
 	"greyd/internal/policy"
 	"greyd/internal/reload"
 	"greyd/internal/store"
@@ -203,6 +204,12 @@ func serve(path string, stderr io.Writer) int {
 	}
 	defer resolver.Close()
 	in.engine.SetResolver(resolver)
+	// One p0f client too: its connections outlive reloads, and each
+	// snapshot names the socket (so p0f.socket reloads). It connects at
+	// the first query.
+	p0fClient := p0f.New(p0f.Options{Log: log})
+	defer p0fClient.Close()
+	in.engine.SetP0f(p0fClient)
 
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()

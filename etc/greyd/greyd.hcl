@@ -170,6 +170,22 @@ selective {
 #   # delay       = "1m" # this policy's greylisting delay
 # }
 
+# The client's operating system as p0f saw its SYN (p0f must run on the
+# SMTP interface: /usr/share/doc/greyd/examples/greyd-p0f.service). Each
+# os block is a signal p0f.<label>. An address p0f did not see, or p0f
+# down or slow, counts at its worst. Fingerprints of recent systems are
+# coarse and p0f sees nothing behind a load balancer or proxy: weigh it
+# lightly.
+# p0f {
+#   socket  = "/run/p0f/p0f.sock"
+#   timeout = "50ms" # per query, within the dns budget; at most 1s
+#   os "windows" {   # repeatable
+#     name   = "^Windows" # regular expression on p0f's os_name
+#     flavor = ""         # optional regular expression on os_flavor
+#     weight = 2
+#   }
+# }
+
 # The resolver of the lookups above: servers waits for a restart.
 dns {
   servers = []      # "ip:port" list; [] = the nameservers of /etc/resolv.conf

@@ -82,6 +82,7 @@
 //	log { decisions = "all" }           # or "greylist", "none"
 //	selective { mode = "always" }       # selective greylisting: see selective.go
 //	signals {}, dnsbl "zone" {}, dnswl "zone" {}, recipient_policy "name" {}, dns {}
+//	p0f { os "label" {} }               # the client's OS as signals: see p0f.go
 //
 // Durations are whole numbers with units ms, s, m, h, d, w, combinable
 // ("1h30m", "1s500ms"); the greylist durations take whole seconds.
@@ -120,6 +121,7 @@ type Config struct {
 	Control       Control
 	Metrics       *Metrics // nil: no metrics listener
 	Trap          *Trap    // nil: no greytraps (trap.go)
+	P0f           *P0f     // nil: no p0f signals (p0f.go)
 	Log           Log
 
 	// Selective greylisting (selective.go).

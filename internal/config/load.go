@@ -181,6 +181,7 @@ type rawConfig struct {
 	Policies  []rawPolicy
 	DNS       rawDNS
 	Trap      *rawTrap // nil: no trap block
+	P0f       *rawP0f  // nil: no p0f block (p0f.go)
 }
 
 type rawListen struct {
@@ -368,6 +369,7 @@ var topSchema = &hcl.BodySchema{
 		{Type: "recipient_policy", LabelNames: []string{"name"}},
 		{Type: "dns"},
 		{Type: "trap"},
+		{Type: "p0f"},
 	},
 }
 
@@ -389,6 +391,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		switch b.Type {
 		case "dnsbl", "dnswl", "recipient_policy":
 			diags = append(diags, raw.decodeLabeled(b, labeled)...)
+			continue
+		case "p0f":
+			diags = append(diags, raw.decodeP0f(b)...)
 			continue
 		}
 		if b.Type == "listen" {

@@ -73,6 +73,7 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 		}
 		mergeSettings(r.Trap, ft, failed)
 	}
+	r.P0f = mergeP0f(r.P0f, file.P0f, failed)
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -169,6 +170,7 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 	if r.Trap != nil {
 		add("trap.", r.Trap)
 	}
+	r.P0f.origins(add)
 	return m
 }
 

@@ -123,6 +123,7 @@ func (c *Config) SignalsSpec() signals.Spec {
 		RDNSMissing: s.RDNSMissing, RDNSDynamic: s.RDNSDynamic, HELOInvalid: s.HELOInvalid,
 		SPFFail: s.SPFFail, SPFSoftfail: s.SPFSoftfail, SPFPass: s.SPFPass,
 		Budget: c.DNS.Budget,
+		P0f:    c.P0fSpec(),
 	}
 	for _, b := range c.DNSBLs {
 		spec.DNSBLs = append(spec.DNSBLs, signals.DNSBLSpec{Zone: b.Zone, Weight: b.Weight, Listed: b.Listed})
@@ -326,7 +327,7 @@ func (v *validator) validateSelective(raw rawConfig, cfg *Config) {
 		}
 	}
 
-	if cfg.Scoring() && cfg.Signals == (Signals{}) && len(cfg.DNSBLs) == 0 && len(cfg.DNSWLs) == 0 {
+	if cfg.Scoring() && cfg.Signals == (Signals{}) && len(cfg.DNSBLs) == 0 && len(cfg.DNSWLs) == 0 && (cfg.P0f == nil || len(cfg.P0f.OS) == 0) {
 		rng := rs.ModeRange
 		if cfg.Selective.Mode != SelectiveScore && len(raw.Policies) > 0 {
 			rng = raw.Policies[0].DefRange

@@ -120,6 +120,9 @@ func validate(raw rawConfig, cfg *Config) Problems {
 		cfg.Trap = v.trap(rt)
 	}
 	cfg.Log.Decisions = v.oneOf("decisions", raw.Log.Decisions, raw.Log.DecisionsRange, DecisionsAll, DecisionsGreylist, DecisionsNone)
+	if raw.P0f != nil {
+		cfg.P0f = v.p0f(raw.P0f)
+	}
 	v.validateSelective(raw, cfg)
 
 	cfg.Warnings = append(cfg.Warnings, v.warnings...)

@@ -99,6 +99,7 @@ func (c *Config) WriteHCL(w io.Writer) error {
 	root.AppendNewline()
 
 	wr.writeSelective(root, c)
+	wr.writeP0f(root, c)
 
 	b = wr.block(root, "control", "control.")
 	b.str("socket", c.Control.Socket)

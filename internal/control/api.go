@@ -79,6 +79,20 @@ type SelectiveState struct {
 	Class      string        `json:"class,omitempty"`
 	TookMS     float64       `json:"took_ms"`
 	Signals    []SignalState `json:"signals,omitempty"`
+	// P0f is p0f's answer, when the configuration has p0f signals.
+	P0f *P0fState `json:"p0f,omitempty"`
+}
+
+// P0fState is what p0f answered about the client.
+type P0fState struct {
+	// Result: ok, no_match, timeout, down, bad_query, garbage, error.
+	Result   string  `json:"result"`
+	OSName   string  `json:"os_name,omitempty"`
+	OSFlavor string  `json:"os_flavor,omitempty"`
+	Distance int     `json:"distance"` // hops; -1: unknown
+	MatchQ   int     `json:"os_match_q"`
+	Error    string  `json:"error,omitempty"`
+	TookMS   float64 `json:"took_ms"`
 }
 
 // SignalState is one signal of a score.

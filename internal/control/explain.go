@@ -10,7 +10,9 @@ import (
 
 	"greyd/internal/greylist"
 	"greyd/internal/normalize"
+	"greyd/internal/p0f"
 	"greyd/internal/policy"
+	"greyd/internal/signals"
 	"greyd/internal/store"
 	"greyd/internal/whitelist"
 )
@@ -82,6 +84,21 @@ func selectiveState(x greylist.Explanation) *SelectiveState {
 	for _, g := range sc.Score.Signals {
 		out.Signals = append(out.Signals, SignalState{Name: g.Name, Weight: g.Weight, Result: g.Result, Unknown: g.Unknown,
 			Answer: g.Answer, Cached: g.Cached, TookMS: ms(g.Took)})
+	}
+	out.P0f = p0fState(&sc.Score.P0f)
+	return out
+}
+
+// p0fState is p0f's answer, if p0f was part of the score.
+func p0fState(l *signals.P0fLookup) *P0fState {
+	if l.Result == "" {
+		return nil
+	}
+	a := &l.Answer
+	out := &P0fState{Result: l.Result, OSName: a.OSName, OSFlavor: a.OSFlavor, Distance: int(a.Distance),
+		MatchQ: int(a.OSMatchQ), Error: l.Err, TookMS: ms(l.Took)}
+	if l.Result != p0f.ResultOK {
+		out.Distance = -1
 	}
 	return out
 }

@@ -205,10 +205,13 @@ func appendScoring(b []byte, d *Decision) []byte {
 func (e *Engine) SetResolver(r *dns.Resolver) {
 	e.rt.mu.Lock()
 	defer e.rt.mu.Unlock()
-	if r == nil {
+	ev := signals.Evaluator{Resolver: r, Now: e.now}
+	if e.scorer != nil {
+		ev.P0f = e.scorer.P0f // SetP0f's
+	}
+	e.scorer = &ev
+	if r == nil && ev.P0f == nil {
 		e.scorer = nil
-	} else {
-		e.scorer = &signals.Evaluator{Resolver: r, Now: e.now}
 	}
 	e.snap.Store(e.withRuntime(e.snap.Load()))
 }

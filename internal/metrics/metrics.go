@@ -70,6 +70,7 @@ type Metrics struct {
 	dnsSeconds   *prometheus.HistogramVec
 	dnsLookups   *prometheus.CounterVec
 	dnsCacheHits prometheus.Counter
+	p0fLookups   *prometheus.CounterVec
 }
 
 // Bucket bounds. Requests and store steps take microseconds when all is
@@ -117,7 +118,11 @@ func New(src Sources) *Metrics {
 		Name: "greyd_dns_cache_hits_total",
 		Help: "DNS lookups of selective greylisting answered by greyd's cache.",
 	})
-	m.reg.MustRegister(m.dnsSeconds, m.dnsLookups, m.dnsCacheHits)
+	m.p0fLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "greyd_p0f_lookups_total",
+		Help: "p0f queries of scored requests, by result (ok, no_match, timeout, down, bad_query, garbage, error).",
+	}, []string{"result"})
+	m.reg.MustRegister(m.dnsSeconds, m.dnsLookups, m.dnsCacheHits, m.p0fLookups)
 	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -263,8 +268,11 @@ func (m *Metrics) DNSLookup(label string, _ dns.Type, _ dns.Status, took time.Du
 }
 
 // Scored implements greylist.DNSObserver: the list signals of a score
-// are the lookups by zone and result.
+// are the lookups by zone and result; its p0f lookup, one by result.
 func (m *Metrics) Scored(sc *signals.Score) {
+	if r := sc.P0f.Result; r != "" {
+		m.p0fLookups.WithLabelValues(r).Inc()
+	}
 	for i := range sc.Signals {
 		s := &sc.Signals[i]
 		zone, ok := strings.CutPrefix(s.Name, "dnsbl.")

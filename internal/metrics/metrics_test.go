@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"greyd/internal/dns"
+	"greyd/internal/p0f"
 	"greyd/internal/signals"
 	"greyd/internal/store/buntdb"
 )
@@ -191,5 +192,25 @@ func BenchmarkScrape(b *testing.B) {
 				io.Copy(io.Discard, rec.Body)
 			}
 		})
+	}
+}
+
+func TestP0fLookups(t *testing.T) {
+	m := New(testSources())
+	m.Scored(&signals.Score{P0f: signals.P0fLookup{Asked: true, Result: p0f.ResultOK}})
+	m.Scored(&signals.Score{P0f: signals.P0fLookup{Asked: true, Result: p0f.ResultOK}})
+	m.Scored(&signals.Score{P0f: signals.P0fLookup{Asked: true, Result: p0f.ResultTimeout}})
+	m.Scored(&signals.Score{}) // no p0f block: no lookup
+	out := scrape(t, m)
+	for _, want := range []string{
+		`greyd_p0f_lookups_total{result="ok"} 2`,
+		`greyd_p0f_lookups_total{result="timeout"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "greyd_p0f_lookups_total{"); n != 2 {
+		t.Errorf("%d p0f series, want 2", n)
 	}
 }

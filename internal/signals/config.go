@@ -72,6 +72,9 @@ type Spec struct {
 	// Budget bounds every lookup of one request together; 0 means
 	// DefaultBudget.
 	Budget time.Duration
+
+	// P0f is the p0f block (p0f.go); nil: none.
+	P0f *P0fSpec
 }
 
 // DNSBLSpec is one dnsbl block.
@@ -98,7 +101,8 @@ type Config struct {
 	dynamic                               *whitelist.Clients
 	ident                                 *identity.Matcher
 	budget                                time.Duration
-	n                                     int // signals computed per evaluation
+	p0f                                   *p0fConfig // nil: no p0f block
+	n                                     int        // signals computed per evaluation
 }
 
 type weight struct {
@@ -322,6 +326,7 @@ func NewConfig(s Spec) (*Config, error) {
 			c.lists = append(c.lists, l)
 		}
 	}
+	c.p0f = compileP0f(s.P0f, &errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -337,6 +342,9 @@ func NewConfig(s Spec) (*Config, error) {
 		c.n++
 	}
 	c.n += len(c.lists)
+	if c.p0f != nil {
+		c.n += len(c.p0f.rules)
+	}
 	return c, nil
 }
 
@@ -348,10 +356,10 @@ func (c *Config) Budget() time.Duration {
 	return c.budget
 }
 
-// Lookups reports whether an evaluation may ask DNS: a caller with a
+// Lookups reports whether an evaluation may ask DNS or p0f: a caller with a
 // score to compute and no lookups could skip setting up a context.
 func (c *Config) Lookups() bool {
-	return c != nil && (c.spfAny || len(c.lists) > 0)
+	return c != nil && (c.spfAny || len(c.lists) > 0 || c.p0fRules() > 0)
 }
 
 // Names returns the name of every signal an evaluation can report, in
@@ -376,7 +384,20 @@ func (c *Config) Names() []string {
 	for _, l := range c.lists {
 		names = append(names, l.name)
 	}
+	if c.p0f != nil {
+		for _, r := range c.p0f.rules {
+			names = append(names, r.name)
+		}
+	}
 	return names
+}
+
+// p0fRules returns how many p0f signals an evaluation computes.
+func (c *Config) p0fRules() int {
+	if c.p0f == nil {
+		return 0
+	}
+	return len(c.p0f.rules)
 }
 
 // String describes the configuration for `greyd explain` and tests:
@@ -404,5 +425,8 @@ func (c *Config) String() string {
 		sep = " "
 	}
 	fmt.Fprintf(&b, "%sbudget=%v", sep, c.budget)
+	if c.p0f != nil {
+		b.WriteString(c.p0f.String())
+	}
 	return b.String()
 }

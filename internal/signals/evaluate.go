@@ -10,6 +10,7 @@ import (
 
 	"greyd/internal/dns"
 	"greyd/internal/identity"
+	"greyd/internal/p0f"
 )
 
 // Input is what a score is computed from: the fields of Postfix's policy
@@ -50,8 +51,10 @@ type Signal struct {
 // Score is the outcome of an evaluation.
 type Score struct {
 	Total   int
-	Signals []Signal // in configuration order: rdns_missing, rdns_dynamic, helo_invalid, spf, dnsbls, dnswls
+	Signals []Signal // in configuration order: rdns_missing, rdns_dynamic, helo_invalid, spf, dnsbls, dnswls, p0f
 	Took    time.Duration
+	// P0f is p0f's answer, shared by the p0f signals.
+	P0f P0fLookup
 }
 
 // Unknown returns how many signals could not be determined.
@@ -104,6 +107,8 @@ type Evaluator struct {
 	// Now is the clock of Score.Took and Signal.Took; default time.Now.
 	// The budget itself is a context deadline, in real time.
 	Now func() time.Time
+	// P0f asks p0f; without one, the p0f signals are unknown.
+	P0f *p0f.Client
 }
 
 var errBudget = errors.New("signals: budget exhausted")
@@ -166,6 +171,23 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 		bctx, ch := dns.WithLabel(ev.budgetCtx(), l.zone), answers
 		go func() { ch <- answer{i, e.Resolver.Lookup(bctx, qname, dns.TypeA)} }()
 	}
+	p0fAt, p0fN := len(sc.Signals), c.p0fRules()
+	var p0fCh <-chan p0fReply
+	if p0fN > 0 {
+		for _, r := range c.p0f.rules {
+			sc.Signals = append(sc.Signals, Signal{Name: r.name})
+		}
+		switch {
+		case e.P0f == nil:
+			c.p0f.read(sc.Signals[p0fAt:], &sc.P0f, p0fReply{err: errors.New("no p0f client")})
+		case !in.Addr.IsValid():
+			c.p0f.read(sc.Signals[p0fAt:], &sc.P0f, p0fReply{err: errors.New("no client address")})
+		default:
+			sc.P0f.Asked = true
+			p0fCh = c.p0f.start(&ev, e.P0f, in, now)
+			pending++
+		}
+	}
 	if spfAt >= 0 {
 		spfStart := now()
 		c.evalSPF(&ev, in, &sc.Signals[spfAt])
@@ -179,6 +201,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			case a := <-answers:
 				c.lists[a.i].read(&sc.Signals[listsAt+a.i], a.res)
 				pending--
+			case r := <-p0fCh:
+				c.p0f.read(sc.Signals[p0fAt:], &sc.P0f, r)
+				p0fCh = nil
+				pending--
 			case <-done:
 				break wait
 			}
@@ -189,6 +215,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			case a := <-answers:
 				c.lists[a.i].read(&sc.Signals[listsAt+a.i], a.res)
 				pending--
+			case r := <-p0fCh:
+				c.p0f.read(sc.Signals[p0fAt:], &sc.P0f, r)
+				p0fCh = nil
+				pending--
 			default:
 				break drain
 			}
@@ -198,6 +228,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			if s := &sc.Signals[listsAt+i]; s.Result == "" {
 				c.lists[i].read(s, dns.Result{Status: dns.Timeout, Took: took})
 			}
+		}
+		if p0fCh != nil {
+			c.p0f.read(sc.Signals[p0fAt:], &sc.P0f, p0fReply{err: p0f.ErrTimeout, took: took})
 		}
 	}
 	for i := range sc.Signals {
