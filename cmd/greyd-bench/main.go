@@ -4,6 +4,8 @@
 // connections, and reports throughput, latency percentiles and a histogram
 // of the actions it got back. With -serve-null it is instead a policy server
 // that answers DUNNO to everything: the ceiling to compare a real server to.
+// With -serve-dns it is a DNS server answering from a zone file, for
+// benchmarks and end-to-end tests of greyd's selective greylisting.
 //
 // It only ever talks to the local machine: unix sockets and loopback TCP
 // addresses (127.0.0.0/8, ::1, localhost); anything else is refused before
@@ -43,6 +45,9 @@ type options struct {
 	prime     bool
 	json      bool
 	serveNull bool
+	serveDNS  bool
+	zone      string
+	dnsLog    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -62,9 +67,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.prime, "prime", true, "send every pool triplet once before measuring (repeat and mixed)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of text")
 	fs.BoolVar(&o.serveNull, "serve-null", false, "run the null policy server (answers DUNNO) on -unix or -tcp; -d limits its lifetime")
+	fs.BoolVar(&o.serveDNS, "serve-dns", false, "run a DNS server (UDP and TCP) on -tcp answering from -zone; -d limits its lifetime")
+	fs.StringVar(&o.zone, "zone", "", "with -serve-dns: the zone `FILE` (NAME [TTL] TYPE DATA lines)")
+	fs.BoolVar(&o.dnsLog, "dns-log", false, "with -serve-dns: log every query to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: greyd-bench (-unix PATH | -tcp HOST:PORT) [flags]\n"+
-			"       greyd-bench -serve-null (-unix PATH | -tcp HOST:PORT) [-d DURATION]\n")
+			"       greyd-bench -serve-null (-unix PATH | -tcp HOST:PORT) [-d DURATION]\n"+
+			"       greyd-bench -serve-dns -tcp HOST:PORT -zone FILE [-dns-log] [-d DURATION]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -88,7 +97,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if _, ok := workloadNames[o.workload]; !ok {
 		return nil, fmt.Errorf("-w %q: want new, repeat, mixed or whitelisted", o.workload)
 	}
-	if !o.serveNull && o.duration == 0 && o.count == 0 {
+	switch {
+	case o.serveNull && o.serveDNS:
+		return nil, errors.New("give either -serve-null or -serve-dns, not both")
+	case o.serveDNS && o.unix != "":
+		return nil, errors.New("-serve-dns listens on -tcp HOST:PORT (UDP and TCP), not on a unix socket")
+	case o.serveDNS != (o.zone != ""):
+		return nil, errors.New("-serve-dns and -zone FILE go together")
+	case o.dnsLog && !o.serveDNS:
+		return nil, errors.New("-dns-log needs -serve-dns")
+	}
+	if !o.serveNull && !o.serveDNS && o.duration == 0 && o.count == 0 {
 		o.duration = 10 * time.Second
 	}
 	return o, nil
@@ -107,6 +126,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "greyd-bench: %v\n", err)
 		return 2
+	}
+	if o.serveDNS {
+		if err := serveDNS(t.address, o.zone, o.dnsLog, o.duration, stderr); err != nil {
+			fmt.Fprintf(stderr, "greyd-bench: DNS server: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if o.serveNull {
 		if err := serveNull(t, o.duration, stderr); err != nil {
