@@ -63,7 +63,9 @@ mail.example A 192.0.2.10
 	var stdout bytes.Buffer
 	var stderr lockedBuffer
 	done := make(chan int)
-	go func() { done <- realMain([]string{"-serve-dns", "-tcp", addr, "-zone", zone, "-dns-log", "-d", "3s"}, &stdout, &stderr) }()
+	go func() {
+		done <- realMain([]string{"-serve-dns", "-tcp", addr, "-zone", zone, "-dns-log", "-d", "3s"}, &stdout, &stderr)
+	}()
 
 	ask := func(netw, name string, qtype uint16) (*mdns.Msg, error) {
 		m := new(mdns.Msg)
