@@ -40,6 +40,7 @@ type options struct {
 	pipeline  int
 	workload  string
 	pool      int
+	clients   int
 	seed      uint64
 	timeout   time.Duration
 	prime     bool
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pipeline, "pipeline", 1, "requests in flight per connection (1 = request/response like Postfix)")
 	fs.StringVar(&o.workload, "w", "mixed", "workload: new, repeat, mixed or whitelisted")
 	fs.IntVar(&o.pool, "k", 1000, "triplets in the repeat pool (repeat and mixed)")
+	fs.IntVar(&o.clients, "clients", 0, "new triplets come from `N` clients, the same whatever the seed (0: a new client nearly every time)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed; the same seed sends the same requests")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout (counted as an error)")
 	fs.BoolVar(&o.prime, "prime", true, "send every pool triplet once before measuring (repeat and mixed)")
@@ -87,6 +89,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-c %d: want 1..4096", o.conns)
 	case o.pipeline < 1 || o.pipeline > 1024:
 		return nil, fmt.Errorf("-pipeline %d: want 1..1024", o.pipeline)
+	case o.clients < 0:
+		return nil, fmt.Errorf("-clients %d: want 0 or more", o.clients)
 	case o.pool < 1:
 		return nil, fmt.Errorf("-k %d: want at least 1", o.pool)
 	case o.duration < 0 || o.duration > maxRun:
@@ -143,6 +147,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	gen := newGenerator(workloadNames[o.workload], o.seed, o.pool)
+	gen.clients = uint64(o.clients)
 	res, runErr := run(runConfig{
 		target:   t,
 		conns:    o.conns,
