@@ -24,9 +24,10 @@
 #   BENCH_CLIENTS    new triplets come from this many clients    default 1000
 #                    (greyd-bench -clients, for every server; 0 = a new client nearly
 #                    every time, so score's DNS cache stays cold)
-#   BENCH_SCORE_ALL=1  the DNSBL of "score" lists every client: every scored
-#                    request is greylisted (the worst case: lookups, score and the
-#                    triplet written); default: it lists 198.19.0.0/16
+#   BENCH_SCORE_ALL=1  the DNSBL of "score" lists every client, with weight 4:
+#                    every scored request is greylisted (the worst case: lookups,
+#                    score and the triplet written); default: it lists
+#                    198.19.0.0/16, weight 3
 #   BENCH_ROUNDS     measure every cell this many times, the     default 1
 #                    servers of a row one after the other; the table shows medians
 #   BENCH_FLAGS      extra greyd-bench flags, e.g. "-pipeline 4" default none
@@ -267,7 +268,7 @@ signals {
   spf_pass     = -1
 }
 dnsbl \"dnsbl.bench\" {
-  weight = 3
+  weight = $([ "${BENCH_SCORE_ALL:-0}" = 1 ] && echo 4 || echo 3)
 }
 dns {
   servers = [\"$DNS_ADDR\"]
@@ -459,7 +460,7 @@ if [ -n "${PID[greyd]:-}" ]; then
 	echo "greyd: $("$BIN/greyd" -version 2>/dev/null | head -1), delay ${DELAY}s, database$(grep -E '^\s*sync\s*=' "$TMP/greyd.effective.hcl" | tr -s ' ' | head -1)"
 fi
 if [ -n "${PID[score]:-}" ]; then
-	echo "score: the same greyd in selective mode score, DNS from greyd-bench -serve-dns on $DNS_ADDR; new triplets from $CLIENTS clients$([ "${BENCH_SCORE_ALL:-0}" = 1 ] && echo "; every client listed")"
+	echo "score: the same greyd in selective mode score, DNS from greyd-bench -serve-dns on $DNS_ADDR; new triplets from $CLIENTS clients$([ "${BENCH_SCORE_ALL:-0}" = 1 ] && echo "; every client listed, every scored request greylisted")"
 fi
 [ "$ROUNDS" -gt 1 ] && echo "medians of $ROUNDS rounds"
 if [ -n "${PID[redis]:-}" ]; then
