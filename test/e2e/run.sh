@@ -2,8 +2,9 @@
 # End-to-end test: a real Postfix (Debian's package, chrooted smtpd), the
 # real greyd on /var/spool/postfix/greyd/socket, and a real SMTP client
 # (swaks) on loopback. Each scenario is asserted on what the client sees,
-# on Postfix's log and on the delivered mailbox; the last one runs greyd on
-# a redis-server of its own. See README.md here.
+# on Postfix's log and on the delivered mailbox; scenario 8 runs greyd on
+# a redis-server of its own, scenario "score" greyd in selective mode score
+# with Postfix resolving through a fake DNS server. See README.md here.
 #
 #   make e2e                  # builds build/greyd, then runs this
 #   test/e2e/run.sh           # as root on Debian 12; installs postfix, swaks,
