@@ -4,6 +4,8 @@
 // connections, and reports throughput, latency percentiles and a histogram
 // of the actions it got back. With -serve-null it is instead a policy server
 // that answers DUNNO to everything: the ceiling to compare a real server to.
+// With -serve-dns it is a DNS server answering from a zone file, for
+// benchmarks and end-to-end tests of greyd's selective greylisting.
 //
 // It only ever talks to the local machine: unix sockets and loopback TCP
 // addresses (127.0.0.0/8, ::1, localhost); anything else is refused before
@@ -38,11 +40,15 @@ type options struct {
 	pipeline  int
 	workload  string
 	pool      int
+	clients   int
 	seed      uint64
 	timeout   time.Duration
 	prime     bool
 	json      bool
 	serveNull bool
+	serveDNS  bool
+	zone      string
+	dnsLog    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -57,14 +63,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pipeline, "pipeline", 1, "requests in flight per connection (1 = request/response like Postfix)")
 	fs.StringVar(&o.workload, "w", "mixed", "workload: new, repeat, mixed or whitelisted")
 	fs.IntVar(&o.pool, "k", 1000, "triplets in the repeat pool (repeat and mixed)")
+	fs.IntVar(&o.clients, "clients", 0, "new triplets come from `N` clients, the same whatever the seed (0: a new client nearly every time)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed; the same seed sends the same requests")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout (counted as an error)")
 	fs.BoolVar(&o.prime, "prime", true, "send every pool triplet once before measuring (repeat and mixed)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of text")
 	fs.BoolVar(&o.serveNull, "serve-null", false, "run the null policy server (answers DUNNO) on -unix or -tcp; -d limits its lifetime")
+	fs.BoolVar(&o.serveDNS, "serve-dns", false, "run a DNS server (UDP and TCP) on -tcp answering from -zone; -d limits its lifetime")
+	fs.StringVar(&o.zone, "zone", "", "with -serve-dns: the zone `FILE` (NAME [TTL] TYPE DATA lines)")
+	fs.BoolVar(&o.dnsLog, "dns-log", false, "with -serve-dns: log every query to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: greyd-bench (-unix PATH | -tcp HOST:PORT) [flags]\n"+
-			"       greyd-bench -serve-null (-unix PATH | -tcp HOST:PORT) [-d DURATION]\n")
+			"       greyd-bench -serve-null (-unix PATH | -tcp HOST:PORT) [-d DURATION]\n"+
+			"       greyd-bench -serve-dns -tcp HOST:PORT -zone FILE [-dns-log] [-d DURATION]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +89,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-c %d: want 1..4096", o.conns)
 	case o.pipeline < 1 || o.pipeline > 1024:
 		return nil, fmt.Errorf("-pipeline %d: want 1..1024", o.pipeline)
+	case o.clients < 0:
+		return nil, fmt.Errorf("-clients %d: want 0 or more", o.clients)
 	case o.pool < 1:
 		return nil, fmt.Errorf("-k %d: want at least 1", o.pool)
 	case o.duration < 0 || o.duration > maxRun:
@@ -88,7 +101,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if _, ok := workloadNames[o.workload]; !ok {
 		return nil, fmt.Errorf("-w %q: want new, repeat, mixed or whitelisted", o.workload)
 	}
-	if !o.serveNull && o.duration == 0 && o.count == 0 {
+	switch {
+	case o.serveNull && o.serveDNS:
+		return nil, errors.New("give either -serve-null or -serve-dns, not both")
+	case o.serveDNS && o.unix != "":
+		return nil, errors.New("-serve-dns listens on -tcp HOST:PORT (UDP and TCP), not on a unix socket")
+	case o.serveDNS != (o.zone != ""):
+		return nil, errors.New("-serve-dns and -zone FILE go together")
+	case o.dnsLog && !o.serveDNS:
+		return nil, errors.New("-dns-log needs -serve-dns")
+	}
+	if !o.serveNull && !o.serveDNS && o.duration == 0 && o.count == 0 {
 		o.duration = 10 * time.Second
 	}
 	return o, nil
@@ -108,6 +131,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greyd-bench: %v\n", err)
 		return 2
 	}
+	if o.serveDNS {
+		if err := serveDNS(t.address, o.zone, o.dnsLog, o.duration, stderr); err != nil {
+			fmt.Fprintf(stderr, "greyd-bench: DNS server: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if o.serveNull {
 		if err := serveNull(t, o.duration, stderr); err != nil {
 			fmt.Fprintf(stderr, "greyd-bench: null server: %v\n", err)
@@ -117,6 +147,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	gen := newGenerator(workloadNames[o.workload], o.seed, o.pool)
+	gen.clients = uint64(o.clients)
 	res, runErr := run(runConfig{
 		target:   t,
 		conns:    o.conns,

@@ -19,6 +19,7 @@ type report struct {
 	Conns       int               `json:"conns"`
 	Pipeline    int               `json:"pipeline"`
 	Pool        int               `json:"pool"`
+	Clients     int               `json:"clients,omitempty"`
 	DurationS   float64           `json:"duration_s"`
 	Sent        uint64            `json:"sent"`
 	OK          uint64            `json:"ok"`
@@ -53,6 +54,7 @@ func newReport(o *options, t target, gen *generator, res *result) *report {
 		Conns:       o.conns,
 		Pipeline:    o.pipeline,
 		Pool:        o.pool,
+		Clients:     o.clients,
 		DurationS:   round(res.elapsed.Seconds(), 3),
 		Sent:        res.sent,
 		OK:          res.ok,

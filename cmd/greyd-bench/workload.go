@@ -52,6 +52,10 @@ type generator struct {
 	seedMix  uint64 // seed run through the mixer once
 	seedTag  uint32 // short, seed-dependent tag put in unique names
 	poolSize uint64
+	// clients, if not 0, is how many clients the new triplets come from
+	// (-clients): the same ones whatever the seed, so that what a server
+	// learns about a client (a DNS cache) stays warm across runs.
+	clients uint64
 }
 
 func newGenerator(kind workload, seed uint64, poolSize int) *generator {
@@ -72,6 +76,9 @@ func newGenerator(kind workload, seed uint64, poolSize int) *generator {
 func (g *generator) describe() string {
 	switch g.kind {
 	case wNew:
+		if g.clients > 0 {
+			return fmt.Sprintf("new: every request a never-seen triplet, from %d clients", g.clients)
+		}
 		return "new: every request a never-seen triplet, IPv4/IPv6 alternating"
 	case wRepeat:
 		return fmt.Sprintf("repeat: pool of %d triplets, cycled", g.poolSize)
@@ -157,6 +164,12 @@ func (g *generator) tripletOf(i uint64) triplet {
 		return t
 	}
 	t := triplet{h: g.hash('n', i), ns: 'n', id: i, v6: i&1 == 1}
+	if g.clients > 0 {
+		// The client (and its sender) from a seed-independent set; the
+		// recipient, from ns and id, still makes the triplet new.
+		j := i % g.clients
+		t.h, t.v6 = splitmix64(uint64('c')<<56^j), j&1 == 1
+	}
 	if t.h>>60 < 4 { // a quarter of the clients have no verified name
 		t.client = clientUnknown
 	}

@@ -243,3 +243,34 @@ func BenchmarkAppendRequest(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// With -clients the new triplets come from a fixed set of clients, the
+// same for every seed, and are still never repeated.
+func TestNewFromClients(t *testing.T) {
+	const n, clients = 5000, 100
+	seenTriplet := make(map[string]bool, 2*n)
+	clientsOf := func(seed uint64) map[string]bool {
+		g := newGenerator(wNew, seed, 1000)
+		g.clients = clients
+		addrs := make(map[string]bool)
+		for i := range uint64(n) {
+			a := parseRequest(t, g.appendRequest(nil, i))
+			k := strings.ToLower(tripletKey(a))
+			if seenTriplet[k] {
+				t.Fatalf("seed %d request %d repeats triplet %s", seed, i, k)
+			}
+			seenTriplet[k] = true
+			addrs[a["client_address"]+" "+a["client_name"]+" "+a["sender"]] = true
+		}
+		return addrs
+	}
+	one, two := clientsOf(1), clientsOf(2)
+	if len(one) != clients {
+		t.Errorf("%d distinct clients (address, name, sender), want %d", len(one), clients)
+	}
+	for c := range two {
+		if !one[c] {
+			t.Errorf("seed 2 has client %q that seed 1 has not", c)
+		}
+	}
+}

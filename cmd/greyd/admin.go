@@ -589,6 +589,18 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 	for _, d := range s.Decisions {
 		line("  "+d.Action, "%-20s %d", d.Reason, d.Count)
 	}
+	if sel := s.Selective; sel != nil {
+		mode := sel.Mode
+		if sel.Shadow {
+			mode += ", shadow: every class greylisted"
+		}
+		classes := make([]string, len(sel.Classes))
+		for i, c := range sel.Classes {
+			classes[i] = fmt.Sprintf("%s %d", c.Class, c.Count)
+		}
+		line("selective", "mode %s; scored: %s", mode, strings.Join(classes, ", "))
+		line("dns", "%d lookups, %d answered by the cache", sel.DNSLookups, sel.DNSCacheHits)
+	}
 	if e := s.Entries; e.Error != "" {
 		line("entries", "%d triplets, %d clients; by state: FAILED: %s", e.Triplets, e.Clients, e.Error)
 	} else {

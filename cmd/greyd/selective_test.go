@@ -44,6 +44,7 @@ dnswl "wl.test.example" {
 recipient_policy "billing" {
   recipients = ["billing@example.org"]
   mode       = "always"
+  delay      = "1m"
 }
 dns {
   servers = [%q]
@@ -122,6 +123,19 @@ func TestSelective(t *testing.T) {
 		}
 		d.waitLog("action=greylist, reason=new, policy=billing, client_name=mx.a.example")
 	})
+	t.Run("explain judges a triplet with the recipient policy's delay", func(t *testing.T) {
+		if got := c.ask(selRcpt("198.51.100.9", "mx.h.example", "mx.h.example", "x@h.example", "billing@example.org", now-200)...); got != greylisted {
+			t.Fatalf("got %q, want %q", got, greylisted)
+		}
+		got := c.ask(selRcpt("198.51.100.9", "mx.h.example", "mx.h.example", "x@h.example", "billing@example.org", now-130)...)
+		if !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 70 seconds") {
+			t.Fatalf("retry after the policy's 1m: got %q, want the X-Greylist header", got)
+		}
+		x := explainJSON(t, filepath.Join(dir, "greyd.hcl"), 0, "198.51.100.9", "mx.h.example", "x@h.example", "billing@example.org")
+		if tr := x.Triplet; tr == nil || !tr.Found || !tr.Passed || tr.Last != now-130 {
+			t.Errorf("explain's triplet: %+v, want found and passed (70 s >= the policy's 60 s)", tr)
+		}
+	})
 	t.Run("explain shows the signals and writes nothing", func(t *testing.T) {
 		cfg := filepath.Join(dir, "greyd.hcl")
 		x := explainJSON(t, cfg, 1, "198.51.100.3", "mx.f.example", "x@f.example", "carol@example.org")
@@ -179,6 +193,22 @@ func TestSelective(t *testing.T) {
 			t.Errorf("greyd_dns_lookup_seconds_count{zone=bl.test.example} = %v, want 5 or more", v)
 		}
 	})
+	t.Run("stats", func(t *testing.T) {
+		out := cliOK(t, 0, "stats", "-config", filepath.Join(dir, "greyd.hcl"))
+		if want := "selective          mode score; scored: pass 3, greylist 4\n"; !strings.Contains(out, want) {
+			t.Errorf("stats lacks %q:\n%s", want, out)
+		}
+		// Lookups and cache hits are the metrics' own numbers.
+		m := scrapeMetrics(t, maddr)
+		var lookups float64
+		for _, v := range metricValues(t, m, "greyd_dns_lookup_seconds_count") {
+			lookups += v
+		}
+		hits := metricValues(t, m, "greyd_dns_cache_hits_total")[""]
+		if want := fmt.Sprintf("dns                %.0f lookups, %.0f answered by the cache\n", lookups+hits, hits); !strings.Contains(out, want) {
+			t.Errorf("stats lacks %q:\n%s", want, out)
+		}
+	})
 }
 
 // Shadow mode greylists everyone and logs the class it computed.
@@ -197,6 +227,10 @@ func TestSelectiveShadow(t *testing.T) {
 	}
 	d.waitLog("action=greylist, reason=new, class=pass, score=0, client_name=mx.a.example")
 	d.waitLog("action=greylist, reason=new, class=greylist, score=4, signals=rdns_missing:3,helo_invalid:1, client_name=unknown")
+	out := cliOK(t, 0, "stats", "-config", filepath.Join(dir, "greyd.hcl"))
+	if want := "selective          mode score, shadow: every class greylisted; scored: pass 1, greylist 1\n"; !strings.Contains(out, want) {
+		t.Errorf("stats lacks %q:\n%s", want, out)
+	}
 }
 
 // Mode always (the default) asks DNS nothing, even with lists configured.

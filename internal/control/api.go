@@ -274,6 +274,9 @@ type Stats struct {
 	Requests    uint64          `json:"requests"`
 	Connections int64           `json:"connections"`
 	Decisions   []DecisionCount `json:"decisions"`
+	// Selective is present when selective greylisting scores (mode score
+	// in the configuration or a recipient policy, shadow included).
+	Selective *SelectiveStats `json:"selective,omitempty"`
 
 	Entries EntryCounts `json:"entries"`
 	Store   StoreStats  `json:"store"`
@@ -283,6 +286,24 @@ type Stats struct {
 	// LogDropped counts the log lines dropped since start because the
 	// log could not keep up (greyd never waits for its log).
 	LogDropped uint64 `json:"log_dropped"`
+}
+
+// SelectiveStats count selective greylisting's work since greyd started.
+type SelectiveStats struct {
+	Mode   string `json:"mode"`
+	Shadow bool   `json:"shadow"`
+	// Classes: the scored requests by class, every class even at zero.
+	Classes []ClassCount `json:"classes"`
+	// DNSLookups are the resolver's lookups, DNSCacheHits those its
+	// cache answered.
+	DNSLookups   uint64 `json:"dns_lookups"`
+	DNSCacheHits uint64 `json:"dns_cache_hits"`
+}
+
+// ClassCount is the number of scored requests of one class.
+type ClassCount struct {
+	Class string `json:"class"`
+	Count uint64 `json:"count"`
 }
 
 // DecisionCount is the number of requests answered with one action and

@@ -222,26 +222,27 @@ func requestTriplet(x greylist.Explanation) *TripletState {
 	snap, in, before := x.Snapshot, x.Input, x.Step.Before
 	// The parts as stored: split from the key the decision built, so an
 	// organisation's key (lookup_by "auto") shows as it is.
-	t := tripletState(snap, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", before.Triplet, before.TripletFound)
+	t := tripletState(snap, in.Delay, in.TripletKey, snap.LookupByHost && snap.Privacy == nil && x.Org == "", before.Triplet, before.TripletFound)
 	if snap.Identity != nil {
 		t.Identity = x.Identity.String()
 	}
 	if in.AltKey != "" && in.AltKey != in.TripletKey {
-		t.Subnet = tripletState(snap, in.AltKey, false, before.Alt, before.AltFound)
+		t.Subnet = tripletState(snap, in.Delay, in.AltKey, false, before.Alt, before.AltFound)
 	}
 	return t
 }
 
-// tripletState describes a triplet key and its stored entry; Expires is
-// the deadline the rules gave it when it was written.
-func tripletState(snap *greylist.Snapshot, key string, byHost bool, tr store.Triplet, found bool) *TripletState {
+// tripletState describes a triplet key and its stored entry, passed
+// after delay seconds (a recipient policy's own, or greylist's); Expires
+// is the deadline the rules gave it when it was written.
+func tripletState(snap *greylist.Snapshot, delay int64, key string, byHost bool, tr store.Triplet, found bool) *TripletState {
 	t := &TripletState{Key: key}
 	t.Network, t.Sender, t.Recipient, _ = splitTriplet(key, byHost)
 	if !found {
 		return t
 	}
 	t.Found, t.First, t.Last = true, tr.First, tr.Last
-	t.Passed = tr.Last-tr.First >= int64(snap.Delay/time.Second)
+	t.Passed = tr.Last-tr.First >= delay
 	if t.Passed {
 		t.Expires = t.Last + int64(snap.MaxAge/time.Second) + 1
 	} else {

@@ -33,6 +33,14 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 			out.Store.Errors += c.N
 		}
 	}
+	if sel := snap.Selective; sel != nil {
+		st := &SelectiveStats{Mode: sel.Mode.String(), Shadow: sel.Shadow}
+		for _, c := range s.opts.Engine.SelectiveCounts() {
+			st.Classes = append(st.Classes, ClassCount{Class: c.Class, Count: c.N})
+		}
+		st.DNSLookups, st.DNSCacheHits = s.opts.Engine.DNSCounts()
+		out.Selective = st
+	}
 	byState, err := s.states.get(r.Context())
 	if err != nil {
 		byState = EntryCounts{Error: fmt.Sprintf("counting the entries by state: %v", err)}

@@ -35,6 +35,8 @@ type Engine struct {
 	scorer *signals.Evaluator
 	// classes counts scored requests by class.
 	classes [signals.Greylist + 1]atomic.Uint64
+	// dnsLookups and dnsCacheHits count the resolver's lookups.
+	dnsLookups, dnsCacheHits atomic.Uint64
 
 	decisions [Failed + 1]atomic.Uint64
 	// decided counts answered requests by kind and reason, for metrics

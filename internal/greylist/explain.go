@@ -58,6 +58,9 @@ func (e *Engine) Explain(ctx context.Context, req *policy.Request) Explanation {
 		bare.Clients, bare.Recipients, bare.Runtime, bare.Selective = nil, nil, nil, nil
 		sd := decideDry(ctx, req, &bare, st, now)
 		x.Input, x.Step, x.StoreErr, x.Identity, x.Org = sd.Input, sd.Step, sd.Err, sd.Identity, sd.Org
+		// The bare snapshot has no recipient policy: the stored triplet
+		// is still judged with the request's own delay.
+		x.Input.Delay = int64(snap.selectFor(req.Recipient).delay / time.Second)
 	}
 	return x
 }

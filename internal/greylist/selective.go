@@ -220,6 +220,10 @@ func (e *Engine) SetResolver(r *dns.Resolver) {
 // hands every lookup to the Observer, if it is a DNSObserver. The
 // resolver is made before the observer is set, hence the indirection.
 func (e *Engine) ObserveDNS(label string, t dns.Type, s dns.Status, took time.Duration, cached bool) {
+	e.dnsLookups.Add(1)
+	if cached {
+		e.dnsCacheHits.Add(1)
+	}
 	if o, ok := e.obs.(DNSObserver); ok {
 		o.DNSLookup(label, t, s, took, cached)
 	}
@@ -249,6 +253,12 @@ func (e *Engine) SelectiveCounts() []SelectiveCount {
 		{signals.Pass.String(), e.classes[signals.Pass].Load()},
 		{signals.Greylist.String(), e.classes[signals.Greylist].Load()},
 	}
+}
+
+// DNSCounts returns the resolver's lookups since the engine started and
+// how many of them the cache answered.
+func (e *Engine) DNSCounts() (lookups, cacheHits uint64) {
+	return e.dnsLookups.Load(), e.dnsCacheHits.Load()
 }
 
 // countScoring counts a scored decision.

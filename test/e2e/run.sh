@@ -2,8 +2,9 @@
 # End-to-end test: a real Postfix (Debian's package, chrooted smtpd), the
 # real greyd on /var/spool/postfix/greyd/socket, and a real SMTP client
 # (swaks) on loopback. Each scenario is asserted on what the client sees,
-# on Postfix's log and on the delivered mailbox; the last one runs greyd on
-# a redis-server of its own. See README.md here.
+# on Postfix's log and on the delivered mailbox; scenario 8 runs greyd on
+# a redis-server of its own, scenario "score" greyd in selective mode score
+# with Postfix resolving through a fake DNS server. See README.md here.
 #
 #   make e2e                  # builds build/greyd, then runs this
 #   test/e2e/run.sh           # as root on Debian 12; installs postfix, swaks,
@@ -46,6 +47,10 @@ HOSTS_LINES='127.0.0.2 client.sender-e2e.test
 127.0.0.4 mx.trusted-e2e.test
 127.0.0.5 mx.late-e2e.test
 127.0.0.6 mx.redis-e2e.test'
+# HELO names of clients /etc/hosts does not name (scenario "score").
+EHLO_LINES='127.0.0.20 mx.good-e2e.test
+127.0.0.21 mx.noptr-e2e.test
+127.0.0.22 mx.listed-e2e.test'
 CLIENT=127.0.0.2   # greylisted
 WL_ADDR=127.0.0.3  # whitelisted by address (whitelist_clients.local)
 WL_NAME=127.0.0.4  # whitelisted by name: trusted-e2e.test
@@ -78,6 +83,10 @@ dump() {
 		echo "==================== redis-server log ($REDIS_DIR/redis.log)"
 		cat "$REDIS_DIR/redis.log"
 	fi
+	if [ -e "$WORK/score/dns.log" ]; then
+		echo "==================== fake DNS server log ($WORK/score/dns.log)"
+		cat "$WORK/score/dns.log"
+	fi
 	echo "==================== Postfix log ($WORK/postfix.log)"
 	cat "$WORK/postfix.log" 2>/dev/null || echo "(none)"
 	echo "==================== mailbox ($MAILBOX)"
@@ -91,6 +100,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	stop_greyd quiet
 	stop_redis
+	[ -z "${SCORE_DNS_PID:-}" ] || kill -TERM "$SCORE_DNS_PID" 2>/dev/null
 	if [ -n "$postfix_ours" ]; then
 		postfix -c "$PFDIR" stop >/dev/null 2>&1
 		wait_postfix_stopped
@@ -381,7 +391,7 @@ smtp() {
 	local name=$1 ip=$2 from=$3 to=$4
 	SESSIONS="$SESSIONS $name"
 	swaks --server 127.0.0.1 --port "$PORT" --local-interface "$ip" \
-		--ehlo "$(echo "$HOSTS_LINES" | awk -v ip="$ip" '$1 == ip { print $2 }')" \
+		--ehlo "$(printf '%s\n%s\n' "$HOSTS_LINES" "$EHLO_LINES" | awk -v ip="$ip" '$1 == ip { print $2 }')" \
 		--from "$from" --to "$to" --timeout 30 \
 		--header "Subject: [greyd-e2e $RUN $name]" \
 		--body "greyd end-to-end test, session $name" \
@@ -804,3 +814,180 @@ scenario_9() { # greyd report: the fatal triplets of the logs of this run
 }
 
 scenario 9 "greyd report on Postfix's and greyd's logs: the never-retried triplets, the summary; against greyd on Redis"
+
+# ------------------------------------------- selective greylisting (score)
+
+# Scenario "score" is self-contained: Postfix is restarted in a mount
+# namespace of its own whose /etc/resolv.conf and nsswitch.conf (and the
+# chroot's) send host lookups that /etc/hosts does not answer to a fake DNS
+# server (greyd-bench -serve-dns) on $SCORE_DNS:53, so client_name is
+# Postfix's own verdict; a greyd in mode score, with its own configuration
+# directory and database, asks the same server. Afterwards Postfix runs
+# again as before and the usual greyd is back.
+GREYD_BENCH=${GREYD_BENCH:-$ROOT/build/greyd-bench}
+SCORE_DIR=$WORK/score # zone, resolv.conf, nsswitch.conf, DNS log
+SCORE_DNS=127.0.0.29
+SCORE_GOOD=127.0.0.20   # PTR and A agree: passes at first sight
+SCORE_NOPTR=127.0.0.21  # no PTR: client_name=unknown, greylisted
+SCORE_LISTED=127.0.0.22 # PTR and A agree, but on the DNSBL: greylisted
+SCORE_DNS_PID=
+
+start_score_dns() {
+	local pid i
+	pid=$(cat "$WORK/score-dns.pid" 2>/dev/null) || true
+	if [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "-serve-dns -tcp $SCORE_DNS:53"; then
+		kill -TERM "$pid" 2>/dev/null || true
+	fi
+	[ -x "$GREYD_BENCH" ] || die "$GREYD_BENCH missing: run 'make e2e' (it builds it first)"
+	rm -rf "$SCORE_DIR"
+	mkdir -p "$SCORE_DIR"
+	cat >"$SCORE_DIR/e2e.zone" <<ZONE
+good-e2e.test           SOA 60
+mx.good-e2e.test        A $SCORE_GOOD
+listed-e2e.test         SOA 60
+mx.listed-e2e.test      A $SCORE_LISTED
+0.0.127.in-addr.arpa    SOA 60
+20.0.0.127.in-addr.arpa PTR mx.good-e2e.test
+22.0.0.127.in-addr.arpa PTR mx.listed-e2e.test
+bl.e2e-dns.test         SOA 60
+22.0.0.127.bl.e2e-dns.test A 127.0.0.2
+ZONE
+	"$GREYD_BENCH" -serve-dns -tcp "$SCORE_DNS:53" -zone "$SCORE_DIR/e2e.zone" -dns-log 2>"$SCORE_DIR/dns.log" &
+	SCORE_DNS_PID=$!
+	echo "$SCORE_DNS_PID" >"$WORK/score-dns.pid"
+	for i in $(seq 50); do
+		grep -q 'listening on' "$SCORE_DIR/dns.log" && return 0
+		kill -0 "$SCORE_DNS_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	die "the fake DNS server did not start on $SCORE_DNS:53: $(cat "$SCORE_DIR/dns.log")"
+}
+
+stop_score_dns() {
+	[ -n "$SCORE_DNS_PID" ] || return 0
+	kill -TERM "$SCORE_DNS_PID" 2>/dev/null || true
+	wait "$SCORE_DNS_PID" 2>/dev/null || true
+	SCORE_DNS_PID=
+}
+
+# restart_postfix [resolver]: stop Postfix and start it again, with
+# "resolver" in the fake DNS server's mount namespace.
+restart_postfix() {
+	local i banner=""
+	postfix -c "$PFDIR" stop >/dev/null 2>&1 || true
+	wait_postfix_stopped || die "Postfix does not stop"
+	if [ "${1:-}" = resolver ]; then
+		printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$SCORE_DNS" >"$SCORE_DIR/resolv.conf"
+		printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\n' >"$SCORE_DIR/nsswitch.conf"
+		# shellcheck disable=SC2016 # the inner shell's variables
+		unshare -m --propagation private sh -ec '
+			for f in resolv.conf nsswitch.conf; do
+				mount --bind "$2/$f" "/etc/$f"
+				mount --bind "$2/$f" "$3/etc/$f"
+			done
+			exec postfix -c "$1" start' _ "$PFDIR" "$SCORE_DIR" "$SPOOL" >"$WORK/postfix-start.log" 2>&1 ||
+			{ cat "$WORK/postfix-start.log"; die "postfix start in a mount namespace failed"; }
+	else
+		postfix -c "$PFDIR" start >"$WORK/postfix-start.log" 2>&1 ||
+			{ cat "$WORK/postfix-start.log"; die "postfix start failed"; }
+	fi
+	for i in $(seq 50); do
+		# shellcheck disable=SC2016 # $1 is the inner shell's
+		banner=$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1 && read -r l <&3 && echo "$l" && printf "QUIT\r\n" >&3' _ "$PORT" 2>/dev/null) && break
+		sleep 0.2
+	done
+	[[ $banner == *"ESMTP greyd-e2e"* ]] || die "Postfix does not answer on 127.0.0.1:$PORT after its restart"
+}
+
+# start_score_greyd: greyd in mode score on the usual socket, from
+# $WORK/greyd-score (the test's greyd.hcl, the whitelists, conf.d/score.hcl).
+start_score_greyd() {
+	local GDIR=$WORK/greyd-score # start_greyd's, for this greyd
+	rm -rf "$GDIR" "$WORK/state-score"
+	mkdir -p "$GDIR/conf.d" "$WORK/state-score"
+	cp "$HERE/greyd.hcl" "$ROOT/etc/greyd/whitelist_clients" "$ROOT/etc/greyd/whitelist_recipients" "$GDIR/"
+	printf '# greyd e2e\n' >"$GDIR/whitelist_clients.local"
+	printf '# greyd e2e\n' >"$GDIR/whitelist_recipients.local"
+	cat >"$GDIR/conf.d/score.hcl" <<HCL
+database {
+  path = "$WORK/state-score/greyd.db"
+}
+selective {
+  mode        = "score"
+  greylist_at = 3
+}
+signals {
+  rdns_missing = 3
+  helo_invalid = 1
+}
+dnsbl "bl.e2e-dns.test" {
+  weight = 3
+}
+dns {
+  servers = ["$SCORE_DNS:53"]
+  budget  = "2s"
+}
+HCL
+	"$GREYD" check-config -config "$GDIR" >/dev/null 2>"$WORK/check-config-score.err" ||
+		die "greyd rejects the score configuration: $(cat "$WORK/check-config-score.err")"
+	start_greyd
+}
+
+# score_dns_asked TYPE NAME: the fake DNS server got a query for NAME.
+score_dns_asked() {
+	grep -qF -- "dnstest: udp $1 $2: " "$SCORE_DIR/dns.log" ||
+		grep -qF -- "dnstest: tcp $1 $2: " "$SCORE_DIR/dns.log" ||
+		flunk "the fake DNS server was not asked $1 $2 (its log: $SCORE_DIR/dns.log)"
+}
+
+scenario_score_run() {
+	local good="sc-good-$RUN@sender-e2e.test" noptr="sc-noptr-$RUN@sender-e2e.test" listed="sc-listed-$RUN@sender-e2e.test" t
+	smtp sc-good "$SCORE_GOOD" "$good" e2e+scgood@e2e.test
+	logged "connect from mx\.good-e2e\.test\[127\.0\.0\.20\]" || return 1
+	never_rejected "$good" || return 1
+	accepted sc-good e2e+scgood@e2e.test || return 1
+	delivered sc-good 1 || return 1
+	no_greylist_header sc-good || return 1
+	greyd_logged "action=pass, reason=score, score=0, client_name=mx\.good-e2e\.test, client_address=127\.0\.0\.20, sender=$good" || return 1
+	score_dns_asked PTR 20.0.0.127.in-addr.arpa || return 1 # Postfix's reverse lookup
+	score_dns_asked A mx.good-e2e.test || return 1          # and its forward check
+	score_dns_asked A 20.0.0.127.bl.e2e-dns.test || return 1 # greyd's DNSBL lookup
+
+	smtp sc-noptr-first "$SCORE_NOPTR" "$noptr" e2e+scnoptr@e2e.test
+	t=$SECONDS
+	logged "connect from unknown\[127\.0\.0\.21\]" || return 1
+	reject450 sc-noptr-first e2e+scnoptr@e2e.test || return 1
+	noqueue "$noptr" e2e+scnoptr@e2e.test 1 || return 1
+	greyd_logged "action=greylist, reason=new, score=3, signals=rdns_missing:3, client_name=unknown, client_address=127\.0\.0\.21, sender=$noptr" || return 1
+
+	smtp sc-listed "$SCORE_LISTED" "$listed" e2e+sclisted@e2e.test
+	logged "connect from mx\.listed-e2e\.test\[127\.0\.0\.22\]" || return 1
+	reject450 sc-listed e2e+sclisted@e2e.test || return 1
+	greyd_logged "action=greylist, reason=new, score=3, signals=dnsbl\.bl\.e2e-dns\.test:3, client_name=mx\.listed-e2e\.test, client_address=127\.0\.0\.22, sender=$listed" || return 1
+	delivered sc-listed 0 || return 1
+
+	wait_until $((t + DELAY + 1))
+	smtp sc-noptr-retry "$SCORE_NOPTR" "$noptr" e2e+scnoptr@e2e.test
+	accepted sc-noptr-retry e2e+scnoptr@e2e.test || return 1
+	delivered sc-noptr-retry 1 || return 1
+	one_greylist_header sc-noptr-retry || return 1
+	greyd_logged "action=pass, reason=triplet found, delay=[0-9]+, .*client_address=127\.0\.0\.21, sender=$noptr" || return 1
+	NOTE="$(grep -c '^dnstest: ' "$SCORE_DIR/dns.log") queries to the fake DNS server; $(headers sc-noptr-retry | head -n1)"
+}
+
+scenario_score() {
+	local st=0 rc=0
+	stop_greyd || st=$?
+	[ "$st" -eq 0 ] || flunk "greyd exited with status $st on SIGTERM" || return 1
+	start_score_dns
+	restart_postfix resolver
+	start_score_greyd
+	scenario_score_run || rc=1
+	stop_greyd || true
+	restart_postfix
+	stop_score_dns
+	start_greyd
+	return "$rc"
+}
+
+scenario score "selective greylisting, mode score, Postfix resolving through the fake DNS server: PTR and A agree: delivered at once; no PTR (unknown): 450, delivered after the delay; on the DNSBL: 450"

@@ -5,7 +5,9 @@
 // answers) and counts the queries per name, so a test can tell a cached
 // answer from a fresh one. It serves UDP and TCP on one port of
 // 127.0.0.1, like a real server, and answers recursively (RA set, CNAMEs
-// followed within its own data).
+// followed within its own data, wildcards expanded). Outside the tests,
+// Listen and LoadZone make it a standalone server (greyd-bench
+// -serve-dns) for the benchmark and the end-to-end test.
 package dnstest
 
 import (
@@ -16,7 +18,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -35,15 +36,23 @@ const (
 	Spoof                     // over UDP first an answer with another ID and one to another question (both NXDOMAIN), then the answer
 )
 
-// Server is a DNS server on 127.0.0.1. Its methods are safe for
+// TB is the part of testing.TB the server uses. It is an interface of
+// its own so that a binary can import this package without "testing".
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// Server is a DNS server on loopback. Its methods are safe for
 // concurrent use.
 type Server struct {
-	// Addr is "127.0.0.1:port", for UDP and TCP alike.
+	// Addr is "ip:port", for UDP and TCP alike.
 	Addr string
 
-	t   testing.TB
-	udp net.PacketConn
-	tcp net.Listener
+	fatalf func(format string, args ...any) // a bad argument to a method
+	udp    net.PacketConn
+	tcp    net.Listener
 
 	mu      sync.Mutex
 	records map[rrKey][]rr
@@ -53,6 +62,7 @@ type Server struct {
 	held    map[string]chan struct{}
 	queries map[string]int
 	conns   map[net.Conn]bool
+	log     io.Writer
 
 	closing chan struct{}
 	once    sync.Once
@@ -69,11 +79,25 @@ type rr struct {
 	body dnsmessage.ResourceBody
 }
 
-// Start starts a server that t's cleanup closes.
-func Start(t testing.TB) *Server {
+// Start starts a server on a free port of 127.0.0.1 that t's cleanup
+// closes.
+func Start(t TB) *Server {
 	t.Helper()
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	s.fatalf = t.Fatalf
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Listen starts a server on addr, UDP and TCP on the same port; with
+// port 0, on a port free for both. The caller closes it. A bad argument
+// to its methods panics (Start's fails the test instead).
+func Listen(addr string) (*Server, error) {
 	s := &Server{
-		t:       t,
+		fatalf:  func(format string, args ...any) { panic(fmt.Sprintf(format, args...)) },
 		records: make(map[rrKey][]rr),
 		soas:    make(map[string][2]uint32),
 		behave:  make(map[string]Behaviour),
@@ -83,11 +107,17 @@ func Start(t testing.TB) *Server {
 		conns:   make(map[net.Conn]bool),
 		closing: make(chan struct{}),
 	}
-	var err error
-	// The TCP port must be free too: try a few UDP ports.
-	for range 20 {
-		if s.udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatalf("dnstest: %v", err)
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dnstest: listen on %q: %w", addr, err)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 20 // the TCP port must be free too: try a few UDP ports
+	}
+	for range tries {
+		if s.udp, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, fmt.Errorf("dnstest: %w", err)
 		}
 		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err == nil {
 			break
@@ -95,14 +125,13 @@ func Start(t testing.TB) *Server {
 		s.udp.Close()
 	}
 	if err != nil {
-		t.Fatalf("dnstest: no port free for UDP and TCP: %v", err)
+		return nil, fmt.Errorf("dnstest: no port free for UDP and TCP: %w", err)
 	}
 	s.Addr = s.udp.LocalAddr().String()
 	s.wg.Add(2)
 	go s.serveUDP()
 	go s.serveTCP()
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 // Close stops the server and waits for its goroutines, delayed and held
@@ -128,7 +157,7 @@ func canonical(name string) string {
 func (s *Server) fqdn(name string) dnsmessage.Name {
 	n, err := dnsmessage.NewName(canonical(name) + ".")
 	if err != nil {
-		s.t.Fatalf("dnstest: name %q: %v", name, err)
+		s.fatalf("dnstest: name %q: %v", name, err)
 	}
 	return n
 }
@@ -143,7 +172,7 @@ func (s *Server) add(name string, t dnsmessage.Type, ttl uint32, body dnsmessage
 func (s *Server) addr(a string, want4 bool) netip.Addr {
 	ip, err := netip.ParseAddr(a)
 	if err != nil || ip.Is4() != want4 {
-		s.t.Fatalf("dnstest: address %q: want IPv4 %v (%v)", a, want4, err)
+		s.fatalf("dnstest: address %q: want IPv4 %v (%v)", a, want4, err)
 	}
 	return ip
 }
@@ -247,6 +276,42 @@ func (s *Server) Hold(name string) (release func()) {
 			close(ch)
 		})
 	}
+}
+
+// LogQueries writes one line per query to w from now on (nil: no more):
+// the transport, the type and name asked, and the answer's RCODE and
+// number of records, or that it was dropped.
+func (s *Server) LogQueries(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = w
+}
+
+func logQuery(w io.Writer, q dnsmessage.Question, udp bool, out [][]byte) {
+	proto := "tcp"
+	if udp {
+		proto = "udp"
+	}
+	result := "dropped"
+	if len(out) > 0 {
+		var p dnsmessage.Parser
+		if h, err := p.Start(out[len(out)-1]); err == nil {
+			p.SkipAllQuestions()
+			n := 0
+			for {
+				if _, err := p.AnswerHeader(); err != nil {
+					break
+				}
+				p.SkipAnswer()
+				n++
+			}
+			result = fmt.Sprintf("%s, %d answer(s)", strings.TrimPrefix(h.RCode.String(), "RCode"), n)
+			if h.Truncated {
+				result += ", truncated"
+			}
+		}
+	}
+	fmt.Fprintf(w, "dnstest: %s %s %s: %s\n", proto, strings.TrimPrefix(q.Type.String(), "Type"), canonical(q.Name.String()), result)
 }
 
 // Queries returns how many queries for name arrived, over UDP and TCP,
@@ -363,6 +428,19 @@ func (s *Server) handle(q []byte, udp bool) [][]byte {
 	if err != nil || len(qs) != 1 {
 		return nil
 	}
+	out := s.respond(&p, h, qs, udp)
+	s.mu.Lock()
+	w := s.log
+	s.mu.Unlock()
+	if w != nil {
+		logQuery(w, qs[0], udp, out)
+	}
+	return out
+}
+
+// respond returns the messages to send for the query of header h and
+// questions qs, none to drop it; p is at the answer section.
+func (s *Server) respond(p *dnsmessage.Parser, h dnsmessage.Header, qs []dnsmessage.Question, udp bool) [][]byte {
 	quest := qs[0]
 	size := 512
 	p.SkipAllAnswers()
@@ -477,13 +555,14 @@ func (s *Server) answer(m *dnsmessage.Message, q dnsmessage.Question) {
 	owner := q.Name
 	name := canonical(owner.String())
 	for range 16 {
-		if rrs := s.records[rrKey{name, q.Type}]; len(rrs) > 0 {
+		from := s.sourceLocked(name)
+		if rrs := s.records[rrKey{from, q.Type}]; len(rrs) > 0 {
 			for _, r := range rrs {
 				m.Answers = append(m.Answers, resource(owner, q.Type, r))
 			}
 			return
 		}
-		c := s.records[rrKey{name, dnsmessage.TypeCNAME}]
+		c := s.records[rrKey{from, dnsmessage.TypeCNAME}]
 		if len(c) == 0 || q.Type == dnsmessage.TypeCNAME {
 			break
 		}
@@ -491,14 +570,49 @@ func (s *Server) answer(m *dnsmessage.Message, q dnsmessage.Question) {
 		owner = c[0].body.(*dnsmessage.CNAMEResource).CNAME
 		name = canonical(owner.String())
 	}
-	exists := false
-	for _, t := range types {
-		exists = exists || len(s.records[rrKey{name, t}]) > 0
-	}
-	if !exists {
+	if !s.existsLocked(s.sourceLocked(name)) {
 		m.RCode = dnsmessage.RCodeNameError
 	}
 	m.Authorities = s.soaLocked(name)
+}
+
+// existsLocked reports whether name has records of any type.
+func (s *Server) existsLocked(name string) bool {
+	for _, t := range types {
+		if len(s.records[rrKey{name, t}]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceLocked returns the name whose records answer for name: name
+// itself if it has records, else the wildcard "*.ancestor" of its
+// closest ancestor that has one, unless an ancestor with records comes
+// first (RFC 4592's closest encloser, without empty non-terminals).
+func (s *Server) sourceLocked(name string) string {
+	if s.existsLocked(name) {
+		return name
+	}
+	for p := name; p != ""; {
+		i := strings.IndexByte(p, '.')
+		if i < 0 {
+			p = ""
+		} else {
+			p = p[i+1:]
+		}
+		w := "*"
+		if p != "" {
+			w += "." + p
+		}
+		if s.existsLocked(w) {
+			return w
+		}
+		if p != "" && s.existsLocked(p) {
+			break
+		}
+	}
+	return name
 }
 
 func resource(owner dnsmessage.Name, t dnsmessage.Type, r rr) dnsmessage.Resource {
