@@ -32,7 +32,7 @@ type index struct {
 	// collide, if set, maps every key's hashes (tests force collisions);
 	// it takes no key, so that the keys on callers' stacks stay there.
 	collide func(h uint64, check uint32) (uint64, uint32)
-	shards          [indexShards]shard
+	shards  [indexShards]shard
 }
 
 // indexShards spreads writers, which hold a shard across buntdb's write,

@@ -173,3 +173,71 @@ func TestIndexReopen(t *testing.T) {
 	checkTriplet(t, d, "soon", Triplet{}, false)
 	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
 }
+
+// TestIndexCollision: keys whose 64-bit hashes collide share a slot, and
+// the check hash tells them apart: the key that lost its slot reads as
+// missing (a triplet old enough to pass is greylisted once more, never
+// the reverse), Counts follows the slot's owner, and deleting the loser
+// leaves the owner.
+func TestIndexCollision(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	d.idx.collide = func(_ uint64, check uint32) (uint64, uint32) { return 42, check }
+	ctx := context.Background()
+	old := time.Now().Unix() - 3600
+	if err := d.PutTriplet(ctx, "a", Triplet{First: old, Last: old}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "a", Triplet{First: old, Last: old}, true)
+	if err := d.PutClient(ctx, "b", Client{Count: 1, Last: old}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "a", Triplet{}, false)
+	checkClient(t, d, "b", Client{Count: 1, Last: old}, true)
+	if tr, cl := d.Counts(); tr != 0 || cl != 1 {
+		t.Errorf("Counts() = %d, %d; want 0, 1 (the client owns the slot)", tr, cl)
+	}
+	res, err := d.Step(ctx, newTriplet("a"))
+	if err != nil || res.Outcome != store.Greylisted {
+		t.Errorf("Step of the key that lost its slot = %+v, %v; want greylisted", res, err)
+	}
+	checkClient(t, d, "b", Client{}, false)
+	if n, err := d.Delete(ctx, store.KindClient, []string{"b"}); n != 0 || err != nil {
+		t.Errorf("Delete of the key that lost its slot = %d, %v; want 0, nil", n, err)
+	}
+	checkTriplet(t, d, "a", Triplet{First: res.Now, Last: res.Now}, true)
+}
+
+// TestWideValues: numbers a 32-bit slot cannot hold (negative, past 2106)
+// and a deadline past 2106 are kept in the side map, and an entry moves
+// between the two maps as its values change.
+func TestWideValues(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	ctx := context.Background()
+	sizes := func() (m, wide int) {
+		for i := range d.idx.shards {
+			m, wide = m+len(d.idx.shards[i].m), wide+len(d.idx.shards[i].wide)
+		}
+		return m, wide
+	}
+	for _, c := range []struct {
+		tr      Triplet
+		ttl     time.Duration
+		m, wide int
+	}{
+		{Triplet{First: -5, Last: 1 << 40}, time.Hour, 0, 1},
+		{Triplet{First: 5, Last: 6}, time.Hour, 1, 0},
+		{Triplet{First: 5, Last: 6}, 100 * 365 * 24 * time.Hour, 0, 1},
+		{Triplet{First: 1<<32 - 1, Last: 0}, 0, 1, 0},
+	} {
+		if err := d.PutTriplet(ctx, "k", c.tr, c.ttl); err != nil {
+			t.Fatal(err)
+		}
+		checkTriplet(t, d, "k", c.tr, true)
+		if m, wide := sizes(); m != c.m || wide != c.wide {
+			t.Errorf("after putting %+v (TTL %v): %d slots, %d wide; want %d, %d", c.tr, c.ttl, m, wide, c.m, c.wide)
+		}
+		if tr, _ := d.Counts(); tr != 1 {
+			t.Errorf("Counts() = %d triplets; want 1", tr)
+		}
+	}
+}

@@ -338,3 +338,36 @@ func TestCloseTimeoutWhileLoading(t *testing.T) {
 	d = openT(t, path, Options{})
 	checkTriplet(t, d, "kept", Triplet{First: res.Now, Last: res.Now}, true)
 }
+
+// TestBootExpiredDeletesOld: an entry written to the boot file during the
+// load that expires before the merge deletes the main file's older copy,
+// which would otherwise come back at the next start.
+func TestBootExpiredDeletesOld(t *testing.T) {
+	asyncAlways(t)
+	path := dbPath(t)
+	fill(t, path, 10) // k5 = 5,6 for an hour
+	release := holdLoad(t)
+	d := openT(t, path, Options{})
+	p := prepare(nsTriplet, "k5", 7, 8, 1)
+	p.h = d.idx.keyOf(p.key)
+	if err := d.commit([2]pending{p}); err != nil {
+		t.Fatal(err)
+	}
+	d.idx.shard(p.h).set(p.h, p.e)
+	checkTriplet(t, d, "k5", Triplet{First: 7, Last: 8}, true)
+	waitFor(t, "the boot file's k5 reads as expired", func() bool {
+		_, found, _ := d.Triplet(context.Background(), "k5")
+		return !found
+	})
+	release()
+	waitClosed(t, d.loadDone, "background load")
+	checkTriplet(t, d, "k5", Triplet{}, false)
+	checkIndex(t, d)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loadHook = nil
+	d = openT(t, path, Options{})
+	checkTriplet(t, d, "k5", Triplet{}, false)
+	checkTriplet(t, d, "k6", Triplet{First: 6, Last: 7}, true)
+}
