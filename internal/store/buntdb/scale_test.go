@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"testing"
 	"time"
@@ -17,7 +18,8 @@ import (
 // plus buntdb's load and index rebuild), the heap it takes, bytes per
 // triplet on disk and in memory, and lookups per second at that size.
 // open-s is until Open returns (the first answer), loaded-s until buntdb
-// has loaded the file in the background too.
+// has loaded the file in the background too; gc-cpu-ms/cycle is the CPU
+// time of one full garbage collection of that heap (runtime/metrics).
 //
 //	GREYD_SCALE=5000000 go test -run '^$' -bench Scale -benchtime 1x ./internal/store
 func BenchmarkScale(b *testing.B) {
@@ -70,6 +72,15 @@ func BenchmarkScale(b *testing.B) {
 			}
 		}
 		perLookup := time.Since(start) / lookups
+		gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+		metrics.Read(gc)
+		gc0 := gc[0].Value.Float64()
+		const cycles = 5
+		for range cycles {
+			runtime.GC()
+		}
+		metrics.Read(gc)
+		b.ReportMetric((gc[0].Value.Float64()-gc0)*1e3/cycles, "gc-cpu-ms/cycle")
 		db.Close()
 		b.ReportMetric(float64(n), "triplets")
 		b.ReportMetric(open.Seconds(), "open-s")
