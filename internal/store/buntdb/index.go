@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	bunt "github.com/tidwall/buntdb"
 )
@@ -105,8 +106,11 @@ func (x *index) reset(n int) {
 }
 
 // key hashes a namespaced key.
-func (x *index) key(k []byte) hkey {
-	h, c := maphash.Bytes(x.seed, k), uint32(maphash.Bytes(x.checkSeed, k))
+func (x *index) key(k []byte) hkey { return x.keyOf(unsafe.String(unsafe.SliceData(k), len(k))) }
+
+// keyOf is key for a string.
+func (x *index) keyOf(k string) hkey {
+	h, c := maphash.String(x.seed, k), uint32(maphash.String(x.checkSeed, k))
 	if x.collide != nil {
 		h, c = x.collide(h, c)
 	}
@@ -116,9 +120,6 @@ func (x *index) key(k []byte) hkey {
 	}
 	return hkey{h: h, check: c&^0xff | ns}
 }
-
-// keyOf is key for a string (the conversion does not allocate).
-func (x *index) keyOf(k string) hkey { return x.key([]byte(k)) }
 
 func (x *index) shard(k hkey) *shard { return &x.shards[k.h%indexShards] }
 

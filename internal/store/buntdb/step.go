@@ -35,14 +35,19 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	var cb, tb, ab, xb [256]byte
 	var ks stepKeys
 	if in.ClientKey != "" && in.AWLClients > 0 {
-		ks.set(d.idx, kClient, append(append(cb[:0], nsClient, ':'), in.ClientKey...))
+		ks.k[kClient] = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
 	}
-	ks.set(d.idx, kTriplet, append(append(tb[:0], nsTriplet, ':'), in.TripletKey...))
+	ks.k[kTriplet] = append(append(tb[:0], nsTriplet, ':'), in.TripletKey...)
 	if in.AltKey != "" && in.AltKey != in.TripletKey {
-		ks.set(d.idx, kAlt, append(append(ab[:0], nsTriplet, ':'), in.AltKey...))
+		ks.k[kAlt] = append(append(ab[:0], nsTriplet, ':'), in.AltKey...)
 	}
 	if in.TrapKey != "" {
-		ks.set(d.idx, kTrap, append(append(xb[:0], nsTrap, ':'), in.TrapKey...))
+		ks.k[kTrap] = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+	}
+	for i, k := range ks.k {
+		if k != nil {
+			ks.h[i] = d.idx.key(k)
+		}
 	}
 
 	res, w := store.Transition(in, in.Now, d.read(&ks, false))
@@ -116,8 +121,6 @@ const (
 	kAlt
 	kTrap
 )
-
-func (ks *stepKeys) set(x *index, i int, k []byte) { ks.k[i], ks.h[i] = k, x.key(k) }
 
 // read returns the stored state of ks. With locked, the caller holds the
 // shards' write locks (lockShards).
