@@ -136,13 +136,26 @@ func (sh *shard) get(k hkey) (entry, bool) {
 	return entry{}, false
 }
 
-// set stores e under k, replacing whatever key held k's slot.
+// set stores e under k, replacing whatever key held k's slot. An
+// assignment over the same map key, not a delete and an insert: a delete
+// can leave a tombstone, and tombstones make the map grow.
 func (sh *shard) set(k hkey, e entry) {
-	sh.drop(k.h)
 	sh.n[k.check&0xff]++
 	if fits(e.a) && fits(e.b) && fits(e.exp) {
+		if old, ok := sh.m[k.h]; ok {
+			sh.n[old.check&0xff]--
+		} else if old, ok := sh.wide[k.h]; ok {
+			sh.n[old.check&0xff]--
+			delete(sh.wide, k.h)
+		}
 		sh.m[k.h] = slot{uint32(e.a), uint32(e.b), uint32(e.exp), k.check}
 		return
+	}
+	if old, ok := sh.wide[k.h]; ok {
+		sh.n[old.check&0xff]--
+	} else if old, ok := sh.m[k.h]; ok {
+		sh.n[old.check&0xff]--
+		delete(sh.m, k.h)
 	}
 	if sh.wide == nil {
 		sh.wide = map[uint64]wideSlot{}

@@ -167,7 +167,7 @@ func (r *fileReader) apply(parts [][]byte) error {
 		if len(k) == 0 {
 			return nil
 		}
-		r.drop(k)
+		r.forget(k, true)
 	case len(name) == 7 && equalFoldASCII(name, "flushdb"):
 		r.idx.reset(0)
 		r.live = 0
@@ -187,8 +187,8 @@ func (r *fileReader) set(k, v []byte, exp int64) {
 	if len(k) == 0 {
 		return // not a key greyd writes; buntdb keeps it, reads never ask
 	}
-	hk, sh := r.drop(k)
 	a, b, ok := store.ParseValue(unsafe.String(unsafe.SliceData(v), len(v)))
+	hk, sh := r.forget(k, !ok)
 	if !ok {
 		// Read as missing; the next put overwrites it.
 		if r.bad++; r.bad == 1 {
@@ -207,14 +207,16 @@ func (r *fileReader) set(k, v []byte, exp int64) {
 	r.live += recordLen(len(k), len(v), exp != 0)
 }
 
-// drop removes k from the index and its size from r.live.
-func (r *fileReader) drop(k []byte) (hkey, *shard) {
+// forget takes k's record out of r.live and, with del, k out of the index.
+func (r *fileReader) forget(k []byte, del bool) (hkey, *shard) {
 	hk := r.idx.key(k)
 	sh := r.idx.shard(hk)
 	if old, mine := sh.get(hk); mine {
 		var num [41]byte
 		r.live -= recordLen(len(k), len(store.AppendValue(num[:0], old.a, old.b)), old.exp != 0)
-		sh.drop(hk.h)
+		if del {
+			sh.drop(hk.h)
+		}
 	}
 	return hk, sh
 }
