@@ -54,7 +54,9 @@ func Open(path string, opts Options) (*DB, error) {
 	if path == Memory {
 		d.idx = newIndex(0)
 		if d.db, err = bunt.Open(Memory); err == nil {
-			err = d.configure(d.db, policy, false)
+			if err = d.configure(d.db, policy, false); err != nil {
+				_ = d.db.Close()
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
