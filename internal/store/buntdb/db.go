@@ -1,7 +1,8 @@
 // Package buntdb is greyd's single-host store: one buntdb file (an
 // append-only log loaded into memory), a key-less hash index in front of
-// it for reads, expiry by buntdb's indexed sweep, and store.Transition run under
-// the index's shard locks so that each request's step is atomic.
+// it for reads, expiry by buntdb's indexed sweep, and store.Transition
+// run under the index's shard locks so that each request's step is
+// atomic.
 package buntdb
 
 import (
