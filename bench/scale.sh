@@ -15,6 +15,18 @@
 #   BENCH_CONNS      connection counts                           default "1 8 64"
 #   TMPDIR           where the socket and database live
 #   BENCH_KEEP=1     keep the temporary directory
+#   SCALE_OLD        a greyd binary to compare with, or
+#   SCALE_OLD_REV    a git revision to build it from (e.g. main)
+#   SCALE_ROUNDS     rounds of the comparison, old and new alternately  default 2
+#
+# With SCALE_OLD or SCALE_OLD_REV, the filled database is then restarted
+# SCALE_ROUNDS times by each binary, old and new alternately: the first
+# answer after a clean stop, resident memory after 10 s of mixed load at 64
+# connections, mixed throughput, p99 and the server's CPU time per request
+# (utime+stime from /proc, what getrusage reports) at each connection count,
+# and the first answer after kill -9. The null server (greyd-bench
+# -serve-null) is measured in each round too: its CPU per request is the
+# floor that the machine's load moves along with greyd's.
 set -euo pipefail
 
 N=${SCALE_TRIPLETS:-1000000}
@@ -45,6 +57,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 (cd "$ROOT" && go build -o "$TMP/greyd" ./cmd/greyd && go build -o "$TMP/greyd-bench" ./cmd/greyd-bench)
+OLD=${SCALE_OLD:-}
+if [ -z "$OLD" ] && [ -n "${SCALE_OLD_REV:-}" ]; then
+	mkdir "$TMP/old-src"
+	(cd "$ROOT" && git archive "$SCALE_OLD_REV" | tar -x -C "$TMP/old-src")
+	(cd "$TMP/old-src" && go build -o "$TMP/greyd-old" ./cmd/greyd)
+	OLD=$TMP/greyd-old
+fi
+BIN=$TMP/greyd
 cat >"$TMP/greyd.hcl" <<EOF
 listen {
   unix         = "$TMP/greyd.sock"
@@ -67,7 +87,7 @@ start() {
 	local t0 t1
 	probe=$((probe + 1))
 	t0=$(date +%s.%N)
-	"$TMP/greyd" -config "$TMP/greyd.hcl" >/dev/null 2>>"$TMP/greyd.log" &
+	"$BIN" -config "$TMP/greyd.hcl" >/dev/null 2>>"$TMP/greyd.log" &
 	PID=$!
 	for _ in $(seq 600); do
 		kill -0 "$PID" 2>/dev/null || { log "greyd exited:"; tail -5 "$TMP/greyd.log" >&2; exit 1; }
@@ -88,6 +108,9 @@ start() {
 rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
 jget() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
+# cpu PID: the process's user+system CPU time in microseconds.
+TCK=$(getconf CLK_TCK)
+cpu() { awk -v t="$TCK" '{ printf "%.0f", ($14 + $15) * 1e6 / t }' "/proc/$1/stat"; }
 
 declare -A RPS=() P99=()
 seed=100
@@ -154,3 +177,61 @@ for c in $CONNS; do
 		printf "%5s | %12.0f %7.0fus | %12.0f %7.0fus %7.2f | %12.0f %7.0fus %7.2f\n", c, e, ep, f, fp, (e ? f / e : 0), r, rp, (e ? r / e : 0)
 	}'
 done
+
+[ -n "$OLD" ] || exit 0
+
+# One cell against the server PID on SOCK: sets R (req/s), P (p99 us), U
+# (server CPU us per request).
+cell() {
+	local sock=$1 pid=$2 c=$3 out=$TMP/cmp.json c0 c1 n
+	seed=$((seed + 1))
+	c0=$(cpu "$pid")
+	"$TMP/greyd-bench" -unix "$sock" -w mixed -c "$c" -d "$DURATION" -seed "$seed" -json >"$out" 2>"$out.err" ||
+		log "cell c=$c failed: $(tail -1 "$out.err")"
+	c1=$(cpu "$pid")
+	n=$(jget ok "$out")
+	R=$(jget rps "$out") P=$(jget p99_us "$out")
+	U=$(awk -v a="$c0" -v b="$c1" -v n="${n:-0}" 'BEGIN { printf "%.1f", n ? (b - a) / n : 0 }')
+}
+
+declare -a ROWS=()
+for round in $(seq "${SCALE_ROUNDS:-2}"); do
+	for which in old new; do
+		if [ $which = old ]; then BIN=$OLD; else BIN=$TMP/greyd; fi
+		log "round $round: $which binary, restart after a clean stop"
+		start
+		up=$STARTED
+		"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w mixed -c 64 -d 10s -seed "$((500 + round))" -json >"$TMP/warm.json" 2>&1 || true
+		rss10=$(rss)
+		line="$which $round | up ${up} s | RSS ${rss10} MB after 10 s at 64 conns"
+		for c in $CONNS; do
+			cell "$TMP/greyd.sock" "$PID" "$c"
+			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req"
+		done
+		kill -KILL "$PID"
+		wait "$PID" 2>/dev/null || true
+		PID=
+		start
+		line="$line | after kill -9 up ${STARTED} s"
+		# A clean stop for the next round: after the background load.
+		for _ in $(seq 600); do [ -e "$TMP/greyd.db.boot" ] || break; sleep 0.1; done
+		stop
+		ROWS+=("$line (load $(cut -d' ' -f1 /proc/loadavg))")
+		log "$line"
+	done
+	"$TMP/greyd-bench" -serve-null -unix "$TMP/null.sock" 2>/dev/null &
+	NPID=$!
+	for _ in $(seq 100); do [ -S "$TMP/null.sock" ] && break; sleep 0.05; done
+	line="null $round"
+	for c in $CONNS; do
+		cell "$TMP/null.sock" "$NPID" "$c"
+		line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req"
+	done
+	kill -TERM "$NPID"; wait "$NPID" 2>/dev/null || true
+	rm -f "$TMP/null.sock"
+	ROWS+=("$line (load $(cut -d' ' -f1 /proc/loadavg))")
+	log "$line"
+done
+echo
+echo "old ($OLD) and new, alternately, on the filled database:"
+printf '%s\n' "${ROWS[@]}"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"strings"
 	"time"
 
@@ -14,12 +13,13 @@ import (
 	"greyd/internal/store"
 )
 
-// store.Admin for buntdb. Entries are listed from the index, one shard at
-// a time: a shard is copied under its read lock (a sixty-fourth of the
-// entries, about 0.3 ms at a million) and handed to the caller after the
-// lock is released, so a slow reader of a listing (a CLI piped into less)
-// never holds up Step. Deletes and imports lock one shard at a time too,
-// and write at most adminChunk entries per buntdb transaction.
+// store.Admin for buntdb. The index holds no keys, so a listing walks
+// buntdb's key tree in chunks of scanChunk keys under its read lock
+// (writers wait at most a chunk's walk) and takes each value from the
+// index; the chunk is handed to the caller after the lock is released, so
+// a slow reader of a listing (a CLI piped into less) never holds up Step.
+// Deletes and imports lock one shard at a time, and write at most
+// adminChunk entries per buntdb transaction.
 //
 // The runtime whitelist lives in buntdb's keyspace under "w:c:<value>"
 // and "w:r:<value>" with a JSON value; the index leaves it out and it is
@@ -32,56 +32,72 @@ var _ store.Admin = (*DB)(nil)
 // millisecond.
 const adminChunk = 512
 
-// Scan implements store.Admin.
+// scanChunk bounds how many keys Scan reads per hold of buntdb's lock.
+const scanChunk = 4096
+
+// Scan implements store.Admin. It waits for a background load: until
+// then buntdb has no keys to list.
 func (d *DB) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) bool) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
-	var want [256]bool
 	if len(kinds) == 0 {
 		kinds = store.Kinds
 	}
+	var nss []byte
 	for _, k := range kinds {
 		ns, err := namespace(k)
 		if err != nil {
 			return fmt.Errorf("store: scan: %w", err)
 		}
-		want[ns] = true
+		nss = append(nss, ns)
 	}
-	type item struct {
-		key string
-		e   entry
+	if err := d.waitReady(ctx); err != nil {
+		return err
 	}
-	var buf []item
-	for i := range d.idx.shards {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("store: scan: %w", err)
-		}
-		if d.closed.Load() {
-			return ErrClosed
-		}
-		sh := &d.idx.shards[i]
-		now := time.Now().UnixNano()
-		buf = buf[:0]
-		sh.mu.RLock()
-		for k, e := range sh.m {
-			if !want[k[0]] || e.expires != 0 && e.expires <= now {
-				continue
+	keys := make([]string, 0, scanChunk)
+	for _, ns := range nss {
+		// ';' follows ':', so [x:, x;) is exactly the x namespace.
+		from, end := string(ns)+":", string(ns)+";"
+		for from != "" {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("store: scan: %w", err)
 			}
-			buf = append(buf, item{k, e})
-		}
-		sh.mu.RUnlock()
-		for _, it := range buf {
-			if !fn(toEntry(it.key, it.e)) {
-				return nil
+			if d.closed.Load() {
+				return ErrClosed
+			}
+			start := from
+			keys, from = keys[:0], ""
+			// Keys only: a shard lock taken under buntdb's read lock
+			// would deadlock with a write, which takes them the other
+			// way round.
+			err := d.db.View(func(tx *bunt.Tx) error {
+				return tx.AscendRange("", start, end, func(k, _ string) bool {
+					if len(keys) == scanChunk {
+						from = k
+						return false
+					}
+					keys = append(keys, k)
+					return true
+				})
+			})
+			if err != nil {
+				return adminErr("scan", err)
+			}
+			now := time.Now().UnixNano()
+			for _, k := range keys {
+				if e, ok := d.idx.get([]byte(k), now); ok && !fn(toEntry(k, e)) {
+					return nil
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// toEntry converts an index entry. The deadline is rounded up to the
-// second: an exported entry never expires earlier than the original.
+// toEntry converts an index entry. The deadline is the index's, rounded
+// up to the second: an exported entry never expires earlier than the
+// original.
 func toEntry(k string, e entry) store.Entry {
 	kind := store.KindTriplet
 	switch k[0] {
@@ -90,11 +106,7 @@ func toEntry(k string, e entry) store.Entry {
 	case nsTrap:
 		kind = store.KindTrap
 	}
-	out := store.StoredEntry(kind, k[2:], e.a, e.b, 0)
-	if e.expires != 0 {
-		out.Expires = (e.expires + int64(time.Second) - 1) / int64(time.Second)
-	}
-	return out
+	return store.StoredEntry(kind, k[2:], e.a, e.b, e.exp)
 }
 
 func namespace(k store.Kind) (byte, error) {
@@ -109,14 +121,15 @@ func namespace(k store.Kind) (byte, error) {
 	return 0, fmt.Errorf("unknown kind %q", k)
 }
 
-// byShard groups namespaced keys (or indexes into a slice) by shard.
-func (d *DB) byShard(n int, key func(i int) string) [indexShards][]int {
-	var out [indexShards][]int
-	for i := 0; i < n; i++ {
-		s := maphash.String(d.idx.seed, key(i)) % indexShards
-		out[s] = append(out[s], i)
+// byShard hashes namespaced keys and groups their indexes by shard.
+func (d *DB) byShard(nkeys []string) (hs []hkey, groups [indexShards][]int) {
+	hs = make([]hkey, len(nkeys))
+	for i, k := range nkeys {
+		hs[i] = d.idx.keyOf(k)
+		s := hs[i].h % indexShards
+		groups[s] = append(groups[s], i)
 	}
-	return out
+	return hs, groups
 }
 
 // Delete implements store.Admin.
@@ -136,7 +149,7 @@ func (d *DB) Delete(ctx context.Context, kind store.Kind, keys []string) (int, e
 		nkeys[i] = string(ns) + ":" + k
 	}
 	deleted := 0
-	groups := d.byShard(len(nkeys), func(i int) string { return nkeys[i] })
+	hs, groups := d.byShard(nkeys)
 	for s, idx := range groups {
 		for len(idx) > 0 {
 			if err := ctx.Err(); err != nil {
@@ -144,7 +157,7 @@ func (d *DB) Delete(ctx context.Context, kind store.Kind, keys []string) (int, e
 			}
 			chunk := idx[:min(len(idx), adminChunk)]
 			idx = idx[len(chunk):]
-			n, err := d.deleteChunk(&d.idx.shards[s], nkeys, chunk)
+			n, err := d.deleteChunk(&d.idx.shards[s], nkeys, hs, chunk)
 			deleted += n
 			if err != nil {
 				return deleted, err
@@ -154,7 +167,7 @@ func (d *DB) Delete(ctx context.Context, kind store.Kind, keys []string) (int, e
 	return deleted, nil
 }
 
-func (d *DB) deleteChunk(sh *shard, nkeys []string, chunk []int) (int, error) {
+func (d *DB) deleteChunk(sh *shard, nkeys []string, hs []hkey, chunk []int) (int, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if d.closed.Load() {
@@ -162,11 +175,11 @@ func (d *DB) deleteChunk(sh *shard, nkeys []string, chunk []int) (int, error) {
 	}
 	now := time.Now().UnixNano()
 	n := 0
-	var gone []string
+	var gone []int
 	for _, i := range chunk {
-		if e, ok := sh.m[nkeys[i]]; ok {
-			gone = append(gone, nkeys[i])
-			if e.expires == 0 || e.expires > now {
+		if e, mine := sh.get(hs[i]); mine {
+			gone = append(gone, i)
+			if e.live(now) {
 				n++
 			}
 		}
@@ -175,8 +188,8 @@ func (d *DB) deleteChunk(sh *shard, nkeys []string, chunk []int) (int, error) {
 		return 0, nil
 	}
 	err := d.db.Update(func(tx *bunt.Tx) error {
-		for _, k := range gone {
-			if _, err := tx.Delete(k); err != nil && !errors.Is(err, bunt.ErrNotFound) {
+		for _, i := range gone {
+			if _, err := tx.Delete(nkeys[i]); err != nil && !errors.Is(err, bunt.ErrNotFound) {
 				return err
 			}
 		}
@@ -185,8 +198,8 @@ func (d *DB) deleteChunk(sh *shard, nkeys []string, chunk []int) (int, error) {
 	if err != nil {
 		return 0, adminErr("delete", err)
 	}
-	for _, k := range gone {
-		sh.del(k)
+	for _, i := range gone {
+		sh.del(hs[i])
 	}
 	return n, nil
 }
@@ -210,7 +223,7 @@ func (d *DB) Import(ctx context.Context, entries []store.Entry, delay int64) (im
 		}
 		nkeys[i] = string(ns) + ":" + e.Key
 	}
-	groups := d.byShard(len(nkeys), func(i int) string { return nkeys[i] })
+	hs, groups := d.byShard(nkeys)
 	for s, idx := range groups {
 		for len(idx) > 0 {
 			if err := ctx.Err(); err != nil {
@@ -218,7 +231,7 @@ func (d *DB) Import(ctx context.Context, entries []store.Entry, delay int64) (im
 			}
 			chunk := idx[:min(len(idx), adminChunk)]
 			idx = idx[len(chunk):]
-			i, m, err := d.importChunk(&d.idx.shards[s], entries, nkeys, chunk, delay)
+			i, m, err := d.importChunk(&d.idx.shards[s], entries, nkeys, hs, chunk, delay)
 			imported, merged = imported+i, merged+m
 			if err != nil {
 				return imported, merged, err
@@ -228,7 +241,7 @@ func (d *DB) Import(ctx context.Context, entries []store.Entry, delay int64) (im
 	return imported, merged, nil
 }
 
-func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk []int, delay int64) (imported, merged int, err error) {
+func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, hs []hkey, chunk []int, delay int64) (imported, merged int, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if d.closed.Load() {
@@ -237,6 +250,7 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 	now := time.Now()
 	type write struct {
 		key, val string
+		h        hkey
 		ttl      time.Duration // 0: none
 		e        entry
 	}
@@ -254,7 +268,7 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 		found := false
 		if w, ok := pending[k]; ok {
 			old, found = toEntry(k, writes[w].e), true
-		} else if e, ok := sh.m[k]; ok && (e.expires == 0 || e.expires > now.UnixNano()) {
+		} else if e, mine := sh.get(hs[i]); mine && e.live(now.UnixNano()) {
 			old, found = toEntry(k, e), true
 		}
 		out := in
@@ -265,10 +279,9 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 			imported++
 		}
 		a, b := out.Stored()
-		w := write{key: k, val: string(store.AppendValue(nil, a, b)), e: entry{a: a, b: b}}
+		w := write{key: k, val: string(store.AppendValue(nil, a, b)), h: hs[i], e: entry{a: a, b: b, exp: out.Expires}}
 		if out.Expires != 0 {
-			dl := time.Unix(out.Expires, 0)
-			w.ttl, w.e.expires = dl.Sub(now), dl.UnixNano()
+			w.ttl = time.Unix(out.Expires, 0).Sub(now)
 		}
 		if j, ok := pending[k]; ok {
 			writes[j] = w
@@ -296,13 +309,13 @@ func (d *DB) importChunk(sh *shard, entries []store.Entry, nkeys []string, chunk
 		return 0, 0, adminErr("import", err)
 	}
 	for _, w := range writes {
-		sh.set(w.key, w.e)
+		sh.set(w.h, w.e)
 	}
 	return imported, merged, nil
 }
 
-// Counts implements store.Admin: the sizes of the index's maps, one read
-// lock per shard.
+// Counts implements store.Admin: the index's counts per namespace, one
+// read lock per shard.
 func (d *DB) Counts() (triplets, clients int) {
 	if d.closed.Load() {
 		return 0, 0
@@ -310,10 +323,9 @@ func (d *DB) Counts() (triplets, clients int) {
 	for i := range d.idx.shards {
 		sh := &d.idx.shards[i]
 		sh.mu.RLock()
-		n, c, x := len(sh.m), sh.clients, sh.traps
+		triplets += int(sh.n[nsTriplet])
+		clients += int(sh.n[nsClient])
 		sh.mu.RUnlock()
-		triplets += n - c - x
-		clients += c
 	}
 	return triplets, clients
 }

@@ -344,3 +344,41 @@ func TestAdminConcurrent(t *testing.T) {
 		t.Errorf("Counts() = %d, %d; buntdb holds %d, %d", nt, nc, lt, lc)
 	}
 }
+
+// TestScanChunks: Scan walks buntdb's keys in chunks; every entry is
+// listed exactly once across the chunks' seams, expired ones are left
+// out, and a listing stops when fn says so.
+func TestScanChunks(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	noSweep(t, d) // the expired entry stays in buntdb's key tree
+	ctx := context.Background()
+	n := 2*scanChunk + 7
+	for i := 0; i < n; i++ {
+		if err := d.PutTriplet(ctx, fmt.Sprintf("k%05d", i), Triplet{First: int64(i), Last: int64(i)}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.PutTriplet(ctx, "expired", Triplet{First: 1, Last: 1}, time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the entry put with a TTL of 1 ns reads as expired", func() bool {
+		_, found, _ := d.Triplet(ctx, "expired")
+		return !found
+	})
+	seen := map[string]int{}
+	if err := d.Scan(ctx, nil, func(e store.Entry) bool { seen[e.Key]++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Errorf("Scan listed %d distinct entries; want %d", len(seen), n)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("Scan listed %q %d times", k, c)
+		}
+	}
+	got := 0
+	if err := d.Scan(ctx, nil, func(store.Entry) bool { got++; return got < scanChunk+1 }); err != nil || got != scanChunk+1 {
+		t.Errorf("Scan stopped after %d entries (%v); want %d", got, err, scanChunk+1)
+	}
+}

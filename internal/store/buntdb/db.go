@@ -1,7 +1,8 @@
 // Package buntdb is greyd's single-host store: one buntdb file (an
-// append-only log loaded into memory), a hash index in front of it for
-// reads, expiry by buntdb's indexed sweep, and store.Transition run under
-// the index's shard locks so that each request's step is atomic.
+// append-only log loaded into memory), a key-less hash index in front of
+// it for reads, expiry by buntdb's indexed sweep, and store.Transition
+// run under the index's shard locks so that each request's step is
+// atomic.
 package buntdb
 
 import (
@@ -110,10 +111,9 @@ func (d *DB) get(ctx context.Context, ns byte, key string) (a, b int64, found bo
 	if d.closed.Load() {
 		return 0, 0, false, ErrClosed
 	}
-	// On the stack: the index neither keeps nor leaks the lookup key.
+	// On the stack: only its hash goes into the index.
 	var buf [256]byte
-	k := append(append(buf[:0], ns, ':'), key...)
-	e, found := d.idx.get(k, time.Now().UnixNano())
+	e, found := d.idx.get(append(append(buf[:0], ns, ':'), key...), time.Now().UnixNano())
 	return e.a, e.b, found, nil
 }
 
@@ -138,23 +138,21 @@ func (d *DB) put(ctx context.Context, ns byte, key string, a, b int64, ttl time.
 	k, val := unsafe.String(&buf[0], n), unsafe.String(&buf[n], len(v))
 
 	var opts *bunt.SetOptions
-	expires := bunt.SetOptions{Expires: true, TTL: ttl}
-	e := entry{a: a, b: b}
 	if ttl > 0 {
-		opts = &expires
-		e.expires = time.Now().Add(ttl).UnixNano()
+		opts = &bunt.SetOptions{Expires: true, TTL: ttl}
 	}
 	// The shard stays locked until buntdb has committed, so the index
 	// never shows what buntdb rolled back, and two puts of one key reach
 	// both in the same order.
-	sh := d.idx.shardOf(k)
+	hk := d.idx.keyOf(k)
+	sh := d.idx.shard(hk)
 	sh.mu.Lock()
 	err := d.db.Update(func(tx *bunt.Tx) error {
 		_, _, err := tx.Set(k, val, opts)
 		return err
 	})
 	if err == nil {
-		sh.set(k, e)
+		sh.set(hk, entry{a: a, b: b, exp: deadline(ttl)})
 	}
 	sh.mu.Unlock()
 	switch {

@@ -2,30 +2,38 @@ package buntdb
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	bunt "github.com/tidwall/buntdb"
-
-	"greyd/internal/store"
 )
 
-// index is a hash index of every entry in front of buntdb, which stays the
-// file format, the write path and the expiry index. Reads never touch
-// buntdb: its B-tree compares ~20 keys through an interface per lookup,
-// about a microsecond with cache misses that grow with the database (15 %
-// of greyd's CPU under load, two lookups per request), where a map probe
-// costs one hash and does not slow down at millions of entries. It also
-// keeps readers off buntdb's lock, which a writer holds across write(2).
+// index answers every read in front of buntdb, which stays the file
+// format, the write path, the key list and the expiry index. buntdb's
+// B-tree costs 3-5 µs a lookup at a million entries (it compares ~20 keys
+// through an interface, with cache misses), a map probe one hash; and
+// readers stay off buntdb's lock, which a writer holds across write(2).
 //
-// The map is authoritative for reads, so it must always agree with buntdb:
-// a put holds its shard's lock across buntdb's transaction and updates the
-// map only once buntdb committed, and expired entries leave both together
-// (buntdb's OnExpired hands us the keys its expiry index found, and
-// DB.expire deletes them from buntdb under the shard locks).
+// The index holds no keys: a namespaced key maps to a slot by a 64-bit
+// keyed hash, and the slot holds a second, independent hash of the key
+// (check) besides the entry. A slot whose check differs belongs to another
+// key, so a key whose slot was taken by a collision reads as missing: the
+// worst a collision does is greylist a triplet once more, never pass one.
+// Neither map type holds a pointer, so the garbage collector never scans
+// the index, and buntdb's key strings are the only copy of the keys.
+//
+// The index is authoritative for reads, so it must agree with buntdb: a
+// write holds its shard's lock across buntdb's transaction and updates the
+// slot only once buntdb committed, and expired entries leave both together
+// (buntdb's OnExpired hands us the keys, DB.expire deletes them).
 type index struct {
-	seed   maphash.Seed
-	shards [indexShards]shard
+	seed, checkSeed maphash.Seed
+	// collide, if set, maps every key's hashes (tests force collisions);
+	// it takes no key, so that the keys on callers' stacks stay there.
+	collide func(h uint64, check uint32) (uint64, uint32)
+	shards  [indexShards]shard
 }
 
 // indexShards spreads writers, which hold a shard across buntdb's write,
@@ -34,277 +42,210 @@ const indexShards = 64
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]entry
-	// clients and traps count the client and trap entries of m (the
-	// rest are triplets), so that Counts needs no scan (admin.go).
-	// Changed only through set and del, under mu.
-	clients, traps int
-	_              [64 - 48]byte // one cache line per shard: no false sharing
+	m  map[uint64]slot
+	// wide holds the entries whose numbers do not fit a slot (negative,
+	// or past 2^32-1: timestamps after 2106); a key is in m or wide, never
+	// both. Allocated at the first such entry.
+	wide map[uint64]wideSlot
+	// n counts the entries of each namespace (check's low byte), so that
+	// Counts needs no scan. Changed only through set and del, under mu.
+	n [256]int32
 }
 
-// count is the counter of k's namespace, nil for triplets.
-func (sh *shard) count(k string) *int {
-	switch k[0] {
-	case nsClient:
-		return &sh.clients
-	case nsTrap:
-		return &sh.traps
-	}
-	return nil
+// slot is an entry in 16 bytes. exp is the deadline in Unix seconds,
+// rounded up (buntdb's is to the nanosecond), 0 for none; check is the
+// key's check hash with its namespace byte in the low 8 bits.
+type slot struct{ a, b, exp, check uint32 }
+
+// wideSlot is a slot for numbers that do not fit 32 bits.
+type wideSlot struct {
+	a, b, exp int64
+	check     uint32
 }
 
-// set stores e under the namespaced key k; the caller holds sh.mu. Only a
-// client or trap key costs a second probe (to count it once), and those
-// writes are rare: at most one an hour per client.
-func (sh *shard) set(k string, e entry) {
-	if n := sh.count(k); n != nil {
-		if _, ok := sh.m[k]; !ok {
-			*n++
-		}
-	}
-	sh.m[k] = e
-}
-
-// del removes k; the caller holds sh.mu.
-func (sh *shard) del(k string) {
-	if n := sh.count(k); n != nil {
-		if _, ok := sh.m[k]; ok {
-			*n--
-		}
-	}
-	delete(sh.m, k)
-}
-
-// entry is a decoded value and its deadline.
+// entry is a decoded slot.
 type entry struct {
-	a, b    int64
-	expires int64 // unix nanoseconds; 0: never
+	a, b int64
+	exp  int64 // Unix seconds; 0: never
+}
+
+// live reports whether e is still valid at now (Unix nanoseconds).
+func (e entry) live(now int64) bool { return e.exp == 0 || e.exp > now/1e9 }
+
+// deadline is the index's deadline for a TTL from now: rounded up to the
+// second, 0 for none.
+func deadline(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return (time.Now().Add(ttl).UnixNano() + 1e9 - 1) / 1e9
+}
+
+// hkey is a key's place in the index: its hash and check (namespace in
+// the low byte).
+type hkey struct {
+	h     uint64
+	check uint32
 }
 
 // newIndex returns an empty index sized for n entries: growing 64 maps
 // to a million entries one by one costs more than filling them.
 func newIndex(n int) *index {
-	x := &index{seed: maphash.MakeSeed()}
-	for i := range x.shards {
-		x.shards[i].m = make(map[string]entry, n/indexShards+n/(4*indexShards))
-	}
+	x := &index{seed: maphash.MakeSeed(), checkSeed: maphash.MakeSeed()}
+	x.reset(n)
 	return x
 }
 
-func (x *index) shard(key []byte) *shard {
-	return &x.shards[maphash.Bytes(x.seed, key)%indexShards]
+// reset empties the index; the caller holds every shard or owns x.
+func (x *index) reset(n int) {
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.m = make(map[uint64]slot, n/indexShards+n/(4*indexShards))
+		sh.wide, sh.n = nil, [256]int32{}
+	}
 }
 
-// shardOf is shard for a string key (maphash hashes both alike).
-func (x *index) shardOf(key string) *shard {
-	return &x.shards[maphash.String(x.seed, key)%indexShards]
+// key hashes a namespaced key.
+func (x *index) key(k []byte) hkey { return x.keyOf(unsafe.String(unsafe.SliceData(k), len(k))) }
+
+// keyOf is key for a string.
+func (x *index) keyOf(k string) hkey {
+	h, c := maphash.String(x.seed, k), uint32(maphash.String(x.checkSeed, k))
+	if x.collide != nil {
+		h, c = x.collide(h, c)
+	}
+	var ns uint32
+	if len(k) > 0 {
+		ns = uint32(k[0])
+	}
+	return hkey{h: h, check: c&^0xff | ns}
 }
 
-// get looks up a namespaced key. The map lookup with string(key) does not
-// allocate.
+func (x *index) shard(k hkey) *shard { return &x.shards[k.h%indexShards] }
+
+// get looks up a key, live or not; the caller holds its shard.
+func (sh *shard) get(k hkey) (entry, bool) {
+	if s, ok := sh.m[k.h]; ok {
+		return entry{int64(s.a), int64(s.b), int64(s.exp)}, s.check == k.check
+	}
+	if sh.wide != nil {
+		if s, ok := sh.wide[k.h]; ok {
+			return entry{s.a, s.b, s.exp}, s.check == k.check
+		}
+	}
+	return entry{}, false
+}
+
+// set stores e under k, replacing whatever key held k's slot. An
+// assignment over the same map key, not a delete and an insert: a delete
+// can leave a tombstone, and tombstones make the map grow.
+func (sh *shard) set(k hkey, e entry) {
+	sh.n[k.check&0xff]++
+	if fits(e.a) && fits(e.b) && fits(e.exp) {
+		if old, ok := sh.m[k.h]; ok {
+			sh.n[old.check&0xff]--
+		} else if old, ok := sh.wide[k.h]; ok {
+			sh.n[old.check&0xff]--
+			delete(sh.wide, k.h)
+		}
+		sh.m[k.h] = slot{uint32(e.a), uint32(e.b), uint32(e.exp), k.check}
+		return
+	}
+	if old, ok := sh.wide[k.h]; ok {
+		sh.n[old.check&0xff]--
+	} else if old, ok := sh.m[k.h]; ok {
+		sh.n[old.check&0xff]--
+		delete(sh.m, k.h)
+	}
+	if sh.wide == nil {
+		sh.wide = map[uint64]wideSlot{}
+	}
+	sh.wide[k.h] = wideSlot{e.a, e.b, e.exp, k.check}
+}
+
+func fits(v int64) bool { return v >= 0 && v <= math.MaxUint32 }
+
+// del removes k, if its slot is k's.
+func (sh *shard) del(k hkey) {
+	if _, mine := sh.get(k); mine {
+		sh.drop(k.h)
+	}
+}
+
+// drop empties the slot h, whoever's it is.
+func (sh *shard) drop(h uint64) {
+	if s, ok := sh.m[h]; ok {
+		sh.n[s.check&0xff]--
+		delete(sh.m, h)
+	} else if s, ok := sh.wide[h]; ok {
+		sh.n[s.check&0xff]--
+		delete(sh.wide, h)
+	}
+}
+
+// get looks up a namespaced key: found only if live at now (Unix
+// nanoseconds).
 func (x *index) get(key []byte, now int64) (entry, bool) {
-	sh := x.shard(key)
+	k := x.key(key)
+	sh := x.shard(k)
 	sh.mu.RLock()
-	e, ok := sh.m[string(key)]
+	e, ok := sh.get(k)
 	sh.mu.RUnlock()
-	if !ok || e.expires != 0 && e.expires <= now {
+	if !ok || !e.live(now) {
 		return entry{}, false
 	}
 	return e, true
 }
 
-// getLocked is get for a caller that holds the key's shard locked.
-func (x *index) getLocked(key []byte, now int64) (entry, bool) {
-	e, ok := x.shard(key).m[string(key)]
-	if !ok || e.expires != 0 && e.expires <= now {
-		return entry{}, false
+// len is the number of entries in the index.
+func (x *index) len() int {
+	n := 0
+	for i := range x.shards {
+		n += len(x.shards[i].m) + len(x.shards[i].wide)
 	}
-	return e, true
+	return n
 }
 
-// load fills the index from buntdb, at Open. Malformed values are left
-// out (they read as missing, and the next put overwrites them); it
-// returns how many there were, one example key, and the size of the file
-// buntdb would write for what it holds (the auto-shrink's baseline).
-//
-// buntdb has no iterator that yields deadlines, so each key's TTL is
-// looked up again: that doubles the cost of the walk, so the key space is
-// split in two halves walked in parallel (buntdb's readers share its
-// lock, and its trees allow concurrent readers).
-//
-// It runs before expire is installed (startIndex): the walk holds
-// buntdb's read lock while it takes shard locks, and expire holds a shard
-// lock while it waits for buntdb's write lock, so the two together could
-// deadlock.
-func (x *index) load(db *bunt.DB) (bad int, example string, live int64, err error) {
-	now := time.Now()
-	var mid string
-	err = db.View(func(tx *bunt.Tx) error {
-		n, err := tx.Len()
-		if err != nil {
-			return err
-		}
-		i := 0
-		return tx.AscendKeys("*", func(k, _ string) bool {
-			if i++; i > n/2 {
-				mid = k
-				return false
-			}
-			return true
-		})
-	})
-	if err != nil {
-		return 0, "", 0, err
-	}
-	type half struct {
-		bad     int
-		example string
-		live    int64
-		err     error
-	}
-	var halves [2]half
-	var wg sync.WaitGroup
-	for h := range halves {
-		wg.Go(func() {
-			r := &halves[h]
-			r.err = db.View(func(tx *bunt.Tx) error {
-				visit := func(k, v string) bool {
-					if h == 0 && mid != "" && k >= mid {
-						return false
-					}
-					ttl, err := tx.TTL(k)
-					if err != nil {
-						return true // expired since the walk began
-					}
-					r.live += recordSize(k, v, ttl >= 0)
-					if len(k) > 1 && k[0] == nsWhitelist && k[1] == ':' {
-						return true // the runtime whitelist is read from buntdb (admin.go)
-					}
-					a, b, ok := store.ParseValue(v)
-					if !ok {
-						if r.bad++; r.bad == 1 {
-							r.example = k
-						}
-						return true
-					}
-					e := entry{a: a, b: b}
-					if ttl >= 0 {
-						e.expires = now.Add(ttl).UnixNano()
-					}
-					// Locked: the other half fills the same shards.
-					sh := x.shardOf(k)
-					sh.mu.Lock()
-					sh.set(k, e)
-					sh.mu.Unlock()
-					return true
-				}
-				if h == 0 {
-					return tx.Ascend("", visit)
-				}
-				if mid == "" {
-					return nil // fewer than two keys: the first half has all
-				}
-				return tx.AscendGreaterOrEqual("", mid, visit)
-			})
-		})
-	}
-	wg.Wait()
-	for _, r := range halves {
-		if r.err != nil {
-			return 0, "", 0, r.err
-		}
-		bad += r.bad
-		live += r.live
-		if example == "" {
-			example = r.example
-		}
-	}
-	return bad, example, live, nil
-}
-
-// recordSize is the size of the record buntdb writes for an entry when it
-// rewrites the file: a RESP array of "set", the key, the value and, with
-// a deadline, "ae" and ten digits of Unix seconds.
-func recordSize(k, v string, expires bool) int64 {
-	return recordLen(len(k), len(v), expires)
-}
-
-// recordLen is recordSize from the lengths of the key and the value.
-func recordLen(k, v int, expires bool) int64 {
-	bulk := func(n int) int64 {
-		d := 1
-		for m := n; m >= 10; m /= 10 {
-			d++
-		}
-		return int64(1 + d + 2 + n + 2)
-	}
-	if expires {
-		return 4 + bulk(3) + bulk(k) + bulk(v) + bulk(2) + bulk(10)
-	}
-	return 4 + bulk(3) + bulk(k) + bulk(v)
-}
-
-// sweep hands every index entry past its deadline to expire. startIndex
-// runs it once expire is installed: until then buntdb's own sweep deleted
-// expired entries without telling the index, which still has them (past
-// their deadline, since the index's deadline is never later than
-// buntdb's).
-func (d *DB) sweep() {
-	now := time.Now().UnixNano()
-	var keys []string
-	for i := range d.idx.shards {
-		sh := &d.idx.shards[i]
-		sh.mu.RLock()
-		for k, e := range sh.m {
-			if e.expires != 0 && e.expires <= now {
-				keys = append(keys, k)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-	d.expire(keys)
-}
-
-// expire is buntdb's OnExpired: keys are entries its expiry index found
-// past their deadline (buntdb calls it every second, after its sweep, with
-// no lock held, and leaves the deleting to us). Each is deleted from
-// buntdb and the index together under its shard's lock, unless a put
-// renewed it in the meantime. A failed delete is retried at the next
-// sweep, which reports the keys again.
-func (d *DB) expire(keys []string) {
+// expire is buntdb's OnExpired for db: keys are entries its expiry index
+// found past their deadline (buntdb calls it every second, with no lock
+// held, and leaves the deleting to us). Each is deleted from buntdb and
+// the index together under its shard's lock, unless a write renewed it
+// in the meantime. A failed delete is retried at the next sweep, which
+// reports the keys again.
+func (d *DB) expire(db *bunt.DB, keys []string) {
 	if d.closed.Load() || len(keys) == 0 {
 		return
 	}
 	now := time.Now().UnixNano()
-	var byShard [indexShards][]string
-	for _, k := range keys {
-		i := maphash.String(d.idx.seed, k) % indexShards
-		byShard[i] = append(byShard[i], k)
+	hs := make([]hkey, len(keys))
+	var byShard [indexShards][]int
+	for i, k := range keys {
+		hs[i] = d.idx.keyOf(k)
+		s := hs[i].h % indexShards
+		byShard[s] = append(byShard[s], i)
 	}
-	for i, ks := range byShard {
-		if len(ks) == 0 {
+	for s, is := range byShard {
+		if len(is) == 0 {
 			continue
 		}
-		sh := &d.idx.shards[i]
+		sh := &d.idx.shards[s]
 		sh.mu.Lock()
-		del := ks[:0]
-		for _, k := range ks {
-			if e, ok := sh.m[k]; ok && (e.expires == 0 || e.expires > now) {
-				continue // put again since buntdb's sweep
-			}
-			del = append(del, k)
-		}
-		err := d.db.Update(func(tx *bunt.Tx) error {
-			for _, k := range del {
+		err := db.Update(func(tx *bunt.Tx) error {
+			for _, i := range is {
+				if e, mine := sh.get(hs[i]); mine && e.live(now) {
+					continue // written again since buntdb's sweep
+				}
 				// ErrNotFound is how Delete reports an expired item,
 				// which it deletes all the same.
-				_, _ = tx.Delete(k)
+				_, _ = tx.Delete(keys[i])
 			}
 			return nil
 		})
 		if err == nil {
-			for _, k := range del {
-				sh.del(k)
+			for _, i := range is {
+				if e, mine := sh.get(hs[i]); mine && !e.live(now) {
+					sh.drop(hs[i].h)
+				}
 			}
 		}
 		sh.mu.Unlock()
@@ -324,35 +265,4 @@ func (d *DB) expireFailed(err error, n int) {
 		return
 	}
 	d.log.Warn("deleting expired database entries failed; retrying every second", "entries", n, "err", err)
-}
-
-// startIndex builds the index and hands buntdb's expiry to it. The index
-// is filled first (see load for why), then expiry is handed over, then
-// what buntdb's own sweep deleted meanwhile leaves the index too: from
-// then on buntdb deletes nothing by itself, and every entry leaves both
-// together. It returns load's estimate of the live data's file size.
-func (d *DB) startIndex() (live int64, err error) {
-	var n int
-	if err := d.db.View(func(tx *bunt.Tx) (err error) { n, err = tx.Len(); return err }); err != nil {
-		return 0, err
-	}
-	d.idx = newIndex(n)
-	bad, example, live, err := d.idx.load(d.db)
-	if err != nil {
-		return 0, err
-	}
-	if bad > 0 {
-		d.log.Warn("ignoring malformed database values; those entries read as new and are overwritten at their next use",
-			"path", d.path, "count", bad, "example_key", example)
-	}
-	var c bunt.Config
-	if err := d.db.ReadConfig(&c); err != nil {
-		return 0, err
-	}
-	c.OnExpired = d.expire
-	if err := d.db.SetConfig(c); err != nil {
-		return 0, err
-	}
-	d.sweep()
-	return live, nil
 }

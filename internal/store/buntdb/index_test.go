@@ -15,12 +15,19 @@ import (
 // with the same values.
 func checkIndex(t *testing.T, d *DB) {
 	t.Helper()
-	want := map[string]entry{}
+	now := time.Now().UnixNano()
+	want := 0
 	err := d.db.View(func(tx *bunt.Tx) error {
 		return tx.Ascend("", func(k, v string) bool {
 			a, b, ok := store.ParseValue(v)
-			if ok {
-				want[k] = entry{a: a, b: b}
+			if _, err := tx.TTL(k); err != nil || !ok || isWhitelistKey([]byte(k)) {
+				return true // expired, not swept yet; or not an entry
+			}
+			want++
+			if e, found := d.idx.get([]byte(k), now); !found {
+				t.Errorf("buntdb has %q, the index does not", k)
+			} else if e.a != a || e.b != b {
+				t.Errorf("index has %q = %d,%d; buntdb %d,%d", k, e.a, e.b, a, b)
 			}
 			return true
 		})
@@ -28,37 +35,35 @@ func checkIndex(t *testing.T, d *DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UnixNano()
 	got := 0
 	for i := range d.idx.shards {
 		sh := &d.idx.shards[i]
 		sh.mu.RLock()
-		for k, e := range sh.m {
-			if e.expires != 0 && e.expires <= now {
-				continue // expired, not swept yet: buntdb's Ascend skips it too
+		for _, s := range sh.m {
+			if (entry{exp: int64(s.exp)}).live(now) {
+				got++
 			}
-			got++
-			w, ok := want[k]
-			if !ok {
-				t.Errorf("index has %q, buntdb does not", k)
-			} else if w.a != e.a || w.b != e.b {
-				t.Errorf("index has %q = %d,%d; buntdb %d,%d", k, e.a, e.b, w.a, w.b)
+		}
+		for _, s := range sh.wide {
+			if (entry{exp: s.exp}).live(now) {
+				got++
 			}
 		}
 		sh.mu.RUnlock()
 	}
-	if got != len(want) {
-		t.Errorf("index has %d live entries, buntdb %d", got, len(want))
+	if got != want {
+		t.Errorf("index has %d live entries, buntdb %d", got, want)
 	}
 }
 
 // indexHas reports whether the index holds key at all, expired or not.
 func indexHas(d *DB, key string) bool {
-	sh := d.idx.shardOf(key)
+	k := d.idx.keyOf(key)
+	sh := d.idx.shard(k)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	_, ok := sh.m[key]
-	return ok
+	_, mine := sh.get(k)
+	return mine
 }
 
 // buntdbHas reports whether buntdb holds key at all, expired or not.
@@ -123,7 +128,7 @@ func TestExpireRenewed(t *testing.T) {
 		_, found, _ := d.Triplet(ctx, "gone")
 		return !found
 	})
-	d.expire([]string{"t:renewed", "t:gone", "t:unknown"})
+	d.expire(d.db, []string{"t:renewed", "t:gone", "t:unknown"})
 	checkTriplet(t, d, "renewed", Triplet{First: 1, Last: 2}, true)
 	if !buntdbHas(t, d, "t:renewed") {
 		t.Error("renewed entry deleted from buntdb")
@@ -152,10 +157,12 @@ func TestIndexReopen(t *testing.T) {
 	checkTriplet(t, d, "soon", Triplet{First: 1, Last: 2}, true)
 	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
 	checkIndex(t, d)
-	sh := d.idx.shardOf("c:later")
+	k := d.idx.keyOf("c:later")
+	sh := d.idx.shard(k)
 	sh.mu.RLock()
-	left := time.Until(time.Unix(0, sh.m["c:later"].expires))
+	e, _ := sh.get(k)
 	sh.mu.RUnlock()
+	left := time.Until(time.Unix(e.exp, 0))
 	if left < time.Hour-3*time.Second || left > time.Hour {
 		t.Errorf("after reopen an entry put with a TTL of 1h expires in %v", left)
 	}
@@ -165,4 +172,72 @@ func TestIndexReopen(t *testing.T) {
 	})
 	checkTriplet(t, d, "soon", Triplet{}, false)
 	checkClient(t, d, "later", Client{Count: 3, Last: 4}, true)
+}
+
+// TestIndexCollision: keys whose 64-bit hashes collide share a slot, and
+// the check hash tells them apart: the key that lost its slot reads as
+// missing (a triplet old enough to pass is greylisted once more, never
+// the reverse), Counts follows the slot's owner, and deleting the loser
+// leaves the owner.
+func TestIndexCollision(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	d.idx.collide = func(_ uint64, check uint32) (uint64, uint32) { return 42, check }
+	ctx := context.Background()
+	old := time.Now().Unix() - 3600
+	if err := d.PutTriplet(ctx, "a", Triplet{First: old, Last: old}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "a", Triplet{First: old, Last: old}, true)
+	if err := d.PutClient(ctx, "b", Client{Count: 1, Last: old}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "a", Triplet{}, false)
+	checkClient(t, d, "b", Client{Count: 1, Last: old}, true)
+	if tr, cl := d.Counts(); tr != 0 || cl != 1 {
+		t.Errorf("Counts() = %d, %d; want 0, 1 (the client owns the slot)", tr, cl)
+	}
+	res, err := d.Step(ctx, newTriplet("a"))
+	if err != nil || res.Outcome != store.Greylisted {
+		t.Errorf("Step of the key that lost its slot = %+v, %v; want greylisted", res, err)
+	}
+	checkClient(t, d, "b", Client{}, false)
+	if n, err := d.Delete(ctx, store.KindClient, []string{"b"}); n != 0 || err != nil {
+		t.Errorf("Delete of the key that lost its slot = %d, %v; want 0, nil", n, err)
+	}
+	checkTriplet(t, d, "a", Triplet{First: res.Now, Last: res.Now}, true)
+}
+
+// TestWideValues: numbers a 32-bit slot cannot hold (negative, past 2106)
+// and a deadline past 2106 are kept in the side map, and an entry moves
+// between the two maps as its values change.
+func TestWideValues(t *testing.T) {
+	d := openT(t, Memory, Options{})
+	ctx := context.Background()
+	sizes := func() (m, wide int) {
+		for i := range d.idx.shards {
+			m, wide = m+len(d.idx.shards[i].m), wide+len(d.idx.shards[i].wide)
+		}
+		return m, wide
+	}
+	for _, c := range []struct {
+		tr      Triplet
+		ttl     time.Duration
+		m, wide int
+	}{
+		{Triplet{First: -5, Last: 1 << 40}, time.Hour, 0, 1},
+		{Triplet{First: 5, Last: 6}, time.Hour, 1, 0},
+		{Triplet{First: 5, Last: 6}, 100 * 365 * 24 * time.Hour, 0, 1},
+		{Triplet{First: 1<<32 - 1, Last: 0}, 0, 1, 0},
+	} {
+		if err := d.PutTriplet(ctx, "k", c.tr, c.ttl); err != nil {
+			t.Fatal(err)
+		}
+		checkTriplet(t, d, "k", c.tr, true)
+		if m, wide := sizes(); m != c.m || wide != c.wide {
+			t.Errorf("after putting %+v (TTL %v): %d slots, %d wide; want %d, %d", c.tr, c.ttl, m, wide, c.m, c.wide)
+		}
+		if tr, _ := d.Counts(); tr != 1 {
+			t.Errorf("Counts() = %d triplets; want 1", tr)
+		}
+	}
 }

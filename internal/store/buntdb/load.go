@@ -17,22 +17,20 @@ import (
 //
 // buntdb's Open replays the whole file into its two B-trees before it
 // returns: about 3 s of one CPU at a million triplets, during which
-// nothing could be answered. A file of asyncLoadMin or more is therefore
-// opened in two halves:
+// nothing could be answered. Open therefore fills the index itself
+// (parse.go: no B-trees, about a quarter of buntdb's work), and a file of
+// asyncLoadMin or more is opened in two halves:
 //
-//  1. Open reads the file into the index itself (parse.go: no B-trees,
-//     about a quarter of buntdb's work), opens a small second buntdb file,
-//     path+".boot", and returns. Steps read the index and write to the
-//     boot file, with the same durability as always (a reply only once
-//     its entries are written, with the configured sync policy).
+//  1. Open opens a small second buntdb file, path+".boot", and returns.
+//     Steps read the index and write to the boot file, with the same
+//     durability as always (a reply only once its entries are written,
+//     with the configured sync policy).
 //  2. Meanwhile buntdb loads the main file on another core. Then, with
 //     no write under way (the group commit's lead, commit.go), what the
-//     boot file holds is copied into the main file, the main file is
-//     fsynced, the boot file removed, and writes go to the main file.
-//     Admin operations that write, which waited until here, proceed.
-//  3. The index's keys are pointed at buntdb's own strings (so that the
-//     keys are not held twice), and expiry is handed to the index as
-//     before (startIndex).
+//     boot file holds is copied into the main file (a boot entry that
+//     expired meanwhile deletes the main file's older copy), the main file
+//     is fsynced, the boot file removed, and writes go to the main file.
+//     Admin operations that wait for buntdb proceed.
 //
 // A crash before step 2 completes leaves path+".boot" behind; the next
 // Open reads it after the main file (everything in it is newer) and step 2
@@ -47,62 +45,81 @@ var loadHook func()
 // bootSuffix names the file that takes the writes while the main file loads.
 const bootSuffix = ".boot"
 
-// openAsync is Open's path for a big file (see above). The file has
-// passed prepareFile.
-func (d *DB) openAsync(path string, opts Options) error {
-	start := time.Now()
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
+// readIndex checks the file (and a boot file left behind) and reads it
+// into a new index, d.idx.
+func (d *DB) readIndex(path string, opts Options) (*fileReader, error) {
+	if err := checkFile(path, opts); err != nil {
+		return nil, err
 	}
-	d.idx = newIndex(int(fi.Size() / 130)) // bytes per triplet on disk, measured
-	r := &fileReader{idx: d.idx, wl: map[string]string{}, now: time.Now().UnixNano()}
-	if err := r.readFile(path); err != nil {
-		return err
+	read := func() (*fileReader, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		d.idx = newIndex(int(fi.Size() / 130)) // bytes per triplet on disk, measured
+		r := &fileReader{idx: d.idx, wl: map[string]string{}, now: time.Now().UnixNano()}
+		return r, r.readFile(path)
+	}
+	r, err := read()
+	if errors.Is(err, errCorrupt) {
+		// readFile refused what checkAOF passed: the file is moved aside
+		// and the database starts empty, as for any damaged file.
+		if err = quarantine(path, opts, err); err == nil {
+			if err = checkFile(path, opts); err == nil {
+				r, err = read()
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	boot := path + bootSuffix
 	if bfi, err := os.Stat(boot); err == nil && bfi.Size() > 0 {
 		if err := checkFile(boot, opts); err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.readFile(boot); errors.Is(err, errCorrupt) {
 			// Unexpected after checkFile. Its writes are lost, not the
 			// rest: the index is read again without them.
 			if err := quarantine(boot, opts, err); err != nil {
-				return err
+				return nil, err
 			}
-			d.idx = newIndex(int(fi.Size() / 130))
-			r = &fileReader{idx: d.idx, wl: map[string]string{}, now: r.now}
-			if err := r.readFile(path); err != nil {
-				return err
+			if r, err = read(); err != nil {
+				return nil, err
 			}
 		} else if err != nil {
-			return err
+			return nil, err
 		}
+		r.boot = true
 		opts.Logger.Warn("the last start-up did not finish loading the database; merging the writes it took meanwhile",
 			"path", path, "from", boot)
 	}
 	if r.bad > 0 {
 		d.log.Warn("ignoring malformed database values; those entries read as new and are overwritten at their next use",
-			"path", d.path, "count", r.bad, "example_key", r.example)
+			"path", path, "count", r.bad, "example_key", r.example)
 	}
-	bdb, err := openFile(boot, opts)
+	return r, nil
+}
+
+// openAsync is Open's path for a big file (see above); the index holds
+// what it read.
+func (d *DB) openAsync(path string, r *fileReader, policy bunt.SyncPolicy, opts Options) error {
+	bdb, err := openFile(path+bootSuffix, opts)
 	if err != nil {
 		return err
 	}
-	policy, _ := opts.Sync.buntdb() // validated by Open
-	if err := configure(bdb, policy); err != nil {
+	if err := d.configure(bdb, policy, true); err != nil {
 		_ = bdb.Close()
 		return err
 	}
 	d.boot, d.wdb, d.wlEarly = bdb, bdb, r.wl
 	d.log.Info(fmt.Sprintf("database read in %.1f s (%d entries); answering while buntdb loads it in the background",
-		time.Since(start).Seconds(), d.idx.len()), "path", path)
+		time.Since(time.Unix(0, r.now)).Seconds(), d.idx.len()), "path", path)
 	go d.loadMain(path, policy, r.liveSize(), opts, loadHook)
 	return nil
 }
 
-// loadMain is steps 2 and 3 of the background load.
+// loadMain is step 2 of the background load.
 func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Options, hook func()) {
 	defer close(d.loadDone)
 	if hook != nil {
@@ -110,9 +127,10 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 	}
 	start := time.Now()
 	var db *bunt.DB
+	var rebuilt bool
 	for attempt := 0; ; attempt++ {
 		var err error
-		if db, err = d.openMain(path, policy, opts); err == nil {
+		if db, rebuilt, err = d.openMain(path, policy, opts); err == nil {
 			break
 		}
 		if attempt == 0 {
@@ -128,7 +146,7 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 		return
 	}
 	for attempt := 0; ; attempt++ {
-		err := d.exclusive(func() error { return d.mergeBoot(db, path) })
+		err := d.exclusive(func() error { return d.mergeBoot(db, path, rebuilt) })
 		if err == nil {
 			break
 		}
@@ -144,12 +162,17 @@ func (d *DB) loadMain(path string, policy bunt.SyncPolicy, live int64, opts Opti
 	d.db = db
 	close(d.ready)
 	d.log.Info(fmt.Sprintf("database loaded in the background in %.1f s; admin commands that change entries work again", time.Since(start).Seconds()), "path", path)
-
-	d.repoint()
-	if err := d.handOverExpiry(); err != nil {
-		d.log.Warn("could not hand buntdb's expiry to the index; expired entries read as missing but stay in the file until the next start",
-			"path", path, "err", err)
+	if rebuilt {
+		live = 0
 	}
+	d.startShrink(live, opts)
+}
+
+// startShrink starts autoShrink. The file is rewritten once it is twice
+// what a rewrite would leave (live), not at the first check: right after
+// a restart the rewrite would cost a second of CPU and a file's worth of
+// memory for a file that is mostly live data.
+func (d *DB) startShrink(live int64, opts Options) {
 	d.shrinkMu.Lock()
 	d.shrunk = live
 	d.shrinkMu.Unlock()
@@ -169,72 +192,38 @@ func (d *DB) sleep(t time.Duration) bool {
 }
 
 // openMain opens the main file in buntdb. If buntdb refuses a file that
-// checkAOF and readFile accepted, the file is moved aside as Open would
-// and rebuilt from the index, which holds everything read from it.
-func (d *DB) openMain(path string, policy bunt.SyncPolicy, opts Options) (*bunt.DB, error) {
-	db, err := openBuntdb(path)
-	rebuild := false
+// checkAOF and readFile accepted (never seen), the file is moved aside as
+// Open would and buntdb starts empty; rebuilt says so, and the index must
+// forget what it read from that file.
+func (d *DB) openMain(path string, policy bunt.SyncPolicy, opts Options) (db *bunt.DB, rebuilt bool, err error) {
+	db, err = openBuntdb(path)
 	if errors.Is(err, errCorrupt) {
 		if err := quarantine(path, opts, err); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		rebuild = true
+		rebuilt = true
 		db, err = openFile(path, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if err := configure(db, policy); err != nil {
+	if err := d.configure(db, policy, false); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, false, err
 	}
-	if rebuild {
-		if err := d.rebuild(db); err != nil {
-			_ = db.Close()
-			return nil, err
-		}
-		d.log.Warn("rebuilt the database file from the entries read at start-up", "path", path)
-	}
-	return db, nil
-}
-
-// rebuild writes the index and the whitelist records read at start-up
-// into db.
-func (d *DB) rebuild(db *bunt.DB) error {
-	for i := range d.idx.shards {
-		sh := &d.idx.shards[i]
-		sh.mu.RLock()
-		err := db.Update(func(tx *bunt.Tx) error {
-			var num [41]byte
-			for k, e := range sh.m {
-				if err := setEntry(tx, k, string(store.AppendValue(num[:0], e.a, e.b)), e.expires); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		sh.mu.RUnlock()
-		if err != nil {
-			return err
-		}
-	}
-	return db.Update(func(tx *bunt.Tx) error {
-		for k, v := range d.wlEarly {
-			if _, _, err := tx.Set(k, v, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return db, rebuilt, nil
 }
 
 // setEntry writes k with the deadline exp (unix nanoseconds, 0: none);
-// an entry already past it is left out.
+// an entry already past it is deleted.
 func setEntry(tx *bunt.Tx, k, v string, exp int64) error {
 	var opts *bunt.SetOptions
 	if exp != 0 {
 		ttl := time.Until(time.Unix(0, exp))
 		if ttl <= 0 {
+			if _, err := tx.Delete(k); err != nil && !errors.Is(err, bunt.ErrNotFound) {
+				return err
+			}
 			return nil
 		}
 		opts = &bunt.SetOptions{Expires: true, TTL: ttl}
@@ -247,10 +236,21 @@ func setEntry(tx *bunt.Tx, k, v string, exp int64) error {
 // writes meanwhile and none is in the boot file but not yet in the index.
 // Once the copy is durable, writes go to db; if removing the boot file
 // then fails, a retry only removes it (copying it again later would put
-// its older values over newer ones).
-func (d *DB) mergeBoot(db *bunt.DB, path string) error {
+// its older values over newer ones). With rebuilt (openMain), the index
+// keeps only the boot file's entries.
+func (d *DB) mergeBoot(db *bunt.DB, path string, rebuilt bool) error {
+	if rebuilt {
+		for i := range d.idx.shards {
+			d.idx.shards[i].mu.Lock()
+		}
+		d.idx.reset(0)
+		d.wlEarly = map[string]string{}
+		for i := range d.idx.shards {
+			d.idx.shards[i].mu.Unlock()
+		}
+	}
 	if d.boot != nil {
-		if err := d.copyBoot(db, path); err != nil {
+		if err := d.copyBoot(db, path, rebuilt); err != nil {
 			return err
 		}
 		if err := d.boot.Close(); err != nil && !errors.Is(err, bunt.ErrDatabaseClosed) {
@@ -267,17 +267,20 @@ func (d *DB) mergeBoot(db *bunt.DB, path string) error {
 }
 
 // copyBoot writes what the boot file holds into db and fsyncs db's file.
-func (d *DB) copyBoot(db *bunt.DB, path string) error {
+// The boot file keeps its expired entries (configure), so that one that
+// expired before the merge deletes the main file's older copy, which the
+// index no longer shows. With index, the entries go into the index too.
+func (d *DB) copyBoot(db *bunt.DB, path string, index bool) error {
 	type rec struct {
 		k, v string
-		exp  int64
+		exp  int64 // unix nanoseconds; 0: none; -1: expired
 	}
 	var recs []rec
 	err := d.boot.View(func(tx *bunt.Tx) error {
 		return tx.Ascend("", func(k, v string) bool {
 			r := rec{k: k, v: v}
 			if ttl, err := tx.TTL(k); err != nil {
-				return true // expired
+				r.exp = -1
 			} else if ttl >= 0 {
 				r.exp = time.Now().Add(ttl).UnixNano()
 			}
@@ -299,99 +302,20 @@ func (d *DB) copyBoot(db *bunt.DB, path string) error {
 	if err != nil {
 		return err
 	}
+	for _, r := range recs {
+		a, b, ok := store.ParseValue(r.v)
+		if !index || r.exp < 0 || !ok || isWhitelistKey([]byte(r.k)) {
+			continue
+		}
+		k := d.idx.keyOf(r.k)
+		sh := d.idx.shard(k)
+		sh.mu.Lock()
+		sh.set(k, entry{a: a, b: b, exp: (r.exp + 1e9 - 1) / 1e9})
+		sh.mu.Unlock()
+	}
 	// Durable before the boot file goes, whatever the sync policy: fsync
 	// on another descriptor flushes the same file.
 	return syncFile(path)
-}
-
-// repoint replaces the index's keys, read from the file by readFile, by
-// buntdb's copies of the same strings (a map assignment to an existing
-// string key stores the new key), so that each key is in memory once. It
-// walks buntdb in chunks, so writers wait at most a chunk's walk. A key
-// buntdb holds that the index lacks (readFile and buntdb disagreeing;
-// never seen) is added, with a warning.
-func (d *DB) repoint() {
-	const chunk = 4096
-	keys := make([]string, 0, chunk)
-	pivot, first := "", true
-	missing := 0
-	for !d.closed.Load() {
-		keys = keys[:0]
-		err := d.db.View(func(tx *bunt.Tx) error {
-			return tx.AscendGreaterOrEqual("", pivot, func(k, _ string) bool {
-				if !first && k == pivot && len(keys) == 0 {
-					return true // the last key of the previous chunk
-				}
-				keys = append(keys, k)
-				return len(keys) < chunk
-			})
-		})
-		if err != nil || len(keys) == 0 {
-			break
-		}
-		first = false
-		for _, k := range keys {
-			if k == "" || k[0] != nsTriplet && k[0] != nsClient && k[0] != nsTrap {
-				continue
-			}
-			sh := d.idx.shardOf(k)
-			sh.mu.Lock()
-			if e, ok := sh.m[k]; ok {
-				sh.m[k] = e
-			} else if d.addMissing(sh, k) {
-				missing++
-			}
-			sh.mu.Unlock()
-		}
-		pivot = keys[len(keys)-1]
-	}
-	if missing > 0 {
-		d.log.Warn("the database held entries its start-up read had not; added them", "path", d.path, "count", missing)
-	}
-}
-
-// addMissing reads k from buntdb into the index; the caller holds sh.
-func (d *DB) addMissing(sh *shard, k string) bool {
-	var e entry
-	ok := false
-	_ = d.db.View(func(tx *bunt.Tx) error {
-		v, err := tx.Get(k)
-		if err != nil {
-			return nil
-		}
-		ttl, err := tx.TTL(k)
-		if err != nil {
-			return nil
-		}
-		a, b, good := store.ParseValue(v)
-		if !good {
-			return nil
-		}
-		e, ok = entry{a: a, b: b}, true
-		if ttl >= 0 {
-			e.expires = time.Now().Add(ttl).UnixNano()
-		}
-		return nil
-	})
-	if ok {
-		sh.set(k, e)
-	}
-	return ok
-}
-
-// handOverExpiry installs expire as buntdb's OnExpired and sweeps what
-// expired before (see startIndex).
-func (d *DB) handOverExpiry() error {
-	var c bunt.Config
-	if err := d.db.ReadConfig(&c); err != nil {
-		return err
-	}
-	c.OnExpired = d.expire
-	if err := d.db.SetConfig(c); err != nil {
-		return err
-	}
-	d.sweep()
-	return nil
 }
 
 // waitReady waits until the main file is loaded: admin operations that
@@ -424,13 +348,4 @@ func (d *DB) loading() bool {
 	default:
 		return true
 	}
-}
-
-// len is the number of entries in the index.
-func (x *index) len() int {
-	n := 0
-	for i := range x.shards {
-		n += len(x.shards[i].m)
-	}
-	return n
 }

@@ -52,11 +52,13 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	d := &DB{log: opts.Logger, ready: make(chan struct{}), loadDone: make(chan struct{})}
 	if path == Memory {
-		if d.db, err = bunt.Open(Memory); err != nil {
-			return nil, fmt.Errorf("open database %q: %w", path, err)
+		d.idx = newIndex(0)
+		if d.db, err = bunt.Open(Memory); err == nil {
+			if err = d.configure(d.db, policy, false); err != nil {
+				_ = d.db.Close()
+			}
 		}
-		if _, err := d.startIndex(); err != nil {
-			_ = d.db.Close()
+		if err != nil {
 			return nil, fmt.Errorf("open database %q: %w", path, err)
 		}
 		d.wdb = d.db
@@ -70,70 +72,59 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	// Big: answer from the index at once, buntdb loads meanwhile. A boot
-	// file left by an interrupted start takes the same path, whatever the
-	// size, since that path merges it.
-	fi, serr := os.Stat(path)
-	bfi, berr := os.Stat(path + bootSuffix)
-	if serr == nil && fi.Size() >= asyncLoadMin || berr == nil && bfi.Size() > 0 {
-		if err = checkFile(path, opts); err == nil {
-			err = d.openAsync(path, opts)
-		}
-		if errors.Is(err, errCorrupt) {
-			// readFile refused what checkAOF passed: the file is moved
-			// aside and the database starts empty, as openFile does.
-			if err = quarantine(path, opts, err); err == nil {
-				if err = checkFile(path, opts); err == nil {
-					err = d.openAsync(path, opts)
-				}
-			}
-		}
-		if err != nil {
-			unlockFile(d.lock)
-			return nil, fmt.Errorf("open database %q: %w", path, err)
-		}
-		return d, nil
-	}
-	var live int64
-	if d.db, err = openFile(path, opts); err == nil {
-		if err = configure(d.db, policy); err == nil {
-			live, err = d.startIndex()
-		}
-		if err != nil {
-			err = fmt.Errorf("open database %q: %w", path, err)
+	r, err := d.readIndex(path, opts)
+	if err == nil {
+		// Big: answer from the index at once, buntdb loads meanwhile. A
+		// boot file left by an interrupted start takes the same path,
+		// whatever the size, since that path merges it.
+		if fi, serr := os.Stat(path); r.boot || serr == nil && fi.Size() >= asyncLoadMin {
+			err = d.openAsync(path, r, policy, opts)
+		} else {
+			err = d.openSync(path, r, policy, opts)
 		}
 	}
 	if err != nil {
-		if d.db != nil {
-			_ = d.db.Close()
-		}
 		unlockFile(d.lock)
-		return nil, err
+		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	d.wdb = d.db
-	close(d.ready)
-	close(d.loadDone)
-	d.shrinkMin, d.shrinkEvery = opts.ShrinkMinSize, opts.ShrinkEvery
-	// The file is rewritten once it is twice what a rewrite would leave,
-	// not at the first check: right after a restart the rewrite would
-	// cost a second of CPU and a file's worth of memory for a file that
-	// is mostly live data.
-	d.shrunk = live
-	d.shrinkOn = true
-	go d.autoShrink()
 	return d, nil
 }
 
-// configure applies the sync policy and turns buntdb's own auto-shrink off:
-// its rewrite creates the new file with mode 0666 (less umask), so greyd
-// runs the same policy itself, see DB.Shrink.
-func configure(db *bunt.DB, policy bunt.SyncPolicy) error {
+// openSync opens a small file in buntdb before Open returns. The index
+// read it already.
+func (d *DB) openSync(path string, r *fileReader, policy bunt.SyncPolicy, opts Options) error {
+	db, rebuilt, err := d.openMain(path, policy, opts)
+	if err != nil {
+		return err
+	}
+	if rebuilt {
+		d.idx.reset(0)
+		r.wl, r.live = map[string]string{}, 0
+	}
+	d.db, d.wdb = db, db
+	close(d.ready)
+	close(d.loadDone)
+	d.startShrink(r.liveSize(), opts)
+	return nil
+}
+
+// configure applies the sync policy, turns buntdb's own auto-shrink off
+// (its rewrite creates the new file with mode 0666, less umask, so greyd
+// runs the same policy itself, see DB.Shrink) and hands expiry to the
+// index (DB.expire) before buntdb's first sweep, a second after its Open:
+// from then on buntdb deletes nothing by itself. The boot file's expired
+// entries are kept instead, for the merge to see (load.go).
+func (d *DB) configure(db *bunt.DB, policy bunt.SyncPolicy, boot bool) error {
 	var c bunt.Config
 	if err := db.ReadConfig(&c); err != nil {
 		return err
 	}
 	c.SyncPolicy = policy
 	c.AutoShrinkDisabled = true
+	c.OnExpired = func(keys []string) { d.expire(db, keys) }
+	if boot {
+		c.OnExpired = func([]string) {}
+	}
 	return db.SetConfig(c)
 }
 

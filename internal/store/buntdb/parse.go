@@ -36,6 +36,8 @@ type fileReader struct {
 
 	bad     int    // malformed values, left out
 	example string // one of their keys
+	live    int64  // the size of the file buntdb would write for the entries read
+	boot    bool   // a boot file was read too (load.go)
 }
 
 // readFile reads the buntdb file at path into r.idx and r.wl.
@@ -165,12 +167,10 @@ func (r *fileReader) apply(parts [][]byte) error {
 		if len(k) == 0 {
 			return nil
 		}
-		r.idx.shard(k).del(string(k))
+		r.forget(k, true)
 	case len(name) == 7 && equalFoldASCII(name, "flushdb"):
-		for i := range r.idx.shards {
-			clear(r.idx.shards[i].m)
-			r.idx.shards[i].clients = 0
-		}
+		r.idx.reset(0)
+		r.live = 0
 		clear(r.wl)
 	default:
 		return errCommand
@@ -187,35 +187,66 @@ func (r *fileReader) set(k, v []byte, exp int64) {
 	if len(k) == 0 {
 		return // not a key greyd writes; buntdb keeps it, reads never ask
 	}
-	sh := r.idx.shard(k)
 	a, b, ok := store.ParseValue(unsafe.String(unsafe.SliceData(v), len(v)))
+	hk, sh := r.forget(k, !ok)
 	if !ok {
-		// Read as missing, as index.load did; the next put overwrites it.
-		sh.del(string(k))
+		// Read as missing; the next put overwrites it.
 		if r.bad++; r.bad == 1 {
 			r.example = string(k)
 		}
 		return
 	}
-	sh.set(string(k), entry{a: a, b: b, expires: exp})
+	e := entry{a: a, b: b}
+	if exp != 0 {
+		e.exp = exp / 1e9 // rounded up, as everywhere
+		if exp%1e9 != 0 {
+			e.exp++
+		}
+	}
+	sh.set(hk, e)
+	r.live += recordLen(len(k), len(v), exp != 0)
+}
+
+// forget takes k's record out of r.live and, with del, k out of the index.
+func (r *fileReader) forget(k []byte, del bool) (hkey, *shard) {
+	hk := r.idx.key(k)
+	sh := r.idx.shard(hk)
+	if old, mine := sh.get(hk); mine {
+		var num [41]byte
+		r.live -= recordLen(len(k), len(store.AppendValue(num[:0], old.a, old.b)), old.exp != 0)
+		if del {
+			sh.drop(hk.h)
+		}
+	}
+	return hk, sh
 }
 
 func isWhitelistKey(k []byte) bool {
 	return len(k) > 1 && k[0] == nsWhitelist && k[1] == ':'
 }
 
-// liveSize is the size of the file buntdb would write for what the index
-// and the whitelist records hold: the auto-shrink's baseline.
+// liveSize is r.live with the runtime whitelist's records.
 func (r *fileReader) liveSize() int64 {
-	var live int64
-	var num [41]byte
-	for i := range r.idx.shards {
-		for k, e := range r.idx.shards[i].m {
-			live += recordLen(len(k), len(store.AppendValue(num[:0], e.a, e.b)), e.expires != 0)
-		}
-	}
+	live := r.live
 	for k, v := range r.wl {
 		live += recordLen(len(k), len(v), false)
 	}
 	return live
+}
+
+// recordLen is the size of the record buntdb writes for an entry when it
+// rewrites the file: a RESP array of "set", the key, the value and, with
+// a deadline, "ae" and ten digits of Unix seconds.
+func recordLen(k, v int, expires bool) int64 {
+	bulk := func(n int) int64 {
+		d := 1
+		for m := n; m >= 10; m /= 10 {
+			d++
+		}
+		return int64(1 + d + 2 + n + 2)
+	}
+	if expires {
+		return 4 + bulk(3) + bulk(k) + bulk(v) + bulk(2) + bulk(10)
+	}
+	return 4 + bulk(3) + bulk(k) + bulk(v)
 }

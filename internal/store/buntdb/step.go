@@ -31,18 +31,23 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	if d.closed.Load() {
 		return store.StepResult{}, ErrClosed
 	}
-	// Namespaced keys on the stack: the index neither keeps nor leaks them.
+	// Namespaced keys on the stack: only their hashes go into the index.
 	var cb, tb, ab, xb [256]byte
 	var ks stepKeys
 	if in.ClientKey != "" && in.AWLClients > 0 {
-		ks.client = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
+		ks.k[kClient] = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
 	}
-	ks.triplet = append(append(tb[:0], nsTriplet, ':'), in.TripletKey...)
+	ks.k[kTriplet] = append(append(tb[:0], nsTriplet, ':'), in.TripletKey...)
 	if in.AltKey != "" && in.AltKey != in.TripletKey {
-		ks.alt = append(append(ab[:0], nsTriplet, ':'), in.AltKey...)
+		ks.k[kAlt] = append(append(ab[:0], nsTriplet, ':'), in.AltKey...)
 	}
 	if in.TrapKey != "" {
-		ks.trap = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+		ks.k[kTrap] = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+	}
+	for i, k := range ks.k {
+		if k != nil {
+			ks.h[i] = d.idx.key(k)
+		}
 	}
 
 	res, w := store.Transition(in, in.Now, d.read(&ks, false))
@@ -65,13 +70,16 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	case w.Client:
 		cw = prepare(nsClient, in.ClientKey, w.ClientVal.Count, w.ClientVal.Last, w.ClientTTL)
 	case w.ClientDel:
-		cw = pending{key: string(ks.client), del: true}
+		cw = pending{key: string(ks.k[kClient]), del: true}
 	}
+	cw.h = ks.h[kClient]
 	switch {
 	case w.Triplet:
 		tw = prepare(nsTriplet, in.TripletKey, w.TripletVal.First, w.TripletVal.Last, w.TripletTTL)
+		tw.h = ks.h[kTriplet]
 	case w.Trap:
 		tw = prepare(nsTrap, in.TrapKey, w.TrapVal.Since, w.TrapVal.Until, w.TrapTTL)
+		tw.h = ks.h[kTrap]
 	}
 	// Written together with the steps of other connections that wait
 	// meanwhile (commit.go); the shard locks stay held until it is done.
@@ -89,9 +97,9 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		switch {
 		case p.key == "":
 		case p.del:
-			d.idx.shardOf(p.key).del(p.key)
+			d.idx.shard(p.h).del(p.h)
 		default:
-			d.idx.shardOf(p.key).set(p.key, p.e)
+			d.idx.shard(p.h).set(p.h, p.e)
 		}
 	}
 	return res, nil
@@ -100,38 +108,48 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 // writes reports whether w writes anything.
 func writes(w *store.Writes) bool { return w.Client || w.Triplet || w.ClientDel || w.Trap }
 
-// stepKeys are the namespaced keys of one step; nil: not involved.
-type stepKeys struct{ client, triplet, alt, trap []byte }
+// stepKeys are the namespaced keys of one step and their hashes; nil:
+// not involved.
+type stepKeys struct {
+	k [4][]byte
+	h [4]hkey
+}
+
+const (
+	kClient = iota
+	kTriplet
+	kAlt
+	kTrap
+)
 
 // read returns the stored state of ks. With locked, the caller holds the
-// shards' write locks (lockShards) and the maps are read directly.
+// shards' write locks (lockShards).
 func (d *DB) read(ks *stepKeys, locked bool) store.State {
 	now := time.Now().UnixNano()
-	// A method value (get := d.idx.get) would make the caller's stack
-	// buffers escape: three allocations per request.
-	get := func(k []byte, now int64) (entry, bool) {
-		if locked {
-			return d.idx.getLocked(k, now)
+	var e [4]entry
+	var found [4]bool
+	for i, k := range ks.k {
+		if k == nil {
+			continue
 		}
-		return d.idx.get(k, now)
+		sh := d.idx.shard(ks.h[i])
+		if !locked {
+			sh.mu.RLock()
+		}
+		e[i], found[i] = sh.get(ks.h[i])
+		if !locked {
+			sh.mu.RUnlock()
+		}
+		if !found[i] || !e[i].live(now) {
+			e[i], found[i] = entry{}, false
+		}
 	}
-	var s store.State
-	var e entry
-	if ks.client != nil {
-		e, s.ClientFound = get(ks.client, now)
-		s.Client = Client{Count: e.a, Last: e.b}
+	return store.State{
+		Client: Client{Count: e[kClient].a, Last: e[kClient].b}, ClientFound: found[kClient],
+		Triplet: Triplet{First: e[kTriplet].a, Last: e[kTriplet].b}, TripletFound: found[kTriplet],
+		Alt: Triplet{First: e[kAlt].a, Last: e[kAlt].b}, AltFound: found[kAlt],
+		Trap: store.Trap{Since: e[kTrap].a, Until: e[kTrap].b}, TrapFound: found[kTrap],
 	}
-	e, s.TripletFound = get(ks.triplet, now)
-	s.Triplet = Triplet{First: e.a, Last: e.b}
-	if ks.alt != nil {
-		e, s.AltFound = get(ks.alt, now)
-		s.Alt = Triplet{First: e.a, Last: e.b}
-	}
-	if ks.trap != nil {
-		e, s.TrapFound = get(ks.trap, now)
-		s.Trap = store.Trap{Since: e.a, Until: e.b}
-	}
-	return s
 }
 
 // lockShards write-locks the distinct shards of ks in index order and
@@ -139,11 +157,11 @@ func (d *DB) read(ks *stepKeys, locked bool) store.State {
 func (d *DB) lockShards(ks *stepKeys) []*shard {
 	var arr [4]*shard
 	list := arr[:0]
-	for _, k := range [4][]byte{ks.client, ks.triplet, ks.alt, ks.trap} {
+	for i, k := range ks.k {
 		if k == nil {
 			continue
 		}
-		sh := d.idx.shard(k)
+		sh := d.idx.shard(ks.h[i])
 		dup := false
 		for _, o := range list {
 			dup = dup || o == sh
@@ -175,6 +193,7 @@ func unlockShards(list []*shard) {
 type pending struct {
 	key, val string
 	ttl      time.Duration
+	h        hkey
 	e        entry
 	del      bool
 }
@@ -194,7 +213,7 @@ func prepare(ns byte, key string, a, b, ttlSeconds int64) pending {
 		key: unsafe.String(&buf[0], n),
 		val: unsafe.String(&buf[n], len(v)),
 		ttl: ttl,
-		e:   entry{a: a, b: b, expires: time.Now().Add(ttl).UnixNano()},
+		e:   entry{a: a, b: b, exp: (time.Now().Add(ttl).UnixNano() + 1e9 - 1) / 1e9},
 	}
 }
 
