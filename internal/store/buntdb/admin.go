@@ -89,6 +89,8 @@ func toEntry(k string, e entry) store.Entry {
 		kind = store.KindClient
 	case nsTrap:
 		kind = store.KindTrap
+	case nsTarpit:
+		kind = store.KindTarpit
 	}
 	out := store.StoredEntry(kind, k[2:], e.a, e.b, 0)
 	if e.expires != 0 {
@@ -105,6 +107,8 @@ func namespace(k store.Kind) (byte, error) {
 		return nsClient, nil
 	case store.KindTrap:
 		return nsTrap, nil
+	case store.KindTarpit:
+		return nsTarpit, nil
 	}
 	return 0, fmt.Errorf("unknown kind %q", k)
 }
@@ -310,7 +314,7 @@ func (d *DB) Counts() (triplets, clients int) {
 	for i := range d.idx.shards {
 		sh := &d.idx.shards[i]
 		sh.mu.RLock()
-		n, c, x := len(sh.m), sh.clients, sh.traps
+		n, c, x := len(sh.m), sh.clients, sh.traps+sh.tarpits
 		sh.mu.RUnlock()
 		triplets += n - c - x
 		clients += c

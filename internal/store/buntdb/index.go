@@ -35,11 +35,11 @@ const indexShards = 64
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]entry
-	// clients and traps count the client and trap entries of m (the
-	// rest are triplets), so that Counts needs no scan (admin.go).
-	// Changed only through set and del, under mu.
-	clients, traps int
-	_              [64 - 48]byte // one cache line per shard: no false sharing
+	// clients, traps and tarpits count the client, trap and tarpit
+	// entries of m (the rest are triplets), so that Counts needs no scan
+	// (admin.go). Changed only through set and del, under mu.
+	clients, traps, tarpits int
+	_                       [64 - 56]byte // one cache line per shard: no false sharing
 }
 
 // count is the counter of k's namespace, nil for triplets.
@@ -49,6 +49,8 @@ func (sh *shard) count(k string) *int {
 		return &sh.clients
 	case nsTrap:
 		return &sh.traps
+	case nsTarpit:
+		return &sh.tarpits
 	}
 	return nil
 }

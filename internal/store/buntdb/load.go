@@ -331,7 +331,7 @@ func (d *DB) repoint() {
 		}
 		first = false
 		for _, k := range keys {
-			if k == "" || k[0] != nsTriplet && k[0] != nsClient && k[0] != nsTrap {
+			if k == "" || k[0] != nsTriplet && k[0] != nsClient && k[0] != nsTrap && k[0] != nsTarpit {
 				continue
 			}
 			sh := d.idx.shardOf(k)

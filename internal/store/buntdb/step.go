@@ -32,7 +32,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return store.StepResult{}, ErrClosed
 	}
 	// Namespaced keys on the stack: the index neither keeps nor leaks them.
-	var cb, tb, ab, xb [256]byte
+	var cb, tb, ab, xb, pb [256]byte
 	var ks stepKeys
 	if in.ClientKey != "" && in.AWLClients > 0 {
 		ks.client = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
@@ -43,6 +43,9 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	}
 	if in.TrapKey != "" {
 		ks.trap = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+	}
+	if in.TarpitKey != "" {
+		ks.tarpit = append(append(pb[:0], nsTarpit, ':'), in.TarpitKey...)
 	}
 
 	res, w := store.Transition(in, in.Now, d.read(&ks, false))
@@ -60,7 +63,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return res, nil
 	}
 	// Transition writes the triplet or the trap, never both.
-	var cw, tw pending
+	var cw, tw, pw pending
 	switch {
 	case w.Client:
 		cw = prepare(nsClient, in.ClientKey, w.ClientVal.Count, w.ClientVal.Last, w.ClientTTL)
@@ -73,9 +76,15 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	case w.Trap:
 		tw = prepare(nsTrap, in.TrapKey, w.TrapVal.Since, w.TrapVal.Until, w.TrapTTL)
 	}
+	switch {
+	case w.Mark:
+		pw = prepare(nsTarpit, in.TarpitKey, w.MarkVal.Since, w.MarkVal.Session, w.MarkTTL)
+	case w.MarkDel:
+		pw = pending{key: string(ks.tarpit), del: true}
+	}
 	// Written together with the steps of other connections that wait
 	// meanwhile (commit.go); the shard locks stay held until it is done.
-	err := d.commit([2]pending{cw, tw})
+	err := d.commit([3]pending{cw, tw, pw})
 	switch {
 	case err == nil:
 	case errors.Is(err, bunt.ErrDatabaseClosed):
@@ -85,7 +94,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	}
 	// Only now that buntdb has committed: the index never shows what
 	// buntdb rolled back.
-	for _, p := range [2]*pending{&cw, &tw} {
+	for _, p := range [3]*pending{&cw, &tw, &pw} {
 		switch {
 		case p.key == "":
 		case p.del:
@@ -98,10 +107,12 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 }
 
 // writes reports whether w writes anything.
-func writes(w *store.Writes) bool { return w.Client || w.Triplet || w.ClientDel || w.Trap }
+func writes(w *store.Writes) bool {
+	return w.Client || w.Triplet || w.ClientDel || w.Trap || w.Mark || w.MarkDel
+}
 
 // stepKeys are the namespaced keys of one step; nil: not involved.
-type stepKeys struct{ client, triplet, alt, trap []byte }
+type stepKeys struct{ client, triplet, alt, trap, tarpit []byte }
 
 // read returns the stored state of ks. With locked, the caller holds the
 // shards' write locks (lockShards) and the maps are read directly.
@@ -131,15 +142,19 @@ func (d *DB) read(ks *stepKeys, locked bool) store.State {
 		e, s.TrapFound = get(ks.trap, now)
 		s.Trap = store.Trap{Since: e.a, Until: e.b}
 	}
+	if ks.tarpit != nil {
+		e, s.TarpitFound = get(ks.tarpit, now)
+		s.Tarpit = store.Tarpit{Since: e.a, Session: e.b}
+	}
 	return s
 }
 
 // lockShards write-locks the distinct shards of ks in index order and
 // returns them for unlockShards.
 func (d *DB) lockShards(ks *stepKeys) []*shard {
-	var arr [4]*shard
+	var arr [5]*shard
 	list := arr[:0]
-	for _, k := range [4][]byte{ks.client, ks.triplet, ks.alt, ks.trap} {
+	for _, k := range [5][]byte{ks.client, ks.triplet, ks.alt, ks.trap, ks.tarpit} {
 		if k == nil {
 			continue
 		}
