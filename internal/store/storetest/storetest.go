@@ -42,7 +42,7 @@ type Step struct {
 	Delay   int64  // 0 = the default
 	Trap    string // trap key; "" = traps off
 	TrapHit bool
-	TrapFor int64 // 0 = the default
+	TrapFor int64  // 0 = the default
 	Tarpit  string // tarpit key; "" = tarpits off
 	Op      store.TarpitOp
 	Session int64
