@@ -120,6 +120,7 @@ type Config struct {
 	Control       Control
 	Metrics       *Metrics // nil: no metrics listener
 	Trap          *Trap    // nil: no greytraps (trap.go)
+	Tarpit        *Tarpit  // nil: no tarpit (tarpit.go)
 	Log           Log
 
 	// Selective greylisting (selective.go).

@@ -180,7 +180,8 @@ type rawConfig struct {
 	DNSWLs    []rawList
 	Policies  []rawPolicy
 	DNS       rawDNS
-	Trap      *rawTrap // nil: no trap block
+	Trap      *rawTrap   // nil: no trap block
+	Tarpit    *rawTarpit // nil: no tarpit block
 }
 
 type rawListen struct {
@@ -368,6 +369,7 @@ var topSchema = &hcl.BodySchema{
 		{Type: "recipient_policy", LabelNames: []string{"name"}},
 		{Type: "dns"},
 		{Type: "trap"},
+		{Type: "tarpit"},
 	},
 }
 
@@ -410,6 +412,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 	if _, ok := defs["trap"]; ok {
 		raw.Trap = &rawTrap{DefRange: defs["trap"]}
 	}
+	if _, ok := defs["tarpit"]; ok {
+		raw.Tarpit = &rawTarpit{DefRange: defs["tarpit"]}
+	}
 	for _, blk := range []struct {
 		typ string
 		dst any
@@ -426,6 +431,7 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		{"signals", &raw.Signals},
 		{"dns", &raw.DNS},
 		{"trap", raw.Trap},
+		{"tarpit", raw.Tarpit},
 	} {
 		if bs := bodies[blk.typ]; len(bs) > 0 {
 			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)

@@ -73,6 +73,12 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 		}
 		mergeSettings(r.Trap, ft, failed)
 	}
+	if ft := file.Tarpit; ft != nil {
+		if r.Tarpit == nil {
+			r.Tarpit = newRawTarpit(ft.DefRange)
+		}
+		mergeSettings(r.Tarpit, ft, failed)
+	}
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -168,6 +174,9 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 	add("dns.", &r.DNS)
 	if r.Trap != nil {
 		add("trap.", r.Trap)
+	}
+	if r.Tarpit != nil {
+		add("tarpit.", r.Tarpit)
 	}
 	return m
 }
