@@ -293,6 +293,7 @@ func (s selection) tarpitStep(ctx context.Context, snap *Snapshot, st store.Stor
 	}
 	in.Hold, in.TarpitOp = false, store.TarpitIssue
 	r, err = st.Step(ctx, in)
+	d.Sleep = int64(snap.Tarpit.Duration / time.Second)
 	if in.DryRun {
 		return r, true, err
 	}
@@ -300,7 +301,6 @@ func (s selection) tarpitStep(ctx context.Context, snap *Snapshot, st store.Stor
 		snap.tarpits.release()
 		return r, true, err
 	}
-	d.Sleep = int64(snap.Tarpit.Duration / time.Second)
 	snap.tarpits.begin(req.Instance, in.Now, tarpitKeys{in.TripletKey, in.AltKey})
 	return r, true, nil
 }
