@@ -273,7 +273,7 @@ type SelectiveCount struct {
 }
 
 // SelectiveCounts returns the scored requests since the engine started,
-// by class (pass, greylist), shadow ones included, every class listed
+// by class (pass, tarpit, greylist), shadow ones included, every class listed
 // even at zero.
 func (e *Engine) SelectiveCounts() []SelectiveCount {
 	return []SelectiveCount{

@@ -50,7 +50,7 @@ type Sources struct {
 	// not keep up.
 	LogDropped func() uint64
 	// Selective calls add for every class of selective greylisting
-	// (pass, greylist), zeros included: scored requests, shadow ones too.
+	// (pass, tarpit, greylist), zeros included: scored requests, shadow ones too.
 	Selective func(add func(class string, n uint64))
 	// Traps counts requests that set a greytrap and requests a trap
 	// held.
