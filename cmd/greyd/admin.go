@@ -462,8 +462,10 @@ func deleteCmd(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *trap != "":
 		fmt.Fprintf(stdout, "%s %d trap(s)\n", verb, res.Traps)
-	case res.Traps > 0 || res.Tarpits > 0:
+	case res.Tarpits > 0:
 		fmt.Fprintf(stdout, "%s %d triplet(s), %d auto-whitelist entr(ies), %d trap(s) and %d tarpit mark(s)\n", verb, res.Triplets, res.Clients, res.Traps, res.Tarpits)
+	case res.Traps > 0:
+		fmt.Fprintf(stdout, "%s %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s)\n", verb, res.Triplets, res.Clients, res.Traps)
 	default:
 		fmt.Fprintf(stdout, "%s %d triplet(s) and %d auto-whitelist entr(ies)\n", verb, res.Triplets, res.Clients)
 	}

@@ -61,7 +61,7 @@ func tarpitReq(state, inst, addr, recipient string, when int64, extra ...string)
 func TestTarpit(t *testing.T) {
 	dir := t.TempDir()
 	maddr := freePort(t)
-	d, ctl := adminDaemon(t, dir, tarpitConfig(fmt.Sprintf("metrics {\n  listen = %q\n}\n", maddr)))
+	d, _ := adminDaemon(t, dir, tarpitConfig(fmt.Sprintf("metrics {\n  listen = %q\n}\n", maddr)))
 	c := dial(t, "unix", d.sock)
 	cfg := filepath.Join(dir, "greyd.hcl")
 	now := time.Now().Unix()
@@ -108,7 +108,6 @@ func TestTarpit(t *testing.T) {
 		if !strings.HasPrefix(got, "PREPEND X-Greylist: delayed 1800 seconds") {
 			t.Fatalf("after abandon_delay: %q, want the X-Greylist header", got)
 		}
-		_ = ctl
 	})
 	t.Run("beyond max_concurrent: greylisted; room again after the duration", func(t *testing.T) {
 		at := now + 10000
@@ -154,6 +153,15 @@ func TestTarpit(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("explain of a client that left lacks %q:\n%s", want, out)
 			}
+		}
+	})
+	t.Run("delete -client forgets the client's mark", func(t *testing.T) {
+		out := cliOK(t, 0, "delete", "-config", cfg, "-client", "198.18.2.1")
+		if !strings.Contains(out, "1 tarpit mark(s)") {
+			t.Errorf("delete -client: want the mark counted:\n%s", out)
+		}
+		if out := cliOK(t, 0, "list", "-config", cfg, "-kind", "tarpit"); strings.Contains(out, "198.18.2.1") {
+			t.Errorf("list -kind tarpit after the delete still shows it:\n%s", out)
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {

@@ -116,8 +116,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	msg := fmt.Sprintf("control: deleted %d triplet(s) and %d auto-whitelist entr(ies) matching %s", res.Triplets, res.Clients, describeFilter(q))
-	if res.Traps > 0 || res.Tarpits > 0 {
+	switch {
+	case res.Tarpits > 0:
 		msg = fmt.Sprintf("control: deleted %d triplet(s), %d auto-whitelist entr(ies), %d trap(s) and %d tarpit mark(s) matching %s", res.Triplets, res.Clients, res.Traps, res.Tarpits, describeFilter(q))
+	case res.Traps > 0:
+		msg = fmt.Sprintf("control: deleted %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s) matching %s", res.Triplets, res.Clients, res.Traps, describeFilter(q))
 	}
 	s.opts.Log.Info(msg)
 	writeJSON(w, http.StatusOK, res)
