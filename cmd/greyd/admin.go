@@ -212,6 +212,22 @@ func printExplanation(w io.Writer, x *control.Explanation) {
 			line("", "the recipient is a trap address")
 		}
 	}
+	if t := x.Tarpit; t != nil {
+		switch {
+		case t.Found:
+			line("tarpit", "mark set %s: the client left during its wait, greylisted with abandon_delay %ds", timeText(t.Since), t.AbandonDelaySeconds)
+		case t.Key != "":
+			line("tarpit", "no mark")
+		}
+		line("", "%ds; %d of max_concurrent %d active, %d session(s) waiting for DATA", t.DurationSeconds, t.Active, t.MaxConcurrent, t.Sessions)
+		if t.MissedData > 0 {
+			warn := ""
+			if t.Warned {
+				warn = ": smtpd_data_restrictions probably lacks check_policy_service for greyd"
+			}
+			line("", "%d tarpitted session(s) in a row never reached DATA%s", t.MissedData, warn)
+		}
+	}
 	if t := x.Triplet; t != nil {
 		by := ""
 		if t.Identity != "" {
@@ -301,6 +317,10 @@ func printSelective(line func(step, format string, args ...any), s *control.Sele
 			line("p0f", "%s: %s, in %.1fms", p.Result, p.Error, p.TookMS)
 		}
 	}
+	if s.TarpitAt != nil {
+		line("score", "%d (tarpit_at %d, greylist_at %d): class %s, in %.1fms", s.Score, *s.TarpitAt, s.GreylistAt, s.Class, s.TookMS)
+		return
+	}
 	line("score", "%d (greylist_at %d): class %s, in %.1fms", s.Score, s.GreylistAt, s.Class, s.TookMS)
 }
 
@@ -337,7 +357,7 @@ func addFilterFlags(fs *flag.FlagSet, withKind bool) *filterFlags {
 		state:     fs.String("state", "", "only entries in `STATE`: pending or passed (traps: trapped or released)"),
 	}
 	if withKind {
-		f.kind = fs.String("kind", "", "only entries of kind `triplet`, client (auto-whitelist) or trap")
+		f.kind = fs.String("kind", "", "only entries of kind `triplet`, client (auto-whitelist), trap or tarpit")
 	}
 	return f
 }
@@ -354,7 +374,7 @@ func (f *filterFlags) query(fs *flag.FlagSet) url.Values {
 }
 
 func listCmd(args []string, stdout, stderr io.Writer) int {
-	a := newAdminFlags("list", "list [-config PATH] [-json] [-client CIDR] [-sender ADDR] [-recipient ADDR] [-state pending|passed|trapped|released] [-kind triplet|client|trap]", stderr)
+	a := newAdminFlags("list", "list [-config PATH] [-json] [-client CIDR] [-sender ADDR] [-recipient ADDR] [-state pending|passed|trapped|released] [-kind triplet|client|trap|tarpit]", stderr)
 	asJSON := a.fs.Bool("json", false, "print one JSON object per line (NDJSON)")
 	ff := addFilterFlags(a.fs, true)
 	if st := a.parse(args); st >= 0 {
@@ -391,6 +411,11 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 		case "trap":
 			// Set at FIRST_SEEN; the client is held until the last field.
 			_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5s %s until=%s\n", r.Kind, r.State, timeText(r.First), "-", timeText(r.Expires), "-", r.Client, timeText(r.Until))
+			return err
+		case "tarpit":
+			// Made to wait at FIRST_SEEN, in a session that has not
+			// reached DATA (yet, or ever: then it left).
+			_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5s %s session=%d\n", r.Kind, r.State, timeText(r.First), "-", timeText(r.Expires), "-", r.Client, r.Session)
 			return err
 		}
 		_, err := fmt.Fprintf(bw, "%-7s %-7s %-25s %-25s %-25s %5s %s %s %s\n", r.Kind, r.State, timeText(r.First), timeText(r.Last), timeText(r.Expires), "-", r.Client, orNull(r.Sender), r.Recipient)
@@ -447,6 +472,8 @@ func deleteCmd(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *trap != "":
 		fmt.Fprintf(stdout, "%s %d trap(s)\n", verb, res.Traps)
+	case res.Tarpits > 0:
+		fmt.Fprintf(stdout, "%s %d triplet(s), %d auto-whitelist entr(ies), %d trap(s) and %d tarpit mark(s)\n", verb, res.Triplets, res.Clients, res.Traps, res.Tarpits)
 	case res.Traps > 0:
 		fmt.Fprintf(stdout, "%s %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s)\n", verb, res.Triplets, res.Clients, res.Traps)
 	default:

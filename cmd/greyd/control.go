@@ -86,7 +86,9 @@ func startOperations(cfg *config.Config, engine *greylist.Engine, db store.Store
 				add(c.Class, c.N)
 			}
 		},
-		Traps: engine.TrapCounts,
+		Traps:         engine.TrapCounts,
+		Tarpits:       engine.TarpitCounts,
+		TarpitsActive: func() int { return engine.TarpitStatus().Active },
 	})
 	engine.SetObserver(o.metrics)
 

@@ -137,7 +137,21 @@ selective {
   mode        = "always" # "always": every client (Postgrey); "score": by score
   greylist_at = 3        # score >= greylist_at: greylisted; below: passes without delay
   shadow      = false    # true (with mode "score"): compute, log and count, but greylist as "always"
+  # tarpit_at = 1        # with a tarpit block: tarpit_at <= score < greylist_at waits at RCPT instead
 }
+
+# The tarpit (taRgrey's), for the clients of selective.tarpit_at: greyd
+# answers SLEEP at RCPT, and a client that waits is delivered in the same
+# session (its triplets pass when the session reaches DATA); one that
+# leaves is greylisted with abandon_delay. Postfix must ask greyd at DATA
+# too: check_policy_service unix:greyd/socket in smtpd_data_restrictions.
+# Each tarpit holds one smtpd process for duration: keep max_concurrent
+# well below Postfix's default_process_limit (100). No block, no tarpit.
+# tarpit {
+#   duration       = "65s" # 1s..240s
+#   max_concurrent = 30    # tarpits issued within the last duration, per host; beyond: greylisted
+#   abandon_delay  = "30m" # greylisting delay of a client that left during its wait
+# }
 
 # Weights of the signals; an absent one weighs 0 and costs nothing.
 # signals {

@@ -122,6 +122,7 @@ type Config struct {
 	Metrics       *Metrics // nil: no metrics listener
 	Trap          *Trap    // nil: no greytraps (trap.go)
 	P0f           *P0f     // nil: no p0f signals (p0f.go)
+	Tarpit        *Tarpit  // nil: no tarpit (tarpit.go)
 	Log           Log
 
 	// Selective greylisting (selective.go).

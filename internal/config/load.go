@@ -180,8 +180,9 @@ type rawConfig struct {
 	DNSWLs    []rawList
 	Policies  []rawPolicy
 	DNS       rawDNS
-	Trap      *rawTrap // nil: no trap block
-	P0f       *rawP0f  // nil: no p0f block (p0f.go)
+	Trap      *rawTrap   // nil: no trap block
+	P0f       *rawP0f    // nil: no p0f block (p0f.go)
+	Tarpit    *rawTarpit // nil: no tarpit block
 }
 
 type rawListen struct {
@@ -370,6 +371,7 @@ var topSchema = &hcl.BodySchema{
 		{Type: "dns"},
 		{Type: "trap"},
 		{Type: "p0f"},
+		{Type: "tarpit"},
 	},
 }
 
@@ -415,6 +417,9 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 	if _, ok := defs["trap"]; ok {
 		raw.Trap = &rawTrap{DefRange: defs["trap"]}
 	}
+	if _, ok := defs["tarpit"]; ok {
+		raw.Tarpit = &rawTarpit{DefRange: defs["tarpit"]}
+	}
 	for _, blk := range []struct {
 		typ string
 		dst any
@@ -431,6 +436,7 @@ func decodeFile(body hcl.Body) (rawConfig, hcl.Diagnostics) {
 		{"signals", &raw.Signals},
 		{"dns", &raw.DNS},
 		{"trap", raw.Trap},
+		{"tarpit", raw.Tarpit},
 	} {
 		if bs := bodies[blk.typ]; len(bs) > 0 {
 			diags = append(diags, nameTypeErrors(gohcl.DecodeBody(hcl.MergeBodies(bs), nil, blk.dst), bs...)...)

@@ -74,6 +74,12 @@ func (r *rawConfig) merge(file rawConfig, failed spots) {
 		mergeSettings(r.Trap, ft, failed)
 	}
 	r.P0f = mergeP0f(r.P0f, file.P0f, failed)
+	if ft := file.Tarpit; ft != nil {
+		if r.Tarpit == nil {
+			r.Tarpit = newRawTarpit(ft.DefRange)
+		}
+		mergeSettings(r.Tarpit, ft, failed)
+	}
 }
 
 // complete fills in the defaults that depend on other settings, once every
@@ -171,6 +177,9 @@ func (r *rawConfig) origins() map[string]hcl.Range {
 		add("trap.", r.Trap)
 	}
 	r.P0f.origins(add)
+	if r.Tarpit != nil {
+		add("tarpit.", r.Tarpit)
+	}
 	return m
 }
 

@@ -20,6 +20,7 @@ import (
 //	selective {
 //	  mode        = "always"  # "always": every client is greylisted (Postgrey); "score": by score
 //	  greylist_at = 3         # score >= greylist_at: greylisted; below: passes at once
+//	  tarpit_at   = 1         # optional, with a tarpit block: tarpit_at <= score < greylist_at waits at RCPT
 //	  shadow      = false     # true (with mode "score"): compute, log and count, act as "always"
 //	}
 //	signals {                 # weights; an absent signal weighs 0 and is not computed
@@ -49,7 +50,11 @@ import (
 type Selective struct {
 	Mode       string // SelectiveAlways or SelectiveScore
 	GreylistAt int
-	Shadow     bool
+	// TarpitAt, if set, starts the tarpit class below GreylistAt (and
+	// below a recipient policy's greylist_at: a policy whose threshold
+	// is at or below it has no tarpit class). Needs a tarpit block.
+	TarpitAt *int
+	Shadow   bool
 }
 
 // Selective.Mode and RecipientPolicy.Mode values.
@@ -140,6 +145,8 @@ type rawSelective struct {
 	ModeRange       hcl.Range `hcl:"mode,attr_value_range"`
 	GreylistAt      int       `hcl:"greylist_at,optional"`
 	GreylistAtRange hcl.Range `hcl:"greylist_at,attr_value_range"`
+	TarpitAt        *int      `hcl:"tarpit_at,optional"`
+	TarpitAtRange   hcl.Range `hcl:"tarpit_at,attr_value_range"`
 	Shadow          bool      `hcl:"shadow,optional"`
 	ShadowRange     hcl.Range `hcl:"shadow,attr_value_range"`
 }
@@ -269,6 +276,20 @@ func (v *validator) validateSelective(raw rawConfig, cfg *Config) {
 		Mode:       v.oneOf("mode", rs.Mode, rs.ModeRange, SelectiveAlways, SelectiveScore),
 		GreylistAt: v.intRange("greylist_at", rs.GreylistAt, rs.GreylistAtRange, -maxWeight, maxWeight),
 		Shadow:     rs.Shadow,
+	}
+	if rs.TarpitAt != nil {
+		n := len(v.ps)
+		at := v.intRange("tarpit_at", *rs.TarpitAt, rs.TarpitAtRange, -maxWeight, maxWeight)
+		cfg.Selective.TarpitAt = &at
+		switch {
+		case len(v.ps) > n:
+		case raw.Tarpit == nil:
+			v.errorf(rs.TarpitAtRange, "Missing tarpit block", "selective.tarpit_at needs a tarpit block (duration, max_concurrent, abandon_delay); add one, or remove tarpit_at")
+		case at >= cfg.Selective.GreylistAt:
+			v.errorf(rs.TarpitAtRange, "Value out of range", "selective.tarpit_at = %d must be below greylist_at = %d", at, cfg.Selective.GreylistAt)
+		}
+	} else if rt := raw.Tarpit; rt != nil {
+		v.warnf(rt.DefRange, "Tarpit without a threshold", "the tarpit block has no effect without selective.tarpit_at")
 	}
 	if rs.Shadow && cfg.Selective.Mode != SelectiveScore {
 		v.warnf(rs.ShadowRange, "Shadow mode without a score",
@@ -460,6 +481,9 @@ func (wr *hclWriter) writeSelective(root *hclwrite.Body, c *Config) {
 	b := block("selective", nil, "selective.")
 	b.str("mode", c.Selective.Mode)
 	b.num("greylist_at", c.Selective.GreylistAt)
+	if c.Selective.TarpitAt != nil {
+		b.num("tarpit_at", *c.Selective.TarpitAt)
+	}
 	b.boolean("shadow", c.Selective.Shadow)
 	root.AppendNewline()
 

@@ -119,6 +119,9 @@ func validate(raw rawConfig, cfg *Config) Problems {
 	if rt := raw.Trap; rt != nil {
 		cfg.Trap = v.trap(rt)
 	}
+	if rt := raw.Tarpit; rt != nil {
+		cfg.Tarpit = v.tarpit(rt, cfg.Greylist.RetryWindow)
+	}
 	cfg.Log.Decisions = v.oneOf("decisions", raw.Log.Decisions, raw.Log.DecisionsRange, DecisionsAll, DecisionsGreylist, DecisionsNone)
 	if raw.P0f != nil {
 		cfg.P0f = v.p0f(raw.P0f)

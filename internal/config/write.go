@@ -111,6 +111,13 @@ func (c *Config) WriteHCL(w io.Writer) error {
 		b.str("duration", FormatDuration(c.Trap.Duration))
 		root.AppendNewline()
 	}
+	if c.Tarpit != nil {
+		b = wr.block(root, "tarpit", "tarpit.")
+		b.str("duration", FormatDuration(c.Tarpit.Duration))
+		b.num("max_concurrent", c.Tarpit.MaxConcurrent)
+		b.str("abandon_delay", FormatDuration(c.Tarpit.AbandonDelay))
+		root.AppendNewline()
+	}
 	if c.Metrics != nil {
 		b = wr.block(root, "metrics", "metrics.")
 		b.str("listen", c.Metrics.Listen)

@@ -35,10 +35,12 @@ type Explanation struct {
 	EnforcedAction string `json:"enforced_action"`
 	// Reason is in the log's vocabulary: "new", "early-retry", "triplet
 	// found", "client whitelist", "recipient whitelist", "client AWL",
-	// "greytrap", "trapped"; "malformed" for a request greyd cannot
+	// "greytrap", "trapped", "tarpit", "tarpit-session",
+	// "tarpit-abandoned"; "malformed" for a request greyd cannot
 	// judge, "store error".
 	Reason string `json:"reason"`
-	// Decision is the log's action: "pass", "greylist", "skip", "error".
+	// Decision is the log's action: "pass", "greylist", "tarpit",
+	// "skip", "error".
 	Decision string `json:"decision"`
 	// Greylisted: the reply defers the mail (greyd explain exits 1).
 	Greylisted bool  `json:"greylisted"`
@@ -57,6 +59,7 @@ type Explanation struct {
 	RuntimeWhitelist   WhitelistCheck `json:"runtime_whitelist"`
 	AutoWhitelist      *AWLState      `json:"auto_whitelist,omitempty"`
 	Trap               *TrapState     `json:"trap,omitempty"`
+	Tarpit             *TarpitState   `json:"tarpit,omitempty"`
 	Triplet            *TripletState  `json:"triplet,omitempty"`
 	// Selective is selective greylisting's part; nil when it is off
 	// (mode "always", no recipient policy) or a whitelist decided.
@@ -76,6 +79,7 @@ type SelectiveState struct {
 	Scored     bool          `json:"scored"`
 	Score      int           `json:"score"`
 	GreylistAt int           `json:"greylist_at"`
+	TarpitAt   *int          `json:"tarpit_at,omitempty"`
 	Class      string        `json:"class,omitempty"`
 	TookMS     float64       `json:"took_ms"`
 	Signals    []SignalState `json:"signals,omitempty"`
@@ -117,6 +121,28 @@ type TrapState struct {
 	Until     int64  `json:"until,omitempty"`
 	// Trapped: the trap holds the client now.
 	Trapped bool `json:"trapped"`
+}
+
+// TarpitState is the client's tarpit mark and the tarpit's state on
+// this host, when there is a tarpit.
+type TarpitState struct {
+	Key string `json:"key"`
+	// Found: a mark is stored, set at Since: the client left during
+	// that wait (explain asks as a session of its own), and is greylisted
+	// with AbandonDelay while the mark lives.
+	Found bool  `json:"found"`
+	Since int64 `json:"since,omitempty"`
+	// The settings, and this host's state: tarpits issued within the
+	// last duration, sessions waiting for their DATA, and tarpitted
+	// sessions in a row that never reached DATA (Warned: greyd warned
+	// that smtpd_data_restrictions probably lacks greyd).
+	DurationSeconds     int64 `json:"duration_seconds"`
+	AbandonDelaySeconds int64 `json:"abandon_delay_seconds"`
+	MaxConcurrent       int   `json:"max_concurrent"`
+	Active              int   `json:"active"`
+	Sessions            int   `json:"sessions"`
+	MissedData          int   `json:"missed_data"`
+	Warned              bool  `json:"warned,omitempty"`
 }
 
 // WhitelistCheck is one whitelist step of an explanation.
@@ -178,6 +204,9 @@ type TripletState struct {
 //	"trap":      key, first (when the trap was set), until (when it
 //	             stops holding the client), expires (client and state,
 //	             "trapped" or "released", in listings)
+//	"tarpit":    key, first (when the client was made to wait), session
+//	             (its SMTP session's number), expires (client and state
+//	             "marked" in listings): the session has not reached DATA
 //	"whitelist": list ("client" or "recipient"), value, comment, added,
 //	             expires
 //	"header":    format, version, exported, privacy, privacy_key (the
@@ -201,6 +230,7 @@ type Record struct {
 	Count     int64  `json:"count,omitempty"`
 	Last      int64  `json:"last,omitempty"`
 	Until     int64  `json:"until,omitempty"`
+	Session   int64  `json:"session,omitempty"`
 	Expires   int64  `json:"expires,omitempty"`
 
 	List    string `json:"list,omitempty"`
@@ -223,6 +253,7 @@ type DeleteResult struct {
 	Triplets int  `json:"triplets"`
 	Clients  int  `json:"clients"`
 	Traps    int  `json:"traps"`
+	Tarpits  int  `json:"tarpits"`
 	DryRun   bool `json:"dry_run"`
 	// Warning says what could not be matched (under privacy, a network
 	// too large to hash address by address).

@@ -19,6 +19,8 @@ func record(snap *greylist.Snapshot, e store.Entry, listing bool) Record {
 		rec.First = e.First
 	case store.KindTrap:
 		rec.First, rec.Until = e.First, e.Until
+	case store.KindTarpit:
+		rec.First, rec.Session = e.First, e.Session
 	default:
 		rec.Count = e.Count
 	}
@@ -92,7 +94,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		storeError(w, "listing the entries to delete", err)
 		return
 	}
-	count := map[store.Kind]*int{store.KindTriplet: &res.Triplets, store.KindClient: &res.Clients, store.KindTrap: &res.Traps}
+	count := map[store.Kind]*int{store.KindTriplet: &res.Triplets, store.KindClient: &res.Clients, store.KindTrap: &res.Traps, store.KindTarpit: &res.Tarpits}
 	if res.DryRun {
 		for _, kind := range store.Kinds {
 			*count[kind] = len(keys[kind])
@@ -114,7 +116,10 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	msg := fmt.Sprintf("control: deleted %d triplet(s) and %d auto-whitelist entr(ies) matching %s", res.Triplets, res.Clients, describeFilter(q))
-	if res.Traps > 0 {
+	switch {
+	case res.Tarpits > 0:
+		msg = fmt.Sprintf("control: deleted %d triplet(s), %d auto-whitelist entr(ies), %d trap(s) and %d tarpit mark(s) matching %s", res.Triplets, res.Clients, res.Traps, res.Tarpits, describeFilter(q))
+	case res.Traps > 0:
 		msg = fmt.Sprintf("control: deleted %d triplet(s), %d auto-whitelist entr(ies) and %d trap(s) matching %s", res.Triplets, res.Clients, res.Traps, describeFilter(q))
 	}
 	s.opts.Log.Info(msg)

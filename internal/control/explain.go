@@ -40,8 +40,9 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// As Postfix sends it at RCPT time; etrn_domain is always there, and
-	// decides the reply's "4.2.0 " prefix.
-	req := policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=" + addr +
+	// decides the reply's "4.2.0 " prefix. A session of its own: a
+	// client's tarpit mark reads as one it left.
+	req := policy.ParseRequest("request=smtpd_access_policy\nprotocol_state=RCPT\ninstance=greyd-explain\nclient_address=" + addr +
 		"\nclient_name=" + name + "\nhelo_name=" + helo + "\nsender=" + sender + "\nrecipient=" + rcpt + "\netrn_domain=\n")
 	x := s.opts.Engine.Explain(r.Context(), req)
 	writeJSON(w, http.StatusOK, s.explanation(x, name, addr, rcpt))
@@ -65,6 +66,7 @@ func (s *Server) explanation(x greylist.Explanation, clientName, clientAddr, rcp
 	}
 	out.AutoWhitelist = autoWhitelistState(x)
 	out.Trap = trapState(x)
+	out.Tarpit = s.tarpitState(x)
 	out.Triplet = requestTriplet(x)
 	return out
 }
@@ -77,6 +79,9 @@ func selectiveState(x greylist.Explanation) *SelectiveState {
 	}
 	sc := d.Scoring
 	out := &SelectiveState{Mode: sc.Mode.String(), RecipientPolicy: sc.Policy, Shadow: sc.Shadow, Scored: sc.Scored, GreylistAt: sc.GreylistAt}
+	if t := x.Snapshot.Selective.TarpitAt; t != nil && x.Snapshot.Tarpit != nil && *t < sc.GreylistAt {
+		out.TarpitAt = t
+	}
 	if !sc.Scored {
 		return out
 	}
@@ -114,6 +119,22 @@ func trapState(x greylist.Explanation) *TrapState {
 	t := &TrapState{Recipient: in.TrapHit, Key: in.TrapKey, Found: st.Before.TrapFound, Trapped: st.Trapped}
 	if t.Found {
 		t.Since, t.Until = st.Before.Trap.Since, st.Before.Trap.Until
+	}
+	return t
+}
+
+// tarpitState is the client's tarpit mark, when there is a tarpit.
+func (s *Server) tarpitState(x greylist.Explanation) *TarpitState {
+	tp := x.Snapshot.Tarpit
+	if tp == nil {
+		return nil
+	}
+	st := s.opts.Engine.TarpitStatus()
+	t := &TarpitState{Key: x.Input.TarpitKey, Found: x.Step.Before.TarpitFound,
+		DurationSeconds: int64(tp.Duration / time.Second), AbandonDelaySeconds: int64(tp.AbandonDelay / time.Second),
+		MaxConcurrent: tp.MaxConcurrent, Active: st.Active, Sessions: st.Sessions, MissedData: st.Missed, Warned: st.Warned}
+	if t.Found {
+		t.Since = x.Step.Before.Tarpit.Since
 	}
 	return t
 }

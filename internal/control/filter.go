@@ -224,7 +224,7 @@ func (f *filter) match(e store.Entry) bool {
 		return false
 	}
 	switch e.Kind {
-	case store.KindClient, store.KindTrap:
+	case store.KindClient, store.KindTrap, store.KindTarpit:
 		if f.org != nil {
 			return false // auto-whitelist entries and traps are per address
 		}
@@ -292,6 +292,8 @@ func (f *filter) stateOf(e store.Entry) string {
 
 func stateOf(snap *greylist.Snapshot, e store.Entry) string {
 	switch e.Kind {
+	case store.KindTarpit:
+		return "marked"
 	case store.KindTrap:
 		// The wall clock, as the entry's deadline: policy_test_time
 		// moves only the decisions' clock.

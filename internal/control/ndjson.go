@@ -38,6 +38,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	b = appendInt(b, "count", r.Count)
 	b = appendInt(b, "last", r.Last)
 	b = appendInt(b, "until", r.Until)
+	b = appendInt(b, "session", r.Session)
 	b = appendInt(b, "expires", r.Expires)
 	b = appendField(b, "list", r.List)
 	b = appendField(b, "value", r.Value)

@@ -14,6 +14,7 @@ func TestAppendRecord(t *testing.T) {
 		{Kind: "triplet", Key: "198.51.100.0/a@b.example/c@d.example", Client: "198.51.100.0", Sender: "a@b.example", Recipient: "c@d.example", State: "pending", First: 1, Last: -2, Expires: 3},
 		{Kind: "client", Key: "2001:DB8:0:0:0:0:0:1", Count: 5, Last: 1796034213},
 		{Kind: "trap", Key: "198.51.100.7", Client: "198.51.100.7", State: "trapped", First: 1796034213, Until: 1796120613, Expires: 1796293814},
+		{Kind: "tarpit", Key: "198.51.100.8", Client: "198.51.100.8", State: "marked", First: 1796034213, Session: 9007199254740991, Expires: 1796208614},
 		{Kind: "whitelist", List: "client", Value: `/^mx\d+\.example\.com$/`, Comment: "quote \" backslash \\ tab \t nl \n bell \a del \x7f é ✓", Added: 7},
 		{Kind: "header", Format: ExportFormat, Version: "1.0", Exported: 9, Privacy: true, PrivacyKey: "abc"},
 		{Kind: "error", Value: "disk on fire"},

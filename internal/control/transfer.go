@@ -166,7 +166,7 @@ func (im *importer) line(n int, text []byte) *failure {
 	switch rec.Kind {
 	case "header":
 		return im.header(n, &rec)
-	case "triplet", "client", "trap":
+	case "triplet", "client", "trap", "tarpit":
 		return im.entry(n, &rec)
 	case "whitelist":
 		return im.whitelist(n, &rec)
@@ -248,6 +248,8 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 		e.First, e.Count = 0, rec.Count
 	case store.KindTrap:
 		e.Last, e.Until = 0, rec.Until
+	case store.KindTarpit:
+		e.Last, e.Session = 0, rec.Session
 	}
 	// Checked before the deadline is computed from them: a number out of
 	// the stores' range would overflow it, and fail the whole batch.
@@ -269,6 +271,9 @@ func (im *importer) storeEntry(n int, rec *Record) (store.Entry, bool) {
 func (im *importer) deadline(e store.Entry) int64 {
 	if e.Kind == store.KindTrap {
 		return e.Until + im.retry + 1
+	}
+	if e.Kind == store.KindTarpit {
+		return e.First + im.retry + 1 // at least the abandon delay and the retry window
 	}
 	if e.Kind == store.KindClient || e.Last-e.First >= im.delay {
 		return e.Last + im.maxAge + 1

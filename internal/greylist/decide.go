@@ -26,6 +26,8 @@ const (
 	FirstPass
 	// Greylist: defer with the configured action and text.
 	Greylist
+	// Sleep: a tarpit, "SLEEP n" (tarpit.go).
+	Sleep
 	// Failed: the store failed (Err); fail open with DUNNO.
 	Failed
 )
@@ -49,6 +51,13 @@ const (
 	// Trapped: a trap holds the client (trap.go).
 	Greytrap
 	Trapped
+	// The tarpit (tarpit.go): TarpitReason for the tarpit itself (Sleep)
+	// and for the DATA of a session that waited (Pass); TarpitSession
+	// for a further RCPT of a session that waited; TarpitAbandoned for a
+	// client that left during its wait.
+	TarpitReason
+	TarpitSession
+	TarpitAbandoned
 	numReasons
 )
 
@@ -74,6 +83,12 @@ func (r Reason) String() string {
 		return "greytrap"
 	case Trapped:
 		return "trapped"
+	case TarpitReason:
+		return "tarpit"
+	case TarpitSession:
+		return "tarpit-session"
+	case TarpitAbandoned:
+		return "tarpit-abandoned"
 	}
 	return ""
 }
@@ -123,6 +138,11 @@ type Decision struct {
 	Step  store.StepResult
 	// Scoring is what selective greylisting did (selective.go).
 	Scoring Scoring
+	// Sleep is the tarpit's wait in seconds (Sleep). Capped says why a
+	// request of class tarpit was greylisted instead ("stress",
+	// "max_concurrent"; "" otherwise).
+	Sleep  int64
+	Capped string
 }
 
 // Decide judges req with the settings and whitelists of snap, the state in
@@ -141,6 +161,10 @@ func DecideDry(ctx context.Context, req *policy.Request, snap *Snapshot, st stor
 }
 
 func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.Store, now time.Time, dryRun bool) Decision {
+	data := isData(req)
+	if data && snap.Tarpit == nil {
+		return Decision{Action: Skip, Now: now} // DATA matters only to a tarpit
+	}
 	if w := unjudgeable(req); w != "" {
 		return Decision{Action: Skip, Now: now, Warning: w}
 	}
@@ -148,6 +172,11 @@ func decide(ctx context.Context, req *policy.Request, snap *Snapshot, st store.S
 	ip, ok := normalize.ParseAddr(req.ClientAddress)
 	if !ok {
 		return Decision{Action: Skip, Now: now, Warning: "client_address is not an IP address: '" + req.ClientAddress + "'"}
+	}
+	if data {
+		d := snap.dataDecision(ctx, req, st, ip, now, fixedNow, dryRun)
+		d.BadTestTime = badTestTime
+		return d
 	}
 	d := Decision{Now: now, BadTestTime: badTestTime}
 	if whitelisted(snap, req, ip, &d) {
@@ -251,6 +280,9 @@ func stepInput(in *store.StepInput, snap *Snapshot, sel selection, req *policy.R
 		in.ClientKey = snap.ClientKey(ip)
 	}
 	snap.trapInput(in, ip, req.Recipient)
+	if sel.mode == ModeScore && sel.tarpitAt != nil {
+		snap.tarpitInput(in, ip, req)
+	}
 	in.TripletKey = snap.TripletKey(ip, req.Sender, req.Recipient)
 	if snap.Identity != nil {
 		// lookup_by "auto": a verified name of an organisation keys the
@@ -275,6 +307,14 @@ func (d *Decision) fromStep(in *store.StepInput, r *store.StepResult) {
 	}
 	d.Step, d.Input = *r, *in
 	d.NewlyWhitelisted, d.FutureCorrected = r.NewlyWhitelisted, r.FutureCorrected
+	switch r.Tarpit {
+	case store.TarpitIssued:
+		d.Action, d.Reason = Sleep, TarpitReason
+		return
+	case store.TarpitSame:
+		d.Action, d.Reason = Pass, TarpitSession
+		return
+	}
 	switch r.Outcome {
 	case store.AutoWhitelisted:
 		d.Action, d.Reason = Pass, ClientAWL
@@ -286,6 +326,8 @@ func (d *Decision) fromStep(in *store.StepInput, r *store.StepResult) {
 		d.Action, d.Missing, d.Reason = Greylist, r.Missing, EarlyRetry
 		if tr := trapReason(r); tr != NoReason {
 			d.Reason = tr
+		} else if r.Tarpit == store.TarpitAbandoned {
+			d.Reason = TarpitAbandoned
 		} else if r.New() {
 			d.Reason = New
 		}

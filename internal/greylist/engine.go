@@ -37,6 +37,8 @@ type Engine struct {
 	classes [signals.Greylist + 1]atomic.Uint64
 	// dnsLookups and dnsCacheHits count the resolver's lookups.
 	dnsLookups, dnsCacheHits atomic.Uint64
+	// tarpits is the tarpit's state on this host (tarpit.go).
+	tarpits *tarpits
 
 	decisions [Failed + 1]atomic.Uint64
 	// decided counts answered requests by kind and reason, for metrics
@@ -77,6 +79,10 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 	e.lines, _ = log.Handler().(*logging.Handler)
 	e.storeErrs.Interval = storeErrorEvery
 	e.badTestTimes.Interval = storeErrorEvery
+	e.tarpits = newTarpits(now().Unix(), func(msg string) { log.Warn(msg) })
+	if snap.Tarpit != nil {
+		snap = e.withRuntime(snap) // a copy that carries the tarpit's state
+	}
 	e.snap.Store(snap)
 	return e
 }
@@ -123,6 +129,12 @@ func (e *Engine) ServePolicy(ctx context.Context, req *policy.Request) string {
 
 // answer counts and logs decision d and returns its reply action.
 func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d Decision) string {
+	if d.Action == Skip && d.Warning == "" {
+		return "DUNNO" // DATA outside a tarpitted session: not a decision
+	}
+	if d.Capped != "" {
+		e.tarpits.capped.Add(1)
+	}
 	e.decisions[d.Action].Add(1)
 	k, r := d.label()
 	e.decided[k][r].Add(1)
@@ -166,6 +178,9 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 			return "DUNNO"
 		}
 		return greylistReply(snap, req, d.Missing)
+	case Sleep:
+		e.logDecision(snap, req, "tarpit", d, 0)
+		return "SLEEP " + strconv.FormatInt(d.Sleep, 10)
 	case FirstPass:
 		if e.obs != nil {
 			e.obs.RetryDelay(d.Waited)
@@ -387,6 +402,7 @@ func appendDecision(b []byte, req *policy.Request, action string, d Decision, de
 		b = append(b, "s missing)"...)
 	}
 	b = appendScoring(b, &d)
+	b = appendTarpit(b, &d)
 	if delay > 0 {
 		b = append(b, ", delay="...)
 		b = strconv.AppendInt(b, delay, 10)
@@ -395,6 +411,28 @@ func appendDecision(b []byte, req *policy.Request, action string, d Decision, de
 	b = appendAttr(b, "client_address", req.ClientAddress)
 	b = appendAttr(b, "sender", req.Sender)
 	b = appendAttr(b, "recipient", req.Recipient)
+	if d.Reason == TarpitReason && d.Action == Pass {
+		b = appendAttr(b, "recipient_count", req.RecipientCount)
+	}
+	return b
+}
+
+// appendTarpit appends the tarpit's attributes of the log line:
+// ", sleep=65" for a tarpit, ", waited=65" for the DATA of a session
+// that waited, ", tarpit=max_concurrent" for a request of class tarpit
+// greylisted instead.
+func appendTarpit(b []byte, d *Decision) []byte {
+	switch {
+	case d.Action == Sleep:
+		b = append(b, ", sleep="...)
+		b = strconv.AppendInt(b, d.Sleep, 10)
+	case d.Reason == TarpitReason:
+		b = append(b, ", waited="...)
+		b = strconv.AppendInt(b, d.Waited, 10)
+	case d.Capped != "":
+		b = append(b, ", tarpit="...)
+		b = append(b, d.Capped...)
+	}
 	return b
 }
 

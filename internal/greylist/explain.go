@@ -3,6 +3,7 @@ package greylist
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"greyd/internal/identity"
@@ -89,6 +90,8 @@ func replyFor(snap *Snapshot, req *policy.Request, d Decision) string {
 		}
 	case Greylist:
 		return greylistReply(snap, req, d.Missing)
+	case Sleep:
+		return "SLEEP " + strconv.FormatInt(d.Sleep, 10)
 	case FirstPass:
 		if snap.XGreylistHeader {
 			return headerReply(snap, d)

@@ -57,6 +57,8 @@ func (a Action) Label() string {
 		return "pass"
 	case Greylist:
 		return "greylist"
+	case Sleep:
+		return "tarpit"
 	}
 	return "error"
 }
@@ -94,6 +96,10 @@ var decisionLabels = [...]struct {
 	{[]Action{Greylist}, EarlyRetry, "early-retry"},
 	{[]Action{Greylist}, Greytrap, "greytrap"},
 	{[]Action{Greylist}, Trapped, "trapped"},
+	{[]Action{Sleep}, TarpitReason, "tarpit"},
+	{[]Action{Pass}, TarpitReason, "tarpit"},
+	{[]Action{Pass}, TarpitSession, "tarpit-session"},
+	{[]Action{Greylist}, TarpitAbandoned, "tarpit-abandoned"},
 	{[]Action{Skip}, NoReason, "malformed"},
 	{[]Action{Failed}, NoReason, "store error"},
 }

@@ -40,11 +40,11 @@ type runtimeState struct {
 // withRuntime returns snap carrying the compiled runtime whitelist: snap
 // itself if it already does, else a copy. The caller holds e.rt.mu.
 func (e *Engine) withRuntime(snap *Snapshot) *Snapshot {
-	if snap.Runtime == e.rt.list && snap.Scorer == e.scorer {
+	if snap.Runtime == e.rt.list && snap.Scorer == e.scorer && (snap.tarpits == e.tarpits || snap.Tarpit == nil) {
 		return snap
 	}
 	s := *snap
-	s.Runtime, s.Scorer = e.rt.list, e.scorer
+	s.Runtime, s.Scorer, s.tarpits = e.rt.list, e.scorer, e.tarpits
 	return &s
 }
 

@@ -57,6 +57,10 @@ func ParseMode(s string) Mode {
 type Selective struct {
 	Mode       Mode
 	GreylistAt int
+	// TarpitAt, if set (with a tarpit), starts the tarpit class below
+	// the greylisting threshold that applies; a recipient policy whose
+	// threshold is at or below it has none.
+	TarpitAt *int
 	// Shadow computes, logs and counts the class of mode score but acts
 	// as mode always: a site compares the classes with the retries
 	// before it lets anyone through.
@@ -80,6 +84,7 @@ type selection struct {
 	policy     *RecipientPolicy
 	mode       Mode
 	greylistAt int
+	tarpitAt   *int // nil: no tarpit class
 	delay      time.Duration
 }
 
@@ -104,6 +109,9 @@ func (snap *Snapshot) selectFor(recipient string) selection {
 			s.delay = *p.Delay
 		}
 		break
+	}
+	if t := sel.TarpitAt; t != nil && snap.Tarpit != nil && *t < s.greylistAt {
+		s.tarpitAt = t
 	}
 	return s
 }
@@ -144,7 +152,23 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 	shadow := snap.Selective.Shadow
 	in.Hold = !shadow
 	r, err := st.Step(ctx, in)
-	if err != nil || r.Outcome != store.Greylisted || r.Trapped || r.TrapSet {
+	switch {
+	case err != nil:
+		return r, err
+	case r.Tarpit == store.TarpitSame:
+		// One wait per session: the session's DATA passes this triplet too.
+		if !in.DryRun {
+			snap.tarpits.add(req.Instance, tarpitKeys{in.TripletKey, in.AltKey})
+		}
+		return r, nil
+	case r.Tarpit == store.TarpitAbandoned:
+		// Never scored away either: the client left during its wait.
+		if !in.Hold || in.DryRun {
+			return r, nil
+		}
+		in.Hold = false
+		return st.Step(ctx, in)
+	case r.Outcome != store.Greylisted || r.Trapped || r.TrapSet:
 		// A trap is never scored away: Hold does not apply to it, and a
 		// trapped client is held whatever it looks like.
 		return r, err
@@ -155,7 +179,17 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 	}
 	sc := ev.Evaluate(ctx, snap.Selective.Signals, signals.Input{Addr: ip, Name: req.ClientName, HELO: req.HELOName, Sender: req.Sender})
 	d.Scoring.Scored, d.Scoring.Score, d.Scoring.Shadow = true, sc, shadow
-	d.Scoring.Class = signals.Classify(sc.Total, s.greylistAt)
+	d.Scoring.Class = signals.Thresholds{TarpitAt: s.tarpitAt, GreylistAt: s.greylistAt}.Classify(sc.Total)
+	if d.Scoring.Class == signals.Tarpit && !shadow {
+		if tr, ok, err := s.tarpitStep(ctx, snap, st, in, req, d); ok {
+			return tr, err
+		}
+		if in.DryRun {
+			return r, nil
+		}
+		in.Hold, in.TarpitOp = false, store.TarpitCheck
+		return st.Step(ctx, in) // greylisted as class greylist is
+	}
 	if shadow || in.DryRun || d.Scoring.Class == signals.Pass {
 		// A dry step writes nothing either way: the first one is the answer.
 		return r, nil
@@ -246,11 +280,12 @@ type SelectiveCount struct {
 }
 
 // SelectiveCounts returns the scored requests since the engine started,
-// by class (pass, greylist), shadow ones included, every class listed
+// by class (pass, tarpit, greylist), shadow ones included, every class listed
 // even at zero.
 func (e *Engine) SelectiveCounts() []SelectiveCount {
 	return []SelectiveCount{
 		{signals.Pass.String(), e.classes[signals.Pass].Load()},
+		{signals.Tarpit.String(), e.classes[signals.Tarpit].Load()},
 		{signals.Greylist.String(), e.classes[signals.Greylist].Load()},
 	}
 }

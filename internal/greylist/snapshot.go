@@ -108,6 +108,10 @@ type Snapshot struct {
 	// Traps, when set, are the greytraps (trap.go). Nil: none, and the
 	// store reads no trap entry.
 	Traps *Traps
+	// Tarpit, when set, is the tarpit (tarpit.go) for Selective.TarpitAt;
+	// tarpits is the engine's state for it, set as Runtime is.
+	Tarpit  *Tarpit
+	tarpits *tarpits
 }
 
 // RuntimeWhitelist is the compiled runtime whitelist; either list may be

@@ -50,11 +50,18 @@ type Sources struct {
 	// not keep up.
 	LogDropped func() uint64
 	// Selective calls add for every class of selective greylisting
-	// (pass, greylist), zeros included: scored requests, shadow ones too.
+	// (pass, tarpit, greylist), zeros included: scored requests, shadow ones too.
 	Selective func(add func(class string, n uint64))
 	// Traps counts requests that set a greytrap and requests a trap
 	// held.
 	Traps func() (set, held uint64)
+	// Tarpits counts tarpits issued, clients that waited through theirs
+	// (their session reached DATA), requests greylisted because their
+	// client left one, and requests of class tarpit greylisted instead
+	// (max_concurrent, stress); TarpitsActive is the number issued
+	// within the last tarpit duration.
+	Tarpits       func() (issued, passed, abandoned, capped uint64)
+	TarpitsActive func() int
 }
 
 // Metrics is greyd's registry. Its Request, StoreStep and RetryDelay
@@ -161,6 +168,24 @@ func New(src Sources) *Metrics {
 			Name: "greyd_trap_held_total",
 			Help: "Requests greylisted because a trap holds their client (reason trapped).",
 		}, func() float64 { _, held := src.Traps(); return float64(held) }))
+	}
+	if src.Tarpits != nil {
+		for i, result := range []string{"issued", "passed", "abandoned", "capped"} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "greyd_tarpits_total",
+				Help:        "Tarpits by result: issued (SLEEP at RCPT), passed (the session reached DATA), abandoned (a later request of a client that left during its wait, greylisted with abandon_delay), capped (class tarpit greylisted instead: max_concurrent or stress).",
+				ConstLabels: prometheus.Labels{"result": result},
+			}, func() float64 {
+				issued, passed, abandoned, capped := src.Tarpits()
+				return float64([4]uint64{issued, passed, abandoned, capped}[i])
+			}))
+		}
+	}
+	if src.TarpitsActive != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "greyd_tarpits_active",
+			Help: "Tarpits issued on this host within the last tarpit duration (what max_concurrent counts).",
+		}, func() float64 { return float64(src.TarpitsActive()) }))
 	}
 	if src.LastReloadSuccess != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

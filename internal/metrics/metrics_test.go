@@ -40,7 +40,9 @@ func testSources() Sources {
 			add("pass", 6)
 			add("greylist", 4)
 		},
-		Traps: func() (uint64, uint64) { return 4, 9 },
+		Traps:         func() (uint64, uint64) { return 4, 9 },
+		Tarpits:       func() (uint64, uint64, uint64, uint64) { return 11, 7, 3, 2 },
+		TarpitsActive: func() int { return 5 },
 	}
 }
 
@@ -95,6 +97,11 @@ func TestExposition(t *testing.T) {
 		`greyd_dns_lookups_total{result="refused",zone="list.dnswl.org"} 1`,
 		`greyd_traps_set_total 4`,
 		`greyd_trap_held_total 9`,
+		`greyd_tarpits_total{result="issued"} 11`,
+		`greyd_tarpits_total{result="passed"} 7`,
+		`greyd_tarpits_total{result="abandoned"} 3`,
+		`greyd_tarpits_total{result="capped"} 2`,
+		`greyd_tarpits_active 5`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -100,6 +100,8 @@ func TestParseAttributes(t *testing.T) {
 		{"etrn_domain", AttrETRNDomain, func(r *Request) string { return r.ETRNDomain }},
 		{"policy_test_time", AttrPolicyTestTime, func(r *Request) string { return r.PolicyTestTime }},
 		{"helo_name", AttrHELOName, func(r *Request) string { return r.HELOName }},
+		{"recipient_count", AttrRecipientCount, func(r *Request) string { return r.RecipientCount }},
+		{"stress", AttrStress, func(r *Request) string { return r.Stress }},
 	}
 	for i, f := range fields {
 		text := "client_port=25\n" + f.name + "=first\nccert_subject=x=y\n" + f.name + "=v" + f.name + "\nnoequals\n"

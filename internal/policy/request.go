@@ -30,6 +30,10 @@ const (
 	AttrETRNDomain
 	AttrPolicyTestTime
 	AttrHELOName // selective greylisting's helo_invalid and SPF of the null sender
+	// The tarpit's: how many recipients a DATA request stands for, and
+	// Postfix's postscreen/anvil "stress" flag.
+	AttrRecipientCount
+	AttrStress
 )
 
 // Request is one parsed policy request. Its string fields are substrings of
@@ -47,6 +51,8 @@ type Request struct {
 	ETRNDomain     string
 	PolicyTestTime string
 	HELOName       string
+	RecipientCount string
+	Stress         string
 
 	present Attr
 	// Attributes is the number of name=value lines, known or not.
@@ -146,7 +152,7 @@ func (r *Request) parse(raw []byte) {
 }
 
 // numAttrs is the number of Attr values; Attr(1<<i) is attribute i.
-const numAttrs = 11
+const numAttrs = 13
 
 // attrIndex returns i for the attribute named name (Attr(1<<i)), or -1.
 // The switch on string(name) does not allocate.
@@ -174,6 +180,10 @@ func attrIndex(name []byte) int {
 		return 9
 	case "helo_name":
 		return 10
+	case "recipient_count":
+		return 11
+	case "stress":
+		return 12
 	}
 	return -1
 }
@@ -201,6 +211,10 @@ func (r *Request) field(i int) *string {
 		return &r.ETRNDomain
 	case 10:
 		return &r.HELOName
+	case 11:
+		return &r.RecipientCount
+	case 12:
+		return &r.Stress
 	}
 	return &r.PolicyTestTime
 }

@@ -135,6 +135,9 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 	}
 	sel, sps := selective(cfg, snap.Identity)
 	snap.Selective = sel
+	if t := cfg.Tarpit; t != nil {
+		snap.Tarpit = &greylist.Tarpit{Duration: t.Duration, MaxConcurrent: t.MaxConcurrent, AbandonDelay: t.AbandonDelay}
+	}
 	l.WhitelistProblems = append(l.WhitelistProblems, sps...)
 	h, err := privacy(cfg)
 	if err != nil {
@@ -170,6 +173,7 @@ func selective(cfg *config.Config, ident *identity.Matcher) (*greylist.Selective
 	s := &greylist.Selective{
 		Mode:       greylist.ParseMode(cfg.Selective.Mode),
 		GreylistAt: cfg.Selective.GreylistAt,
+		TarpitAt:   cfg.Selective.TarpitAt,
 		Shadow:     cfg.Selective.Shadow,
 	}
 	var probs []whitelist.Problem

@@ -62,18 +62,19 @@ const (
 	KindTriplet Kind = "triplet" // A = first seen, B = last seen
 	KindClient  Kind = "client"  // A = count, B = last
 	KindTrap    Kind = "trap"    // A = since, B = until
+	KindTarpit  Kind = "tarpit"  // A = since, B = session
 )
 
 // Kinds lists every kind, in the order listings scan them.
-var Kinds = []Kind{KindTriplet, KindClient, KindTrap}
+var Kinds = []Kind{KindTriplet, KindClient, KindTrap, KindTarpit}
 
-// ParseKind parses "triplet", "client" or "trap".
+// ParseKind parses "triplet", "client", "trap" or "tarpit".
 func ParseKind(s string) (Kind, error) {
 	switch k := Kind(s); k {
-	case KindTriplet, KindClient, KindTrap:
+	case KindTriplet, KindClient, KindTrap, KindTarpit:
 		return k, nil
 	}
-	return "", errors.New(`kind must be "triplet", "client" or "trap"`)
+	return "", errors.New(`kind must be "triplet", "client", "trap" or "tarpit"`)
 }
 
 // Entry is one stored entry with its deadline: the unit of list, export
@@ -82,11 +83,12 @@ func ParseKind(s string) (Kind, error) {
 type Entry struct {
 	Kind Kind
 	Key  string
-	// First is when a triplet was first seen (a trap set), Count how
-	// many triplets a client has passed (the other is 0); Last is when
-	// a triplet or client was last seen, Until when a trap stops
-	// holding its client.
-	First, Count, Last, Until int64
+	// First is when a triplet was first seen (a trap or tarpit mark
+	// set), Count how many triplets a client has passed (the other is
+	// 0); Last is when a triplet or client was last seen, Until when a
+	// trap stops holding its client, Session the session of a tarpit
+	// mark.
+	First, Count, Last, Until, Session int64
 	// Expires is when the backend forgets the entry; 0: never.
 	Expires int64
 }
@@ -100,6 +102,9 @@ func (e Entry) Client() Client { return Client{Count: e.Count, Last: e.Last} }
 // Trap returns e's value as a trap.
 func (e Entry) Trap() Trap { return Trap{Since: e.First, Until: e.Until} }
 
+// Tarpit returns e's value as a tarpit mark.
+func (e Entry) Tarpit() Tarpit { return Tarpit{Since: e.First, Session: e.Session} }
+
 // Stored returns the two numbers a backend stores for e, in their stored
 // order: first and last for a triplet, count and last for a client,
 // since and until for a trap.
@@ -109,6 +114,8 @@ func (e Entry) Stored() (int64, int64) {
 		return e.Count, e.Last
 	case KindTrap:
 		return e.First, e.Until
+	case KindTarpit:
+		return e.First, e.Session
 	}
 	return e.First, e.Last
 }
@@ -122,6 +129,8 @@ func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
 		e.Count, e.Last = a, b
 	case KindTrap:
 		e.First, e.Until = a, b
+	case KindTarpit:
+		e.First, e.Session = a, b
 	default:
 		e.First, e.Last = a, b
 	}
@@ -137,7 +146,9 @@ func StoredEntry(kind Kind, key string, a, b, expires int64) Entry {
 //     the sender was first seen that long ago);
 //   - clients: the higher count and the latest last time;
 //   - traps: the earliest since and the latest until (a trap imported
-//     never shortens one held here).
+//     never shortens one held here);
+//   - tarpit marks: the stored one (its session may still reach DATA
+//     here).
 //
 // The result expires at the later deadline of the two (0, never, wins):
 // the lookup rules enforce max_age and the retry window by themselves, so

@@ -33,6 +33,36 @@ type Trap struct {
 	Until int64 // when it stops holding the client
 }
 
+// Tarpit is a tarpit mark for one exact client IP, "since,session": the
+// client was made to wait at RCPT at Since, in the SMTP session whose
+// Postfix instance attribute hashes to Session (TarpitSession). The mark
+// is cleared when that session reaches DATA; a request of another session
+// that finds it knows the client left during its wait.
+type Tarpit struct {
+	Since   int64
+	Session int64
+}
+
+// TarpitOp is what a step does with the client's tarpit mark.
+type TarpitOp uint8
+
+// Tarpit operations.
+const (
+	// TarpitCheck only reads the mark: the same session's mark passes
+	// the request (one tarpit per session), another session's makes the
+	// client an abandoner, greylisted with AbandonDelay.
+	TarpitCheck TarpitOp = iota
+	// TarpitIssue (RCPT of a client of class tarpit): as TarpitCheck,
+	// and when the triplet would be greylisted and no mark is there, set
+	// one instead of writing the triplet.
+	TarpitIssue
+	// TarpitData (DATA of a session): if the mark is this session's,
+	// the client waited: the triplet is written as passed and counts for
+	// the auto-whitelist as a first pass does, and the mark is cleared
+	// unless TarpitKeep. Without the session's mark nothing is written.
+	TarpitData
+)
+
 // Client is an auto-whitelist entry for one exact client IP, as Postgrey's
 // "count,last" value.
 type Client struct {
@@ -95,6 +125,20 @@ type StepInput struct {
 	TrapHit bool
 	TrapFor int64
 
+	// TarpitKey is the tarpit key of the exact client address (in a
+	// namespace of its own); "" leaves tarpits alone (no tarpit block).
+	TarpitKey string
+	TarpitOp  TarpitOp
+	// TarpitSession identifies the SMTP session (a hash of Postfix's
+	// instance attribute, 0..MaxValue).
+	TarpitSession int64
+	// TarpitKeep: a TarpitData step that leaves the mark for the next
+	// triplet of the same session (a message with several recipients).
+	TarpitKeep bool
+	// AbandonDelay is the greylisting delay of a client whose mark is
+	// another session's; marks live AbandonDelay + RetryWindow.
+	AbandonDelay int64
+
 	// DryRun computes the result and writes nothing (greyd explain).
 	DryRun bool
 	// Hold writes nothing when the outcome is Greylisted, and as usual
@@ -147,6 +191,43 @@ type State struct {
 	AltFound     bool
 	Trap         Trap
 	TrapFound    bool
+	Tarpit       Tarpit
+	TarpitFound  bool
+}
+
+// TarpitResult is what a step did with a tarpit mark.
+type TarpitResult uint8
+
+// Tarpit results.
+const (
+	TarpitNone TarpitResult = iota
+	// TarpitIssued: the mark was set (Outcome Greylisted, nothing else
+	// written): the client is to wait now.
+	TarpitIssued
+	// TarpitSame: the mark is this session's (Outcome Passed, nothing
+	// written): the session waited once already.
+	TarpitSame
+	// TarpitWaited: a TarpitData step found this session's mark: the
+	// triplet passed (Outcome FirstPass, or Passed if it had before),
+	// Waited is the time since the mark was set.
+	TarpitWaited
+	// TarpitAbandoned: another session's mark is there, and the triplet
+	// is greylisted with AbandonDelay.
+	TarpitAbandoned
+)
+
+func (t TarpitResult) String() string {
+	switch t {
+	case TarpitIssued:
+		return "issued"
+	case TarpitSame:
+		return "same session"
+	case TarpitWaited:
+		return "waited"
+	case TarpitAbandoned:
+		return "abandoned"
+	}
+	return "none"
 }
 
 // StepResult is what the decision needs from a step.
@@ -177,6 +258,8 @@ type StepResult struct {
 	Trapped   bool
 	TrapSet   bool
 	TrapUntil int64
+	// Tarpit is what the step did with the client's tarpit mark.
+	Tarpit TarpitResult
 	// Before is the stored state the step started from.
 	Before State
 }
@@ -184,7 +267,7 @@ type StepResult struct {
 // New reports a greylisted request that is the triplet's first (or its
 // first since greylisting started over), as opposed to an early retry.
 func (r *StepResult) New() bool {
-	return r.Outcome == Greylisted && r.First == r.Now && !r.Trapped && !r.TrapSet
+	return r.Outcome == Greylisted && r.First == r.Now && !r.Trapped && !r.TrapSet && r.Tarpit == TarpitNone
 }
 
 // ErrClosed is returned by operations on a closed store.

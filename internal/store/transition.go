@@ -13,7 +13,8 @@ const RefreshInterval = 60
 
 // Writes is what a step stores: at most one client entry and one triplet
 // entry, each with its time to live in seconds; or, when it sets a trap,
-// the trap entry and the removal of the client's auto-whitelist entry.
+// the trap entry and the removal of the client's auto-whitelist entry;
+// and the client's tarpit mark, set or removed.
 type Writes struct {
 	Client     bool
 	ClientVal  Client
@@ -26,6 +27,11 @@ type Writes struct {
 	Trap      bool
 	TrapVal   Trap
 	TrapTTL   int64
+	// Mark sets the tarpit mark, MarkDel removes it (never both).
+	Mark    bool
+	MarkVal Tarpit
+	MarkTTL int64
+	MarkDel bool
 }
 
 // Transition is the state transition of one request, exactly as Postgrey
@@ -77,6 +83,30 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		return r, w
 	}
 
+	// Tarpit marks, per exact client address (taRgrey's): one wait per
+	// session; a client whose mark is another session's left during its
+	// wait and is greylisted with the longer abandon delay while the
+	// mark lives (its pending triplet is judged by that delay).
+	tpOn := in.TarpitKey != ""
+	mark, mfound := s.Tarpit, s.TarpitFound && tpOn
+	r.Before.TarpitFound = mfound
+	same := mfound && mark.Session == in.TarpitSession
+	delay := in.Delay
+	switch {
+	case tpOn && in.TarpitOp == TarpitData:
+		if !same {
+			r.Outcome, r.First = Passed, now // DATA is never refused
+			return r, w
+		}
+		w.MarkDel = !in.TarpitKeep
+		r.Tarpit = TarpitWaited
+	case same:
+		r.Outcome, r.First, r.Tarpit = Passed, now, TarpitSame
+		return r, w
+	case mfound:
+		delay = max(delay, in.AbandonDelay)
+	}
+
 	// The triplet.
 	trip, found := s.Triplet, s.TripletFound
 	if found && now-trip.Last > maxAge {
@@ -108,6 +138,10 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 			first = now
 		}
 	}
+	if r.Tarpit == TarpitWaited && !lastOK {
+		// The client waited through its tarpit: as good as a retry.
+		first = min(first, now-in.Delay)
+	}
 
 	if !lastOK && altFound && alt.Last-alt.First >= in.Delay {
 		// The other key has passed: so has this request. Record it under
@@ -115,10 +149,22 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		f := min(alt.First, now-in.Delay)
 		w.Triplet, w.TripletVal, w.TripletTTL = true, Triplet{First: f, Last: now}, maxAge+1
 		r.Outcome, r.First, r.ViaAlt = Passed, f, true
+		if r.Tarpit == TarpitWaited {
+			r.Waited = now - mark.Since
+		}
 		return r, w
 	}
 
-	diff := in.Delay - (now - first)
+	diff := delay - (now - first)
+	if diff > 0 && mfound {
+		r.Tarpit = TarpitAbandoned
+	} else if diff > 0 && tpOn && in.TarpitOp == TarpitIssue {
+		// The wait replaces the delay: no triplet is written, DATA
+		// writes it as passed.
+		w.Mark, w.MarkVal, w.MarkTTL = true, Tarpit{Since: now, Session: in.TarpitSession}, in.AbandonDelay+in.RetryWindow+1
+		r.Outcome, r.First, r.Missing, r.Tarpit = Greylisted, first, diff, TarpitIssued
+		return r, w
+	}
 	if needsWrite(found, trip, first, now, diff, lastOK) && !(in.Hold && diff > 0) {
 		w.Triplet, w.TripletVal = true, Triplet{First: first, Last: now}
 		w.TripletTTL = tripletTTL(diff, first, now, in.RetryWindow, maxAge)
@@ -145,6 +191,9 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		r.Outcome, r.Waited = FirstPass, now-first
 	default:
 		r.Outcome = Passed
+	}
+	if r.Tarpit == TarpitWaited {
+		r.Waited = now - mark.Since
 	}
 	return r, w
 }

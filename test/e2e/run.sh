@@ -731,6 +731,92 @@ scenario_8() { # greyd on Redis: 450 for a new client, the retry passes with the
 	NOTE="Redis $v, key $key; $(headers s8-retry | head -n1)"
 }
 
+# ----------------------------------------------------------------- tarpit
+
+# The tarpit (issue 22): a client with an invalid HELO (helo_invalid = 1,
+# tarpit_at = 1, no DNS needed) waits TP_DURATION seconds at RCPT instead
+# of being greylisted. Self-contained: its own addresses and names (added
+# to the chroot's hosts here), its own conf.d drop-in, run last.
+TP_DURATION=3
+TP_ABANDON=8
+TP_HOSTS='127.0.0.7 mx.patient-e2e.test
+127.0.0.8 mx.impatient-e2e.test
+127.0.0.9 mx.two-e2e.test'
+
+# tp_smtp NAME CLIENT_IP FROM TO[,TO...] TIMEOUT: smtp with the HELO
+# "tarpit" (a single label: invalid) and swaks' reply timeout TIMEOUT.
+tp_smtp() {
+	local name=$1 ip=$2 from=$3 to=$4 timeout=$5
+	SESSIONS="$SESSIONS $name"
+	swaks --server 127.0.0.1 --port "$PORT" --local-interface "$ip" --ehlo tarpit \
+		--from "$from" --to "$to" --timeout "$timeout" \
+		--header "Subject: [greyd-e2e $RUN $name]" \
+		--body "greyd end-to-end test, session $name" \
+		>"$WORK/smtp/$name.txt" 2>&1 || true
+}
+
+scenario_tarpit() { # a patient client delivered in its session; one that leaves greylisted
+	local sp="tp1-$RUN@sender-e2e.test" si="tp2-$RUN@sender-e2e.test" s2="tp3-$RUN@sender-e2e.test"
+	local st=0 t took patient
+	stop_greyd || st=$?
+	[ "$st" -eq 0 ] || flunk "greyd exited with status $st on SIGTERM" || return 1
+	mkdir -p "$GDIR/conf.d"
+	printf '%s\n' 'selective {' '  mode        = "score"' '  greylist_at = 3' '  tarpit_at   = 1' '}' \
+		'signals {' '  helo_invalid = 1' '}' \
+		'tarpit {' "  duration       = \"${TP_DURATION}s\"" '  max_concurrent = 5' "  abandon_delay  = \"${TP_ABANDON}s\"" '}' \
+		>"$GDIR/conf.d/tarpit.hcl"
+	echo "$TP_HOSTS" >>"$SPOOL/etc/hosts"
+	start_greyd
+
+	# Patient (swaks waits 30 s for a reply): delivered in its first
+	# session, after about the tarpit, with no 4xx and no X-Greylist.
+	t=$SECONDS
+	tp_smtp tp-patient 127.0.0.7 "$sp" e2e+tp1@e2e.test 30
+	patient=$((SECONDS - t))
+	never_rejected "$sp" || return 1
+	not_saw tp-patient '^4[0-9][0-9] ' || return 1
+	accepted tp-patient e2e+tp1@e2e.test || return 1
+	[ "$patient" -ge "$TP_DURATION" ] ||
+		flunk "the patient session took ${patient}s, less than the ${TP_DURATION}s tarpit" || return 1
+	delivered tp-patient 1 || return 1
+	no_greylist_header tp-patient || return 1
+	greyd_logged "action=tarpit, reason=tarpit, score=1, signals=helo_invalid:1, sleep=$TP_DURATION, client_name=mx\.patient-e2e\.test, client_address=127\.0\.0\.7, sender=$sp, recipient=e2e\+tp1@e2e\.test" || return 1
+	greyd_logged "action=pass, reason=tarpit, waited=[0-9]+, client_name=mx\.patient-e2e\.test, client_address=127\.0\.0\.7, sender=$sp, recipient=e2e\+tp1@e2e\.test, recipient_count=1" || return 1
+
+	# Impatient (1 s timeout): leaves during the wait; its next attempt
+	# gets the 450 (abandoned), and the one after abandon_delay passes.
+	tp_smtp tp-impatient 127.0.0.8 "$si" e2e+tp2@e2e.test 1
+	not_saw tp-impatient '^250 2\.0\.0' || return 1
+	greyd_logged "action=tarpit, reason=tarpit, .*client_address=127\.0\.0\.8, sender=$si" || return 1
+	logged "disconnect from mx\.impatient-e2e\.test\[127\.0\.0\.8\]" || return 1
+	t=$SECONDS
+	tp_smtp tp-impatient-2 127.0.0.8 "$si" e2e+tp2@e2e.test 30
+	reject450 tp-impatient-2 e2e+tp2@e2e.test || return 1
+	greyd_logged "action=greylist, reason=tarpit-abandoned, client_name=mx\.impatient-e2e\.test, client_address=127\.0\.0\.8, sender=$si" || return 1
+	wait_until $((t + TP_ABANDON + 1))
+	tp_smtp tp-impatient-3 127.0.0.8 "$si" e2e+tp2@e2e.test 30
+	accepted tp-impatient-3 e2e+tp2@e2e.test || return 1
+	delivered tp-impatient-3 1 || return 1
+	one_greylist_header tp-impatient-3 || return 1
+
+	# Two recipients: one wait, the second RCPT passes, DATA (no
+	# recipient, recipient_count=2) passes both triplets.
+	tp_smtp tp-two 127.0.0.9 "$s2" "e2e+tp3a@e2e.test,e2e+tp3b@e2e.test" 30
+	never_rejected "$s2" || return 1
+	accepted tp-two e2e+tp3a@e2e.test e2e+tp3b@e2e.test || return 1
+	delivered tp-two 2 || return 1 # a copy per recipient
+	greyd_logged "action=pass, reason=tarpit-session, client_name=mx\.two-e2e\.test, client_address=127\.0\.0\.9, sender=$s2, recipient=e2e\+tp3b@e2e\.test" || return 1
+	greyd_logged "action=pass, reason=tarpit, waited=[0-9]+, client_name=mx\.two-e2e\.test, client_address=127\.0\.0\.9, sender=$s2, recipient_count=2" || return 1
+	t=$SECONDS
+	tp_smtp tp-two-again 127.0.0.9 "$s2" "e2e+tp3a@e2e.test,e2e+tp3b@e2e.test" 30
+	took=$((SECONDS - t))
+	accepted tp-two-again e2e+tp3a@e2e.test e2e+tp3b@e2e.test || return 1
+	delivered tp-two-again 2 || return 1
+	[ "$took" -lt "$TP_DURATION" ] || flunk "the next message of tp-two took ${took}s: tarpitted again" || return 1
+	greyd_logged "action=pass, reason=triplet found, client_name=mx\.two-e2e\.test, .*sender=$s2, recipient=e2e\+tp3b@e2e\.test" || return 1
+	NOTE="patient session ${patient}s with a ${TP_DURATION}s tarpit"
+}
+
 # ------------------------------------------------------------------- main
 
 [ "$(id -u)" -eq 0 ] || die "run as root (installs Postfix, runs it on $SPOOL)"
@@ -991,3 +1077,5 @@ scenario_score() {
 }
 
 scenario score "selective greylisting, mode score, Postfix resolving through the fake DNS server: PTR and A agree: delivered at once; no PTR (unknown): 450, delivered after the delay; on the DNSBL: 450"
+
+scenario tarpit "tarpit (${TP_DURATION}s): patient client delivered in its session, impatient one 450 then passed after abandon_delay, two recipients through DATA"

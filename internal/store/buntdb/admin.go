@@ -105,6 +105,8 @@ func toEntry(k string, e entry) store.Entry {
 		kind = store.KindClient
 	case nsTrap:
 		kind = store.KindTrap
+	case nsTarpit:
+		kind = store.KindTarpit
 	}
 	return store.StoredEntry(kind, k[2:], e.a, e.b, e.exp)
 }
@@ -117,6 +119,8 @@ func namespace(k store.Kind) (byte, error) {
 		return nsClient, nil
 	case store.KindTrap:
 		return nsTrap, nil
+	case store.KindTarpit:
+		return nsTarpit, nil
 	}
 	return 0, fmt.Errorf("unknown kind %q", k)
 }

@@ -32,7 +32,7 @@ type committer struct {
 
 // commitReq is one step's writes and, once they are done, the result.
 type commitReq struct {
-	w    [2]pending   // key "" = nothing to write
+	w    [3]pending   // key "" = nothing to write
 	fn   func() error // exclusive: run with no write under way (load.go)
 	err  error
 	lead bool          // woken to lead the next write, not with a result
@@ -43,7 +43,7 @@ var commitReqs = sync.Pool{New: func() any { return &commitReq{done: make(chan s
 
 // commit writes the entries of w, together with those of the steps that
 // queued meanwhile, and returns when they are in the file (or failed).
-func (d *DB) commit(w [2]pending) error {
+func (d *DB) commit(w [3]pending) error {
 	return d.enqueue(w, nil)
 }
 
@@ -51,14 +51,14 @@ func (d *DB) commit(w [2]pending) error {
 // and before any that queues after it. The background load switches the
 // write target with it (load.go).
 func (d *DB) exclusive(fn func() error) error {
-	return d.enqueue([2]pending{}, fn)
+	return d.enqueue([3]pending{}, fn)
 }
 
-func (d *DB) enqueue(w [2]pending, fn func() error) error {
+func (d *DB) enqueue(w [3]pending, fn func() error) error {
 	r := commitReqs.Get().(*commitReq)
 	r.w, r.fn = w, fn
 	defer func() {
-		r.w, r.fn, r.err = [2]pending{}, nil, nil // drop the strings before pooling
+		r.w, r.fn, r.err = [3]pending{}, nil, nil // drop the strings before pooling
 		commitReqs.Put(r)
 	}()
 	c := &d.commits
@@ -112,7 +112,7 @@ func (d *DB) write(batch []*commitReq) error {
 		if r.fn != nil {
 			r.err = r.fn()
 		}
-		entries = entries || r.w[0].key != "" || r.w[1].key != ""
+		entries = entries || r.w[0].key != "" || r.w[1].key != "" || r.w[2].key != ""
 	}
 	if !entries {
 		return nil

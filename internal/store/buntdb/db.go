@@ -34,12 +34,14 @@ var (
 )
 
 // Namespaces inside the one buntdb keyspace: "t:<key>", "c:<key>",
-// "x:<key>" for greytraps, and "w:<kind>:<value>" for the runtime
-// whitelist, which the index leaves out.
+// "x:<key>" for greytraps, "p:<key>" for tarpit marks, and
+// "w:<kind>:<value>" for the runtime whitelist, which the index leaves
+// out.
 const (
 	nsTriplet   = 't'
 	nsClient    = 'c'
 	nsTrap      = 'x'
+	nsTarpit    = 'p'
 	nsWhitelist = 'w'
 )
 

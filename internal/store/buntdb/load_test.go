@@ -350,7 +350,7 @@ func TestBootExpiredDeletesOld(t *testing.T) {
 	d := openT(t, path, Options{})
 	p := prepare(nsTriplet, "k5", 7, 8, 1)
 	p.h = d.idx.keyOf(p.key)
-	if err := d.commit([2]pending{p}); err != nil {
+	if err := d.commit([3]pending{p}); err != nil {
 		t.Fatal(err)
 	}
 	d.idx.shard(p.h).set(p.h, p.e)

@@ -32,7 +32,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return store.StepResult{}, ErrClosed
 	}
 	// Namespaced keys on the stack: only their hashes go into the index.
-	var cb, tb, ab, xb [256]byte
+	var cb, tb, ab, xb, pb [256]byte
 	var ks stepKeys
 	if in.ClientKey != "" && in.AWLClients > 0 {
 		ks.k[kClient] = append(append(cb[:0], nsClient, ':'), in.ClientKey...)
@@ -43,6 +43,9 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	}
 	if in.TrapKey != "" {
 		ks.k[kTrap] = append(append(xb[:0], nsTrap, ':'), in.TrapKey...)
+	}
+	if in.TarpitKey != "" {
+		ks.k[kTarpit] = append(append(pb[:0], nsTarpit, ':'), in.TarpitKey...)
 	}
 	for i, k := range ks.k {
 		if k != nil {
@@ -65,7 +68,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		return res, nil
 	}
 	// Transition writes the triplet or the trap, never both.
-	var cw, tw pending
+	var cw, tw, pw pending
 	switch {
 	case w.Client:
 		cw = prepare(nsClient, in.ClientKey, w.ClientVal.Count, w.ClientVal.Last, w.ClientTTL)
@@ -81,9 +84,16 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 		tw = prepare(nsTrap, in.TrapKey, w.TrapVal.Since, w.TrapVal.Until, w.TrapTTL)
 		tw.h = ks.h[kTrap]
 	}
+	switch {
+	case w.Mark:
+		pw = prepare(nsTarpit, in.TarpitKey, w.MarkVal.Since, w.MarkVal.Session, w.MarkTTL)
+	case w.MarkDel:
+		pw = pending{key: string(ks.k[kTarpit]), del: true}
+	}
+	pw.h = ks.h[kTarpit]
 	// Written together with the steps of other connections that wait
 	// meanwhile (commit.go); the shard locks stay held until it is done.
-	err := d.commit([2]pending{cw, tw})
+	err := d.commit([3]pending{cw, tw, pw})
 	switch {
 	case err == nil:
 	case errors.Is(err, bunt.ErrDatabaseClosed):
@@ -93,7 +103,7 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 	}
 	// Only now that buntdb has committed: the index never shows what
 	// buntdb rolled back.
-	for _, p := range [2]*pending{&cw, &tw} {
+	for _, p := range [3]*pending{&cw, &tw, &pw} {
 		switch {
 		case p.key == "":
 		case p.del:
@@ -106,13 +116,15 @@ func (d *DB) Step(ctx context.Context, in *store.StepInput) (store.StepResult, e
 }
 
 // writes reports whether w writes anything.
-func writes(w *store.Writes) bool { return w.Client || w.Triplet || w.ClientDel || w.Trap }
+func writes(w *store.Writes) bool {
+	return w.Client || w.Triplet || w.ClientDel || w.Trap || w.Mark || w.MarkDel
+}
 
 // stepKeys are the namespaced keys of one step and their hashes; nil:
 // not involved.
 type stepKeys struct {
-	k [4][]byte
-	h [4]hkey
+	k [5][]byte
+	h [5]hkey
 }
 
 const (
@@ -120,14 +132,15 @@ const (
 	kTriplet
 	kAlt
 	kTrap
+	kTarpit
 )
 
 // read returns the stored state of ks. With locked, the caller holds the
 // shards' write locks (lockShards).
 func (d *DB) read(ks *stepKeys, locked bool) store.State {
 	now := time.Now().UnixNano()
-	var e [4]entry
-	var found [4]bool
+	var e [5]entry
+	var found [5]bool
 	for i, k := range ks.k {
 		if k == nil {
 			continue
@@ -149,13 +162,14 @@ func (d *DB) read(ks *stepKeys, locked bool) store.State {
 		Triplet: Triplet{First: e[kTriplet].a, Last: e[kTriplet].b}, TripletFound: found[kTriplet],
 		Alt: Triplet{First: e[kAlt].a, Last: e[kAlt].b}, AltFound: found[kAlt],
 		Trap: store.Trap{Since: e[kTrap].a, Until: e[kTrap].b}, TrapFound: found[kTrap],
+		Tarpit: store.Tarpit{Since: e[kTarpit].a, Session: e[kTarpit].b}, TarpitFound: found[kTarpit],
 	}
 }
 
 // lockShards write-locks the distinct shards of ks in index order and
 // returns them for unlockShards.
 func (d *DB) lockShards(ks *stepKeys) []*shard {
-	var arr [4]*shard
+	var arr [5]*shard
 	list := arr[:0]
 	for i, k := range ks.k {
 		if k == nil {

@@ -17,7 +17,7 @@ import (
 // store.Admin on Redis. None of it may hold Redis up for the steps of
 // the other hosts, which share its one thread:
 //
-//   - Scan walks the keys with SCAN MATCH {prefix}t:* (then c:*, x:*), COUNT
+//   - Scan walks the keys with SCAN MATCH {prefix}t:* (then c:*, x:*, p:*), COUNT
 //     1000, and reads each batch's values and deadlines in one pipeline
 //     (GET and PTTL per key); never KEYS.
 //   - Delete and Import run admin.lua over batches of a few hundred keys,
@@ -104,6 +104,8 @@ func (s *Store) namespace(kind store.Kind) (prefix, letter string, err error) {
 		return s.clientNS, "c", nil
 	case store.KindTrap:
 		return s.trapNS, "x", nil
+	case store.KindTarpit:
+		return s.tarpitNS, "p", nil
 	}
 	return "", "", fmt.Errorf("unknown kind %q", kind)
 }

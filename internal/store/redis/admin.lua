@@ -4,7 +4,7 @@
 --
 -- ARGV[1] is the operation:
 --   import    KEYS: schema, count buckets, then one key per entry.
---             ARGV[2] the delay; then per entry kind ('t', 'c' or 'x'), a, b,
+--             ARGV[2] the delay; then per entry kind ('t', 'c', 'x' or 'p'), a, b,
 --             expires (Unix seconds, 0 = never).
 --             Returns {imported, merged}.
 --   delete    KEYS: schema, count buckets, then the keys. ARGV[2] the kind.
@@ -140,6 +140,7 @@ local function merge(kind, oa, ob, na, nb, delay)
     return math.min(oa, na), math.max(ob, nb)
   end
   if kind == 'x' then return math.min(oa, na), math.max(ob, nb) end
+  if kind == 'p' then return oa, ob end -- a tarpit mark: the stored one
   return math.max(oa, na), math.max(ob, nb)
 end
 

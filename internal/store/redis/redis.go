@@ -31,7 +31,8 @@ import (
 
 // Keys. Every key of a site starts with one Cluster hash tag made of the
 // key prefix, "{greyd:}t:<triplet>", "{greyd:}c:<client>",
-// "{greyd:}x:<client>" (greytraps) and "{greyd:}schema" (and store.Admin's "{greyd:}n", "{greyd:}wl" and
+// "{greyd:}x:<client>" (greytraps), "{greyd:}p:<client>" (tarpit marks)
+// and "{greyd:}schema" (and store.Admin's "{greyd:}n", "{greyd:}wl" and
 // "{greyd:}wlver", admin.go), so that a Cluster keeps them in one slot.
 // A tag per request is not possible: the script reads the client's
 // auto-whitelist entry (one per client address, read by requests for
@@ -44,6 +45,7 @@ const (
 	nsTriplet = "t:"
 	nsClient  = "c:"
 	nsTrap    = "x:"
+	nsTarpit  = "p:"
 	schemaNS  = "schema"
 	// countsNS is the hash of count buckets that step.lua and admin.lua
 	// keep for store.Admin.Counts (admin.go).
@@ -141,6 +143,7 @@ type Store struct {
 	tripletNS string // "{prefix}t:"
 	clientNS  string // "{prefix}c:"
 	trapNS    string // "{prefix}x:"
+	tarpitNS  string // "{prefix}p:"
 	schemaKey string // "{prefix}schema"
 	countsKey string // "{prefix}n"
 	script    *rueidis.Lua
@@ -214,6 +217,7 @@ func Open(opts Options) (*Store, error) {
 		tripletNS: tag + nsTriplet,
 		clientNS:  tag + nsClient,
 		trapNS:    tag + nsTrap,
+		tarpitNS:  tag + nsTarpit,
 		schemaKey: tag + schemaNS,
 		countsKey: tag + countsNS,
 		script:    rueidis.NewLuaScript(stepScript),

@@ -13,7 +13,7 @@ import (
 )
 
 // resultLen is the number of integers step.lua returns.
-const resultLen = 23
+const resultLen = 27
 
 // Step implements store.Store: one EVALSHA of step.lua (EVAL once after
 // Redis lost its script cache), within the store's deadline. While the
@@ -28,7 +28,7 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 	}
 	c := s.client.Load() // set before the breaker first closed
 
-	var kb [6]string
+	var kb [7]string
 	keys := append(kb[:0], s.schemaKey, s.countsKey, s.tripletNS+in.TripletKey)
 	hasClient, hasAlt := "0", "0"
 	if in.ClientKey != "" && in.AWLClients > 0 {
@@ -44,12 +44,19 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 		keys = append(keys, s.trapNS+in.TrapKey)
 		hasTrap = "1"
 	}
+	hasTarpit := "0"
+	if in.TarpitKey != "" {
+		keys = append(keys, s.tarpitNS+in.TarpitKey)
+		hasTarpit = "1"
+	}
 	args := [...]string{
 		strconv.FormatInt(in.Now, 10), flag(in.FixedNow),
 		strconv.FormatInt(in.Delay, 10), strconv.FormatInt(in.RetryWindow, 10),
 		strconv.FormatInt(in.MaxAge, 10), strconv.FormatInt(in.AWLClients, 10),
 		flag(in.DryRun), hasClient, hasAlt, flag(in.Hold),
 		hasTrap, flag(in.TrapHit), strconv.FormatInt(in.TrapFor, 10),
+		hasTarpit, strconv.Itoa(int(in.TarpitOp)), strconv.FormatInt(in.TarpitSession, 10),
+		flag(in.TarpitKeep), strconv.FormatInt(in.AbandonDelay, 10),
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, s.deadline())
@@ -107,15 +114,18 @@ func decodeResult(v []int64) (store.StepResult, error) {
 		Trapped:          v[8] != 0,
 		TrapSet:          v[9] != 0,
 		TrapUntil:        v[10],
+		Tarpit:           store.TarpitResult(v[11]),
 		Before: store.State{
-			ClientFound:  v[11] != 0,
-			Client:       store.Client{Count: v[12], Last: v[13]},
-			TripletFound: v[14] != 0,
-			Triplet:      store.Triplet{First: v[15], Last: v[16]},
-			AltFound:     v[17] != 0,
-			Alt:          store.Triplet{First: v[18], Last: v[19]},
-			TrapFound:    v[20] != 0,
-			Trap:         store.Trap{Since: v[21], Until: v[22]},
+			ClientFound:  v[12] != 0,
+			Client:       store.Client{Count: v[13], Last: v[14]},
+			TripletFound: v[15] != 0,
+			Triplet:      store.Triplet{First: v[16], Last: v[17]},
+			AltFound:     v[18] != 0,
+			Alt:          store.Triplet{First: v[19], Last: v[20]},
+			TrapFound:    v[21] != 0,
+			Trap:         store.Trap{Since: v[22], Until: v[23]},
+			TarpitFound:  v[24] != 0,
+			Tarpit:       store.Tarpit{Since: v[25], Session: v[26]},
 		},
 	}, nil
 }

@@ -6,15 +6,18 @@
 -- KEYS[1]  the schema key; KEYS[2] the count buckets (below); KEYS[3]
 --          the triplet key; then the client (auto-whitelist) key if
 --          ARGV[8] == "1"; then the second triplet key (lookup_by "auto")
---          if ARGV[9] == "1"; then the trap key if ARGV[11] == "1".
+--          if ARGV[9] == "1"; then the trap key if ARGV[11] == "1"; then
+--          the tarpit key if ARGV[14] == "1".
 -- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
 --          dry_run, has_client, has_alt, hold, has_trap, trap_hit,
---          trap_for: integers in decimal, flags 0/1.
+--          trap_for, has_tarpit, tarpit_op (store.TarpitOp), session,
+--          keep, abandon_delay: integers in decimal, flags 0/1.
 -- Returns  outcome, now, first, missing, waited, via_alt,
 --          newly_whitelisted, future_corrected, trapped, trap_set,
---          trap_until, then the state before the step: client found,
---          count, last; triplet found, first, last; second key found,
---          first, last; trap found, since, until. Flags are 0/1 (a Lua
+--          trap_until, tarpit (store.TarpitResult), then the state
+--          before the step: client found, count, last; triplet found,
+--          first, last; second key found, first, last; trap found, since,
+--          until; tarpit mark found, since, session. Flags are 0/1 (a Lua
 --          false would end the reply).
 --
 -- Numbers are Lua doubles: exact for every Unix time and count greyd uses
@@ -164,6 +167,18 @@ if ARGV[11] == '1' then
 end
 local trapFor = tonumber(ARGV[13])
 
+local tarpitKey = nil
+if ARGV[14] == '1' then
+  local i = 4
+  if hasClient then i = i + 1 end
+  if altKey then i = i + 1 end
+  if trapKey then i = i + 1 end
+  tarpitKey = KEYS[i]
+end
+local tarpitOp, session, keep, abandonDelay = tonumber(ARGV[15]), tonumber(ARGV[16]), ARGV[17] == '1', tonumber(ARGV[18])
+local TARPIT_ISSUE, TARPIT_DATA = 1, 2 -- store.TarpitOp
+local T_ISSUED, T_SAME, T_WAITED, T_ABANDONED = 1, 2, 3, 4 -- store.TarpitResult
+
 -- The stored state (store.State).
 local cfound, ccount, clast = false, 0, 0
 if clientKey then cfound, ccount, clast = read(clientKey) end
@@ -172,17 +187,19 @@ local afound, afirst, alast = false, 0, 0
 if altKey then afound, afirst, alast = read(altKey) end
 local xfound, xsince, xuntil = false, 0, 0
 if trapKey then xfound, xsince, xuntil = read(trapKey) end
+local pfound, psince, psession = false, 0, 0
+if tarpitKey then pfound, psince, psession = read(tarpitKey) end
 
 -- The result (store.StepResult); the before* flags are r.Before's.
 local first, missing, waited, viaAlt, newly, future = now, 0, 0, 0, 0, 0
-local trapped, trapSet, trapUntil = 0, 0, 0
-local beforeC, beforeT, beforeA, beforeX = cfound, tfound, afound, xfound
+local trapped, trapSet, trapUntil, tarpit = 0, 0, 0, 0
+local beforeC, beforeT, beforeA, beforeX, beforeP = cfound, tfound, afound, xfound, pfound
 
 local function flag(b) if b then return 1 end return 0 end
 local function result(outcome)
-  return {outcome, now, first, missing, waited, viaAlt, newly, future, trapped, trapSet, trapUntil,
+  return {outcome, now, first, missing, waited, viaAlt, newly, future, trapped, trapSet, trapUntil, tarpit,
     flag(beforeC), ccount, clast, flag(beforeT), tfirst, tlast, flag(beforeA), afirst, alast,
-    flag(beforeX), xsince, xuntil}
+    flag(beforeX), xsince, xuntil, flag(beforeP), psince, psession}
 end
 
 -- countUp, needsWrite and tripletTTL: as in transition.go.
@@ -237,6 +254,25 @@ if xfound and now < xuntil then
   return result(GREYLISTED)
 end
 
+-- Tarpit marks, per exact client address: one wait per session; a client
+-- whose mark is another session's left during its wait and is greylisted
+-- with the abandon delay while the mark lives.
+local same = pfound and psession == session
+local delayEff = delay
+if tarpitKey and tarpitOp == TARPIT_DATA then
+  if not same then
+    first = now
+    return result(PASSED) -- DATA is never refused
+  end
+  if not keep then del(tarpitKey, 'p') end
+  tarpit = T_WAITED
+elseif same then
+  first, tarpit = now, T_SAME
+  return result(PASSED)
+elseif pfound then
+  delayEff = math.max(delay, abandonDelay)
+end
+
 -- The triplet.
 local found = tfound
 if found and now - tlast > maxAge then
@@ -266,6 +302,9 @@ if found then
     first = now
   end
 end
+if tarpit == T_WAITED and not lastOK then
+  first = math.min(first, now - delay) -- waited through its tarpit
+end
 
 if not lastOK and altFound and alast - afirst >= delay then
   -- The other key has passed: so has this request. Record it under the
@@ -273,10 +312,19 @@ if not lastOK and altFound and alast - afirst >= delay then
   local f = math.min(afirst, now - delay)
   write(tripletKey, 't', f, now, maxAge + 1)
   first, viaAlt = f, 1
+  if tarpit == T_WAITED then waited = now - psince end
   return result(PASSED)
 end
 
-local diff = delay - (now - first)
+local diff = delayEff - (now - first)
+if diff > 0 and pfound then
+  tarpit = T_ABANDONED
+elseif diff > 0 and tarpitKey and tarpitOp == TARPIT_ISSUE then
+  -- The wait replaces the delay: no triplet is written, DATA writes it.
+  write(tarpitKey, 'p', now, session, abandonDelay + retry + 1)
+  missing, tarpit = diff, T_ISSUED
+  return result(GREYLISTED)
+end
 if needsWrite(found, tfirst, tlast, first, now, diff, lastOK) and not (ARGV[10] == '1' and diff > 0) then
   write(tripletKey, 't', first, now, tripletTTL(diff, first, now, retry, maxAge))
 end
@@ -292,11 +340,12 @@ if awl and diff <= 0 and not lastOK then
   end
 end
 
+if tarpit == T_WAITED then waited = now - psince end
 if diff > 0 then
   missing = diff
   return result(GREYLISTED)
 elseif not lastOK then
-  waited = now - first
+  if tarpit ~= T_WAITED then waited = now - first end
   return result(FIRST_PASS)
 end
 return result(PASSED)

@@ -41,6 +41,7 @@ func RunAdmin(t *testing.T, open Opener) {
 		{"runtime whitelist entries expire", adminWhitelistExpiry},
 		{"counts agree with scan after concurrent work", adminConcurrent},
 		{"traps are listed, imported and deleted", adminTraps},
+		{"tarpit marks are listed, imported and deleted", adminTarpits},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}

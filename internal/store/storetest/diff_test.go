@@ -1,6 +1,7 @@
 package storetest_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,6 +131,8 @@ func namespace(k store.Kind) string {
 		return "c:"
 	case store.KindTrap:
 		return "x:"
+	case store.KindTarpit:
+		return "p:"
 	}
 	return "t:"
 }
@@ -250,9 +253,9 @@ func (r *bytesReader) next() byte {
 // decode reads a program:
 //
 //	rules   2 bytes: delay and retry window; max_age and auto-whitelist
-//	stored  1 byte: n%6 values, and traps (b/12%4: off, or on with a
-//	        trap's duration); then n values: 1 byte kind and key, then a
-//	        value
+//	stored  1 byte: n%6 values, traps (b/12%4: off, or on with a
+//	        trap's duration) and tarpits (b >= 192); then n values: 1
+//	        byte kind and key, then a value
 //	steps   3 bytes each, at most 48: keys and flags, time, rule changes
 //
 // Times are base plus an offset that steps move forwards and backwards;
@@ -260,6 +263,8 @@ func (r *bytesReader) next() byte {
 // every step has a trap key (its client's, or "c1" for none), and a step
 // of baitTriplet is a trap hit. (Traps are off for a stored byte below
 // 12, so the seeds written before traps existed mean what they meant.)
+// With tarpits on, every step has a tarpit key too, and its time byte
+// also chooses the operation and one of three sessions.
 func decode(data []byte, base int64) *program {
 	r := &bytesReader{data}
 	p := &program{}
@@ -272,11 +277,14 @@ func decode(data []byte, base int64) *program {
 	if m := b / 12 % 4; m > 0 {
 		trapFor = trapFors[m-1]
 	}
-	p.desc = append(p.desc, fmt.Sprintf("rules: delay %d, retry %d, max_age %d, awl %d, traps for %d (0: off); base %d", delay, retry, maxAge, awl, trapFor, base))
+	tarpits := b >= 192
+	p.desc = append(p.desc, fmt.Sprintf("rules: delay %d, retry %d, max_age %d, awl %d, traps for %d (0: off), tarpits %v; base %d", delay, retry, maxAge, awl, trapFor, tarpits, base))
 	for range int(b % 6) {
 		k := r.next()
 		v := rawValue{kind: store.KindTriplet, key: triplets[k>>1%4]}
 		switch {
+		case tarpits && k&16 != 0:
+			v.kind, v.key = store.KindTarpit, clients[1+k>>1%2]
 		case trapFor > 0 && k&8 != 0:
 			v.kind, v.key = store.KindTrap, clients[1+k>>1%2]
 		case k&1 == 1:
@@ -322,6 +330,11 @@ func decode(data []byte, base int64) *program {
 			}
 			in.TrapHit = in.TripletKey == baitTriplet
 		}
+		if tarpits {
+			in.TarpitKey = cmp.Or(in.ClientKey, "c1")
+			in.TarpitOp, in.TarpitSession = store.TarpitOp(dt%3), int64(dt/3%3)
+			in.TarpitKeep, in.AbandonDelay = dt&0x40 != 0, 4*in.Delay
+		}
 		off += decodeDelta(dt, in.Delay, in.RetryWindow, in.MaxAge, trapFor)
 		in.Now = base + off
 		p.steps = append(p.steps, in)
@@ -329,8 +342,9 @@ func decode(data []byte, base int64) *program {
 		if !in.FixedNow {
 			clock = "at redis's clock"
 		}
-		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q trap %q hit %v dry %v hold %v delay %d retry %d max_age %d awl %d",
-			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.TrapKey, in.TrapHit, in.DryRun, in.Hold, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
+		p.desc = append(p.desc, fmt.Sprintf("step %d %s: client %q triplet %q alt %q trap %q hit %v tarpit %q op %d session %d keep %v dry %v hold %v delay %d retry %d max_age %d awl %d",
+			i, clock, in.ClientKey, in.TripletKey, in.AltKey, in.TrapKey, in.TrapHit, in.TarpitKey, in.TarpitOp, in.TarpitSession, in.TarpitKeep,
+			in.DryRun, in.Hold, in.Delay, in.RetryWindow, in.MaxAge, in.AWLClients))
 	}
 	return p
 }

@@ -27,6 +27,7 @@ const (
 	MaxAge      = 35 * 86400
 	AWLClients  = 5
 	TrapFor     = 86400 // a trap's duration unless a step says otherwise
+	Abandon     = 1800  // the tarpit's abandon delay
 )
 
 // Step is one request of a case and what must come of it.
@@ -41,7 +42,11 @@ type Step struct {
 	Delay   int64  // 0 = the default
 	Trap    string // trap key; "" = traps off
 	TrapHit bool
-	TrapFor int64 // 0 = the default
+	TrapFor int64  // 0 = the default
+	Tarpit  string // tarpit key; "" = tarpits off
+	Op      store.TarpitOp
+	Session int64
+	Keep    bool
 
 	Want Want
 }
@@ -58,10 +63,12 @@ type Want struct {
 	New              bool
 	Trapped, TrapSet bool
 	TrapUntil        int64 // seconds after T0; 0 = none
+	Tarpit           store.TarpitResult
 
 	Client  *store.Client  // Before.Client, Last relative to T0; &store.Client{} = not found
 	Triplet *store.Triplet // Before.Triplet, relative to T0; &store.Triplet{} = not found
 	Trap    *store.Trap    // Before.Trap, relative to T0; &store.Trap{} = not found
+	Mark    *store.Tarpit  // Before.Tarpit, Since relative to T0; &store.Tarpit{} = not found
 }
 
 // Case is a sequence of steps on an empty store.
@@ -78,6 +85,7 @@ func (s *Step) Input() *store.StepInput {
 		Delay: Delay, RetryWindow: RetryWindow, MaxAge: MaxAge, AWLClients: AWLClients,
 		DryRun: s.DryRun, Hold: s.Hold,
 		TrapKey: s.Trap, TrapHit: s.TrapHit, TrapFor: TrapFor,
+		TarpitKey: s.Tarpit, TarpitOp: s.Op, TarpitSession: s.Session, TarpitKeep: s.Keep, AbandonDelay: Abandon,
 	}
 	if s.TrapFor > 0 {
 		in.TrapFor = s.TrapFor
@@ -117,6 +125,7 @@ func (w *Want) Check(r store.StepResult) string {
 		until -= T0
 	}
 	add("trap_until", until, w.TrapUntil)
+	add("tarpit", r.Tarpit, w.Tarpit)
 	if w.Client != nil {
 		got := store.Client{}
 		if r.Before.ClientFound {
@@ -138,6 +147,13 @@ func (w *Want) Check(r store.StepResult) string {
 		}
 		add("before.trap", got, *w.Trap)
 	}
+	if w.Mark != nil {
+		got := store.Tarpit{}
+		if r.Before.TarpitFound {
+			got = store.Tarpit{Since: r.Before.Tarpit.Since - T0, Session: r.Before.Tarpit.Session}
+		}
+		add("before.tarpit", got, *w.Mark)
+	}
 	return diff
 }
 
@@ -147,7 +163,7 @@ type Opener func(t *testing.T) store.Store
 // Run runs every case of Cases and the concurrency checks against the
 // stores open returns.
 func Run(t *testing.T, open Opener) {
-	for _, c := range slices.Concat(Cases, TrapCases) {
+	for _, c := range slices.Concat(Cases, TrapCases, TarpitCases) {
 		t.Run(c.Name, func(t *testing.T) {
 			st := open(t)
 			defer st.Close()
@@ -157,7 +173,8 @@ func Run(t *testing.T, open Opener) {
 					t.Fatalf("step %d (at +%d, triplet %q): %v", i, s.At, s.Triplet, err)
 				}
 				if d := s.Want.Check(r); d != "" {
-					t.Errorf("step %d (at +%d, client %q, triplet %q, alt %q, dry %v, trap %q hit %v):%s", i, s.At, s.Client, s.Triplet, s.Alt, s.DryRun, s.Trap, s.TrapHit, d)
+					t.Errorf("step %d (at +%d, client %q, triplet %q, alt %q, dry %v, trap %q hit %v, tarpit %q op %d session %d):%s",
+						i, s.At, s.Client, s.Triplet, s.Alt, s.DryRun, s.Trap, s.TrapHit, s.Tarpit, s.Op, s.Session, d)
 				}
 			}
 		})
