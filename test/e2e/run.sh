@@ -199,6 +199,10 @@ check_readme() {
 	[[ $readme == *"$block"* ]] ||
 		die "README.md's Postfix section no longer shows the lines the suite uses; it must contain:
 $block"
+	block=$(sed -n '/^smtpd_data_restrictions =/,/^$/p' "$HERE/main.cf" | sed '/^$/d; s/^/    /')
+	[[ $block == *"$POLICY_LINE" && $readme == *"$block"* ]] ||
+		die "README.md's Postfix section must show the DATA restriction the suite uses (test/e2e/main.cf):
+$block"
 	[[ $readme == *"$FAILOPEN_LINE"* ]] ||
 		die "README.md no longer shows the fail-open line the suite uses:
 $FAILOPEN_LINE"
