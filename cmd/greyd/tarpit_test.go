@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,12 @@ func TestTarpit(t *testing.T) {
 		}
 		if _, ok := m["_active"]; !ok {
 			t.Errorf("no greyd_tarpits_active: %v", m)
+		}
+	})
+	t.Run("stats counts the class tarpit", func(t *testing.T) {
+		out := cliOK(t, 0, "stats", "-config", cfg)
+		if !regexp.MustCompile(`(?m)^selective +mode score; scored: pass \d+, tarpit [1-9]\d*, greylist \d+$`).MatchString(out) {
+			t.Errorf("stats: want the class tarpit counted:\n%s", out)
 		}
 	})
 }

@@ -323,7 +323,8 @@ type Stats struct {
 type SelectiveStats struct {
 	Mode   string `json:"mode"`
 	Shadow bool   `json:"shadow"`
-	// Classes: the scored requests by class, every class even at zero.
+	// Classes: the scored requests by class, every class even at zero
+	// (tarpit only with tarpit_at set, or once counted).
 	Classes []ClassCount `json:"classes"`
 	// DNSLookups are the resolver's lookups, DNSCacheHits those its
 	// cache answered.

@@ -36,6 +36,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if sel := snap.Selective; sel != nil {
 		st := &SelectiveStats{Mode: sel.Mode.String(), Shadow: sel.Shadow}
 		for _, c := range s.opts.Engine.SelectiveCounts() {
+			if c.Class == "tarpit" && c.N == 0 && sel.TarpitAt == nil {
+				continue // no tarpit configured, none counted: not a class here
+			}
 			st.Classes = append(st.Classes, ClassCount{Class: c.Class, Count: c.N})
 		}
 		st.DNSLookups, st.DNSCacheHits = s.opts.Engine.DNSCounts()
