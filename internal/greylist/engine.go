@@ -13,6 +13,7 @@ import (
 	"greyd/internal/policy"
 	"greyd/internal/signals"
 	"greyd/internal/store"
+	"greyd/internal/tarpit"
 )
 
 // LevelNotice is the level of decision lines: syslog "notice", as
@@ -38,7 +39,7 @@ type Engine struct {
 	// dnsLookups and dnsCacheHits count the resolver's lookups.
 	dnsLookups, dnsCacheHits atomic.Uint64
 	// tarpits is the tarpit's state on this host (tarpit.go).
-	tarpits *tarpits
+	tarpits *tarpit.Table
 
 	decisions [Failed + 1]atomic.Uint64
 	// decided counts answered requests by kind and reason, for metrics
@@ -79,7 +80,7 @@ func NewEngine(st store.Store, snap *Snapshot, now func() time.Time, log *slog.L
 	e.lines, _ = log.Handler().(*logging.Handler)
 	e.storeErrs.Interval = storeErrorEvery
 	e.badTestTimes.Interval = storeErrorEvery
-	e.tarpits = newTarpits(now().Unix(), func(msg string) { log.Warn(msg) })
+	e.tarpits = tarpit.New(now().Unix(), func(msg string) { log.Warn(msg) })
 	if snap.Tarpit != nil {
 		snap = e.withRuntime(snap) // a copy that carries the tarpit's state
 	}
@@ -133,7 +134,7 @@ func (e *Engine) answer(req *policy.Request, snap *Snapshot, now time.Time, d De
 		return "DUNNO" // DATA outside a tarpitted session: not a decision
 	}
 	if d.Capped != "" {
-		e.tarpits.capped.Add(1)
+		e.tarpits.Capped()
 	}
 	e.decisions[d.Action].Add(1)
 	k, r := d.label()

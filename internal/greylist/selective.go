@@ -10,6 +10,7 @@ import (
 	"greyd/internal/policy"
 	"greyd/internal/signals"
 	"greyd/internal/store"
+	"greyd/internal/tarpit"
 	"greyd/internal/whitelist"
 )
 
@@ -158,7 +159,7 @@ func (s selection) step(ctx context.Context, snap *Snapshot, st store.Store, in 
 	case r.Tarpit == store.TarpitSame:
 		// One wait per session: the session's DATA passes this triplet too.
 		if !in.DryRun {
-			snap.tarpits.add(req.Instance, tarpitKeys{in.TripletKey, in.AltKey})
+			snap.tarpits.Add(req.Instance, tarpit.Keys{Triplet: in.TripletKey, Alt: in.AltKey})
 		}
 		return r, nil
 	case r.Tarpit == store.TarpitAbandoned:

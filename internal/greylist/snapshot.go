@@ -20,6 +20,7 @@ import (
 
 	"greyd/internal/identity"
 	"greyd/internal/signals"
+	"greyd/internal/tarpit"
 	"greyd/internal/whitelist"
 )
 
@@ -110,8 +111,8 @@ type Snapshot struct {
 	Traps *Traps
 	// Tarpit, when set, is the tarpit (tarpit.go) for Selective.TarpitAt;
 	// tarpits is the engine's state for it, set as Runtime is.
-	Tarpit  *Tarpit
-	tarpits *tarpits
+	Tarpit  *tarpit.Settings
+	tarpits *tarpit.Table
 }
 
 // RuntimeWhitelist is the compiled runtime whitelist; either list may be

@@ -4,14 +4,12 @@ import (
 	"context"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"greyd/internal/policy"
 	"greyd/internal/store"
+	"greyd/internal/tarpit"
 )
 
 // The tarpit (taRgrey's): a client whose score lies from
@@ -25,189 +23,14 @@ import (
 // sharing Redis agree; what only this host needs (the session's triplets,
 // the cap) lives in memory.
 
-// Tarpit is the compiled tarpit block.
-type Tarpit struct {
-	Duration      time.Duration
-	MaxConcurrent int
-	AbandonDelay  time.Duration
-}
-
-const (
-	// sessionMargin is how long after its wait a tarpitted session may
-	// still reach DATA: Postfix's smtpd waits 300 s for each command.
-	sessionMargin = 300
-	// maxSessions bounds the sessions remembered; the oldest goes first.
-	maxSessions = 4096
-	// maxSessionTriplets bounds one session's triplets: Postfix's
-	// smtpd_recipient_limit is 1000.
-	maxSessionTriplets = 1000
-	// abandonWarnAfter tarpitted sessions in a row that never reached
-	// DATA make greyd warn that DATA is probably not asked.
-	abandonWarnAfter = 20
-)
-
-// tarpitKeys are the keys of one triplet of a tarpitted session.
-type tarpitKeys struct{ triplet, alt string }
-
-// tarpitSession is a session tarpitted on this host.
-type tarpitSession struct {
-	at   int64 // Unix seconds of the tarpit
-	keys []tarpitKeys
-}
-
-// tarpits is the engine's tarpit state on this host: the tarpits issued
-// within the last duration (max_concurrent counts them here, per host),
-// the sessions waiting for their DATA, and whether DATA seems not to be
-// asked. It outlives reloads; the settings come with each call.
-type tarpits struct {
-	mu       sync.Mutex
-	started  int64   // Unix seconds the engine started
-	issued   []int64 // Unix seconds of recent tarpits, oldest first
-	sessions map[string]*tarpitSession
-	missed   int  // tarpitted sessions in a row that never reached DATA
-	warned   bool // the warning was logged since the last DATA
-	warn     func(msg string)
-
-	capped atomic.Uint64
-}
-
-func newTarpits(started int64, warn func(string)) *tarpits {
-	return &tarpits{started: started, sessions: map[string]*tarpitSession{}, warn: warn}
-}
-
-// prune forgets tarpits older than the duration and sessions past their
-// margin; a session forgotten without DATA counts as missed. It returns
-// the warning to log, if this made missed reach abandonWarnAfter. The
-// caller holds mu.
-func (tp *tarpits) prune(now int64, t *Tarpit) string {
-	dur := int64(t.Duration / time.Second)
-	i := 0
-	for i < len(tp.issued) && tp.issued[i] <= now-dur {
-		i++
-	}
-	tp.issued = append(tp.issued[:0], tp.issued[i:]...)
-	for id, s := range tp.sessions {
-		if s.at+dur+sessionMargin < now {
-			delete(tp.sessions, id)
-			tp.missed++
-		}
-	}
-	if tp.missed >= abandonWarnAfter && !tp.warned {
-		tp.warned = true
-		return "the last " + strconv.Itoa(tp.missed) + " tarpitted sessions never reached DATA: " +
-			"Postfix's smtpd_data_restrictions probably lacks check_policy_service for greyd, " +
-			"and every tarpitted client looks as if it had left (greylisted with tarpit.abandon_delay)"
-	}
-	return ""
-}
-
-// reserve takes one of max_concurrent's places for a tarpit at now;
-// false: all are taken.
-func (tp *tarpits) reserve(now int64, t *Tarpit) bool {
-	tp.mu.Lock()
-	msg := tp.prune(now, t)
-	ok := len(tp.issued) < t.MaxConcurrent
-	if ok {
-		tp.issued = append(tp.issued, now)
-	}
-	tp.mu.Unlock()
-	if msg != "" && tp.warn != nil {
-		tp.warn(msg)
-	}
-	return ok
-}
-
-// release gives back a place reserve took for a tarpit that was not
-// issued after all.
-func (tp *tarpits) release() {
-	tp.mu.Lock()
-	if n := len(tp.issued); n > 0 {
-		tp.issued = tp.issued[:n-1]
-	}
-	tp.mu.Unlock()
-}
-
-// begin remembers a session tarpitted at now with its first triplet.
-func (tp *tarpits) begin(id string, now int64, k tarpitKeys) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	if len(tp.sessions) >= maxSessions {
-		oldest, at := "", int64(1<<62)
-		for sid, s := range tp.sessions {
-			if s.at < at {
-				oldest, at = sid, s.at
-			}
-		}
-		delete(tp.sessions, oldest)
-	}
-	tp.sessions[id] = &tarpitSession{at: now, keys: []tarpitKeys{k}}
-}
-
-// add records one more triplet of a tarpitted session.
-func (tp *tarpits) add(id string, k tarpitKeys) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	s := tp.sessions[id]
-	if s != nil && len(s.keys) < maxSessionTriplets && !slices.Contains(s.keys, k) {
-		s.keys = append(s.keys, k)
-	}
-}
-
-// take returns the triplets of session id, forgetting the session
-// unless peek; nil if it was not tarpitted here.
-func (tp *tarpits) take(id string, peek bool) []tarpitKeys {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	s := tp.sessions[id]
-	if s == nil {
-		return nil
-	}
-	if !peek {
-		delete(tp.sessions, id)
-	}
-	return slices.Clone(s.keys)
-}
-
-// reached records that a tarpitted session reached DATA: DATA is asked.
-func (tp *tarpits) reached() {
-	tp.mu.Lock()
-	tp.missed, tp.warned = 0, false
-	tp.mu.Unlock()
-}
-
-// recent reports whether now is within a session's life of the engine's
-// start: a DATA then may be of a session tarpitted before a restart.
-func (tp *tarpits) recent(now int64, t *Tarpit) bool {
-	return now-tp.started <= int64(t.Duration/time.Second)+sessionMargin
-}
-
-// TarpitStatus is the tarpit's state on this host (greyd explain).
-type TarpitStatus struct {
-	// Active is the number of tarpits issued within the last duration
-	// (what max_concurrent counts); Sessions those still waiting for
-	// their DATA.
-	Active, Sessions int
-	// Missed is the number of tarpitted sessions in a row that never
-	// reached DATA; Warned says the warning about it was logged.
-	Missed int
-	Warned bool
-}
-
-// TarpitStatus returns the tarpit's state now; zero without a tarpit.
-func (e *Engine) TarpitStatus() TarpitStatus {
+// TarpitStatus returns the tarpit's state on this host now; zero without
+// a tarpit.
+func (e *Engine) TarpitStatus() tarpit.Status {
 	snap := e.snap.Load()
 	if snap.Tarpit == nil {
-		return TarpitStatus{}
+		return tarpit.Status{}
 	}
-	tp := e.tarpits
-	tp.mu.Lock()
-	msg := tp.prune(e.now().Unix(), snap.Tarpit)
-	st := TarpitStatus{Active: len(tp.issued), Sessions: len(tp.sessions), Missed: tp.missed, Warned: tp.warned}
-	tp.mu.Unlock()
-	if msg != "" && tp.warn != nil {
-		tp.warn(msg)
-	}
-	return st
+	return e.tarpits.Status(e.now().Unix(), snap.Tarpit)
 }
 
 // TarpitCounts returns how many tarpits were issued, how many clients
@@ -217,22 +40,7 @@ func (e *Engine) TarpitStatus() TarpitStatus {
 // engine started.
 func (e *Engine) TarpitCounts() (issued, passed, abandoned, capped uint64) {
 	return e.decided[Sleep][TarpitReason].Load(), e.decided[Pass][TarpitReason].Load(),
-		e.decided[Greylist][TarpitAbandoned].Load(), e.tarpits.capped.Load()
-}
-
-// sessionOf is the store's session number of a Postfix instance
-// attribute: FNV-1a reduced to what a stored number holds; -1 (never a
-// mark's) without one.
-func sessionOf(instance string) int64 {
-	if instance == "" {
-		return -1
-	}
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(instance); i++ {
-		h ^= uint64(instance[i])
-		h *= 1099511628211
-	}
-	return int64(h & store.MaxValue)
+		e.decided[Greylist][TarpitAbandoned].Load(), e.tarpits.CappedCount()
 }
 
 // tarpitInput adds the tarpit inputs to in: the client address's key,
@@ -245,7 +53,7 @@ func (s *Snapshot) tarpitInput(in *store.StepInput, ip netip.Addr, req *policy.R
 	if in.TarpitKey == "" {
 		in.TarpitKey = s.ClientKey(ip)
 	}
-	in.TarpitSession = sessionOf(req.Instance)
+	in.TarpitSession = tarpit.SessionOf(req.Instance)
 	in.AbandonDelay = int64(s.Tarpit.AbandonDelay / time.Second)
 }
 
@@ -267,7 +75,7 @@ func (s *Snapshot) tarpitBlocked(req *policy.Request, now int64, dry bool) strin
 		return capStress
 	case dry:
 		return ""
-	case !s.tarpits.reserve(now, s.Tarpit):
+	case !s.tarpits.Reserve(now, s.Tarpit):
 		return capFull
 	}
 	return ""
@@ -298,10 +106,10 @@ func (s selection) tarpitStep(ctx context.Context, snap *Snapshot, st store.Stor
 		return r, true, err
 	}
 	if err != nil || r.Tarpit != store.TarpitIssued {
-		snap.tarpits.release()
+		snap.tarpits.Release()
 		return r, true, err
 	}
-	snap.tarpits.begin(req.Instance, in.Now, tarpitKeys{in.TripletKey, in.AltKey})
+	snap.tarpits.Begin(req.Instance, in.Now, tarpit.Keys{Triplet: in.TripletKey, Alt: in.AltKey})
 	return r, true, nil
 }
 
@@ -317,8 +125,8 @@ func (snap *Snapshot) dataDecision(ctx context.Context, req *policy.Request, st 
 	if snap.Tarpit == nil || tp == nil || req.Instance == "" {
 		return quiet
 	}
-	keys := tp.take(req.Instance, dryRun)
-	if keys == nil && (req.Recipient == "" || !tp.recent(now.Unix(), snap.Tarpit)) {
+	keys := tp.Take(req.Instance, dryRun)
+	if keys == nil && (req.Recipient == "" || !tp.Recent(now.Unix(), snap.Tarpit)) {
 		return quiet
 	}
 	d := Decision{Now: now}
@@ -326,14 +134,14 @@ func (snap *Snapshot) dataDecision(ctx context.Context, req *policy.Request, st 
 	stepInput(&in, snap, snap.selectFor(req.Recipient), req, ip, now, fixedNow, dryRun, &d)
 	snap.tarpitInput(&in, ip, req)
 	if req.Recipient != "" {
-		if own := (tarpitKeys{in.TripletKey, in.AltKey}); !slices.Contains(keys, own) {
+		if own := (tarpit.Keys{Triplet: in.TripletKey, Alt: in.AltKey}); !slices.Contains(keys, own) {
 			keys = append(keys, own)
 		}
 	}
 	in.TarpitOp = store.TarpitData
 	var first store.StepResult
 	for i, k := range keys {
-		in.TripletKey, in.AltKey = k.triplet, k.alt
+		in.TripletKey, in.AltKey = k.Triplet, k.Alt
 		in.TarpitKeep = i < len(keys)-1
 		r, err := st.Step(ctx, &in)
 		if err != nil {
@@ -348,7 +156,7 @@ func (snap *Snapshot) dataDecision(ctx context.Context, req *policy.Request, st 
 		d.NewlyWhitelisted = d.NewlyWhitelisted || r.NewlyWhitelisted
 	}
 	if !dryRun {
-		tp.reached()
+		tp.Reached()
 	}
 	newly := d.NewlyWhitelisted
 	d.fromStep(&in, &first)

@@ -12,6 +12,7 @@ import (
 	"greyd/internal/policy"
 	"greyd/internal/signals"
 	"greyd/internal/store"
+	"greyd/internal/tarpit"
 )
 
 // tarpitSnapshot is testSnapshot in mode score with a tarpit: helo_invalid
@@ -25,7 +26,7 @@ func tarpitSnapshot(t testing.TB, maxConcurrent int) *Snapshot {
 		t.Fatal(err)
 	}
 	snap.Selective = &Selective{Mode: ModeScore, GreylistAt: 3, TarpitAt: intp(1), Signals: sc}
-	snap.Tarpit = &Tarpit{Duration: 65 * time.Second, MaxConcurrent: maxConcurrent, AbandonDelay: 30 * time.Minute}
+	snap.Tarpit = &tarpit.Settings{Duration: 65 * time.Second, MaxConcurrent: maxConcurrent, AbandonDelay: 30 * time.Minute}
 	return snap
 }
 
@@ -161,7 +162,7 @@ func TestTarpitDataCost(t *testing.T) {
 	if got := e.ServePolicy(t.Context(), r); got != "DUNNO" || st.steps != 1 || logs.String() != "" {
 		t.Errorf("just started: reply %q, %d steps, log %q; want DUNNO, 1 step, no line", got, st.steps, logs)
 	}
-	clock.Store(t0.Unix() + 65 + sessionMargin + 1)
+	clock.Store(t0.Unix() + 65 + tarpit.SessionMargin + 1)
 	if got := e.ServePolicy(t.Context(), r); got != "DUNNO" || st.steps != 1 {
 		t.Errorf("running for a while: reply %q, %d steps; want DUNNO, no more steps", got, st.steps)
 	}
@@ -196,44 +197,31 @@ func TestTarpitRestart(t *testing.T) {
 func TestTarpitWarning(t *testing.T) {
 	e, clock, logs := tarpitEngine(t, newStore(t), tarpitSnapshot(t, 1000))
 	const warning = "tarpitted sessions never reached DATA"
-	tarpit := func(i int) {
+	sleep := func(i int) {
 		t.Helper()
 		r := smtpReq("RCPT", fmt.Sprint("S", i), fmt.Sprintf("198.51.100.%d", i), "mail.example.com", "x", "u@example.org")
 		if got := e.ServePolicy(t.Context(), r); got != "SLEEP 65" {
 			t.Fatalf("session %d: %q, want SLEEP 65", i, got)
 		}
 	}
-	for i := 1; i < abandonWarnAfter; i++ {
-		tarpit(i)
+	for i := 1; i < tarpit.WarnAfter; i++ {
+		sleep(i)
 	}
-	clock.Add(65 + sessionMargin + 1)
-	tarpit(100)
-	if s := e.TarpitStatus(); s.Missed != abandonWarnAfter-1 || s.Warned || strings.Contains(logs.String(), warning) {
-		t.Fatalf("after %d sessions without DATA: %+v, log %q; want no warning yet", abandonWarnAfter-1, s, logs)
+	clock.Add(65 + tarpit.SessionMargin + 1)
+	sleep(100)
+	if s := e.TarpitStatus(); s.Missed != tarpit.WarnAfter-1 || s.Warned || strings.Contains(logs.String(), warning) {
+		t.Fatalf("after %d sessions without DATA: %+v, log %q; want no warning yet", tarpit.WarnAfter-1, s, logs)
 	}
-	clock.Add(65 + sessionMargin + 1)
-	tarpit(101)
-	tarpit(102)
-	if s := e.TarpitStatus(); s.Missed != abandonWarnAfter || !s.Warned || strings.Count(logs.String(), warning) != 1 {
-		t.Fatalf("after %d sessions without DATA: %+v, log %q; want one warning", abandonWarnAfter, s, logs)
+	clock.Add(65 + tarpit.SessionMargin + 1)
+	sleep(101)
+	sleep(102)
+	if s := e.TarpitStatus(); s.Missed != tarpit.WarnAfter || !s.Warned || strings.Count(logs.String(), warning) != 1 {
+		t.Fatalf("after %d sessions without DATA: %+v, log %q; want one warning", tarpit.WarnAfter, s, logs)
 	}
 	if got := e.ServePolicy(t.Context(), smtpReq("DATA", "S102", "198.51.100.102", "mail.example.com", "x", "u@example.org")); got != "DUNNO" {
 		t.Fatalf("DATA: %q", got)
 	}
 	if s := e.TarpitStatus(); s.Missed != 0 || s.Warned || s.Sessions != 1 || s.Active != 2 {
 		t.Errorf("after a DATA: %+v; want missed 0, not warned, 1 session (101) waiting, 2 active", s)
-	}
-}
-
-func TestSessionOf(t *testing.T) {
-	if sessionOf("") != -1 {
-		t.Errorf("no instance: %d, want -1", sessionOf(""))
-	}
-	a, b := sessionOf("2f3c.5e6a8b1c.1a2b3.0"), sessionOf("2f3c.5e6a8b1c.1a2b3.1")
-	if a == b || a < 0 || b < 0 || a > store.MaxValue || b > store.MaxValue {
-		t.Errorf("sessions %d, %d: want distinct numbers in 0..2^53-1", a, b)
-	}
-	if sessionOf("2f3c.5e6a8b1c.1a2b3.0") != a {
-		t.Error("not a function of the instance")
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"greyd/internal/config"
 	"greyd/internal/greylist"
 	"greyd/internal/signals"
+	"greyd/internal/tarpit"
 	"greyd/internal/whitelist"
 )
 
@@ -136,7 +137,7 @@ func load(path string, o Options, privacy func(*config.Config) (*greylist.Hasher
 	sel, sps := selective(cfg, snap.Identity)
 	snap.Selective = sel
 	if t := cfg.Tarpit; t != nil {
-		snap.Tarpit = &greylist.Tarpit{Duration: t.Duration, MaxConcurrent: t.MaxConcurrent, AbandonDelay: t.AbandonDelay}
+		snap.Tarpit = &tarpit.Settings{Duration: t.Duration, MaxConcurrent: t.MaxConcurrent, AbandonDelay: t.AbandonDelay}
 	}
 	l.WhitelistProblems = append(l.WhitelistProblems, sps...)
 	h, err := privacy(cfg)
