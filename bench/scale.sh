@@ -65,12 +65,15 @@ if [ -z "$OLD" ] && [ -n "${SCALE_OLD_REV:-}" ]; then
 	OLD=$TMP/greyd-old
 fi
 BIN=$TMP/greyd
+# The metrics listener: memory's breakdown next to RSS.
+MPORT=${SCALE_METRICS_PORT:-$((20000 + RANDOM % 20000))}
 cat >"$TMP/greyd.hcl" <<EOF
 listen {
   unix         = "$TMP/greyd.sock"
   socket_group = ""
 }
 database { path = "$TMP/greyd.db" }
+metrics { listen = "127.0.0.1:$MPORT" }
 greylist { delay = "300s" }
 whitelist {
   clients    = ["$ROOT/etc/greyd/whitelist_clients"]
@@ -107,6 +110,28 @@ start() {
 
 rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
+# mem: where the resident memory goes, in MB: the Go runtime's memory
+# classes (a binary without them shows "-"), the GC goal and percentage,
+# and the kernel's anonymous and file-backed resident pages.
+mem() {
+	curl -sf "http://127.0.0.1:$MPORT/metrics" >"$TMP/metrics.txt" 2>/dev/null || : >"$TMP/metrics.txt"
+	awk -v st="/proc/$PID/status" '
+		function mb(n) { return (n in v) ? sprintf("%.0f", v[n] / 1048576) : "-" }
+		!/^#/ { v[$1] = $2 }
+		END {
+			meta = "-"
+			for (k in v) if (k ~ /^go_memory_classes_metadata_/) meta += v[k]
+			if (meta != "-") meta = sprintf("%.0f", meta / 1048576)
+			while ((getline l < st) > 0) { split(l, f, /[: \t]+/); if (f[1] ~ /^Rss(Anon|File)$/) r[f[1]] = sprintf("%.0f", f[2] / 1024) }
+			printf "objects %s, unused %s, free %s, released %s, stacks %s+%s, metadata %s, other %s MB; GC goal %s MB at GOGC %s, %s GCs; RssAnon %s, RssFile %s MB",
+				mb("go_memory_classes_heap_objects_bytes"), mb("go_memory_classes_heap_unused_bytes"),
+				mb("go_memory_classes_heap_free_bytes"), mb("go_memory_classes_heap_released_bytes"),
+				mb("go_memory_classes_heap_stacks_bytes"), mb("go_memory_classes_os_stacks_bytes"), meta,
+				mb("go_memory_classes_other_bytes"), mb("go_memstats_next_gc_bytes"),
+				(("go_gc_gogc_percent" in v) ? v["go_gc_gogc_percent"] : "-"),
+				(("go_gc_duration_seconds_count" in v) ? v["go_gc_duration_seconds_count"] : "-"), r["RssAnon"], r["RssFile"]
+		}' "$TMP/metrics.txt"
+}
 jget() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
 # cpu PID: the process's user+system CPU time in microseconds.
 TCK=$(getconf CLK_TCK)
@@ -155,6 +180,7 @@ rss1=$(rss)
 measure restarted
 rss2=$(rss)
 hwm2=$(hwm)
+mem2=$(mem)
 
 log "killing greyd (SIGKILL) and starting it on the same database"
 kill -KILL "$PID"
@@ -170,6 +196,7 @@ echo "fill: $N new triplets in $((f1 - f0)) s (${fill_rps%.*} req/s); database f
 echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s, after kill -9 ${start2} s"
 echo "first answers (a never-seen triplet sent as soon as the socket exists): ${first0}, ${first1}, ${first2}"
 echo "resident memory: empty ${rss0} MB; filled ${rss_filled} MB (peak ${hwm_filled}); after restart ${rss1} MB, after load ${rss2} MB (peak ${hwm2})"
+echo "after load: $mem2"
 printf '%5s | %12s %9s | %12s %9s %7s | %12s %9s %7s\n' conns "empty r/s" p99 "filled r/s" p99 ratio "restart r/s" p99 ratio
 for c in $CONNS; do
 	awk -v c="$c" -v e="${RPS[empty/$c]:-0}" -v ep="${P99[empty/$c]:-0}" -v f="${RPS[filled/$c]:-0}" -v fp="${P99[filled/$c]:-0}" \
@@ -202,8 +229,8 @@ for round in $(seq "${SCALE_ROUNDS:-2}"); do
 		start
 		up=$STARTED
 		"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w mixed -c 64 -d 10s -seed "$((500 + round))" -json >"$TMP/warm.json" 2>&1 || true
-		rss10=$(rss)
-		line="$which $round | up ${up} s | RSS ${rss10} MB after 10 s at 64 conns"
+		rss10=$(rss) hwm10=$(hwm)
+		line="$which $round | up ${up} s | RSS ${rss10} MB (peak ${hwm10}) after 10 s at 64 conns: $(mem)"
 		for c in $CONNS; do
 			cell "$TMP/greyd.sock" "$PID" "$c"
 			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req"

@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -119,7 +120,11 @@ func New(src Sources) *Metrics {
 	})
 	m.reg.MustRegister(m.dnsSeconds, m.dnsLookups, m.dnsCacheHits)
 	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
-		collectors.NewGoCollector(),
+		// The runtime's memory classes besides go_memstats_*: they say
+		// where resident memory above the live heap goes (fragmentation,
+		// free but not yet returned, stacks, GC metadata).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/memory/classes/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&collector{src: src},
 	)

@@ -96,6 +96,13 @@ func TestExposition(t *testing.T) {
 		`greyd_trap_held_total 9`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
+		`go_memory_classes_heap_objects_bytes `,
+		`go_memory_classes_heap_unused_bytes `,
+		`go_memory_classes_heap_free_bytes `,
+		`go_memory_classes_heap_released_bytes `,
+		`go_memory_classes_metadata_other_bytes `,
+		`go_memory_classes_os_stacks_bytes `,
+		`go_memory_classes_total_bytes `,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scrape lacks %q", want)
