@@ -20,7 +20,10 @@
 #   SCALE_ROUNDS     rounds of the comparison, old and new alternately  default 2
 #
 # With SCALE_OLD or SCALE_OLD_REV, the filled database is then restarted
-# SCALE_ROUNDS times by each binary, old and new alternately: the first
+# SCALE_ROUNDS times by each binary, old and new alternately, each time
+# from a copy of the file as the fill left it (the load of every round
+# writes new triplets, which would otherwise grow the file from round to
+# round and load the later binary with more), cleanly stopped: the first
 # answer after a clean stop, resident memory after 10 s of mixed load at 64
 # connections, mixed throughput, p99 and the server's CPU time per request
 # (utime+stime from /proc, what getrusage reports) at each connection count,
@@ -123,8 +126,8 @@ mem() {
 			for (k in v) if (k ~ /^go_memory_classes_metadata_/) meta += v[k]
 			if (meta != "-") meta = sprintf("%.0f", meta / 1048576)
 			while ((getline l < st) > 0) { split(l, f, /[: \t]+/); if (f[1] ~ /^Rss(Anon|File)$/) r[f[1]] = sprintf("%.0f", f[2] / 1024) }
-			printf "objects %s, unused %s, free %s, released %s, stacks %s+%s, metadata %s, other %s MB; GC goal %s MB at GOGC %s, %s GCs; RssAnon %s, RssFile %s MB",
-				mb("go_memory_classes_heap_objects_bytes"), mb("go_memory_classes_heap_unused_bytes"),
+			printf "%s triplets; objects %s, unused %s, free %s, released %s, stacks %s+%s, metadata %s, other %s MB; GC goal %s MB at GOGC %s, %s GCs; RssAnon %s, RssFile %s MB",
+				v["greyd_store_entries{kind=\"triplet\"}"], mb("go_memory_classes_heap_objects_bytes"), mb("go_memory_classes_heap_unused_bytes"),
 				mb("go_memory_classes_heap_free_bytes"), mb("go_memory_classes_heap_released_bytes"),
 				mb("go_memory_classes_heap_stacks_bytes"), mb("go_memory_classes_os_stacks_bytes"), meta,
 				mb("go_memory_classes_other_bytes"), mb("go_memstats_next_gc_bytes"),
@@ -173,6 +176,9 @@ hwm_filled=$(hwm)
 log "restarting greyd with the filled database"
 stop
 db_mb=$(du -m "$TMP/greyd.db" | cut -f1)
+# The comparison's starting point (with its clean-shutdown mark).
+mkdir "$TMP/filled"
+cp "$TMP/greyd.db" "$TMP/greyd.db.clean" "$TMP/filled/"
 start
 start1=$STARTED first1=$FIRST
 sleep 2
@@ -226,6 +232,8 @@ for round in $(seq "${SCALE_ROUNDS:-2}"); do
 	for which in old new; do
 		if [ $which = old ]; then BIN=$OLD; else BIN=$TMP/greyd; fi
 		log "round $round: $which binary, restart after a clean stop"
+		rm -f "$TMP/greyd.db.boot"
+		cp "$TMP/filled/greyd.db" "$TMP/filled/greyd.db.clean" "$TMP/"
 		start
 		up=$STARTED
 		"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w mixed -c 64 -d 10s -seed "$((500 + round))" -json >"$TMP/warm.json" 2>&1 || true
