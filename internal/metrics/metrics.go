@@ -122,9 +122,10 @@ func New(src Sources) *Metrics {
 	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
 		// The runtime's memory classes besides go_memstats_*: they say
 		// where resident memory above the live heap goes (fragmentation,
-		// free but not yet returned, stacks, GC metadata).
+		// free but not yet returned, stacks, GC metadata); and the GC's
+		// CPU time, what a smaller headroom costs (gcpace).
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/memory/classes/`)})),
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/(memory/classes|cpu/classes/gc)/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&collector{src: src},
 	)

@@ -103,6 +103,7 @@ func TestExposition(t *testing.T) {
 		`go_memory_classes_metadata_other_bytes `,
 		`go_memory_classes_os_stacks_bytes `,
 		`go_memory_classes_total_bytes `,
+		`go_cpu_classes_gc_total_cpu_seconds_total `,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scrape lacks %q", want)
