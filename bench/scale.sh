@@ -213,18 +213,29 @@ done
 
 [ -n "$OLD" ] || exit 0
 
+# gccpu: the garbage collector's CPU time so far in seconds, from the
+# metrics endpoint (0 from a binary or server without it).
+gccpu() {
+	curl -sf "http://127.0.0.1:$MPORT/metrics" 2>/dev/null |
+		awk '/^go_cpu_classes_gc_total_cpu_seconds_total / { g = $2 } END { print g + 0 }'
+}
+
 # One cell against the server PID on SOCK: sets R (req/s), P (p99 us), U
-# (server CPU us per request).
+# (server CPU us per request), G (of which the garbage collector's, for
+# greyd).
 cell() {
-	local sock=$1 pid=$2 c=$3 out=$TMP/cmp.json c0 c1 n
+	local sock=$1 pid=$2 c=$3 out=$TMP/cmp.json c0 c1 n g0=0 g1=0
 	seed=$((seed + 1))
+	[ "$pid" != "${PID:-}" ] || g0=$(gccpu)
 	c0=$(cpu "$pid")
 	"$TMP/greyd-bench" -unix "$sock" -w mixed -c "$c" -d "$DURATION" -seed "$seed" -json >"$out" 2>"$out.err" ||
 		log "cell c=$c failed: $(tail -1 "$out.err")"
 	c1=$(cpu "$pid")
+	[ "$pid" != "${PID:-}" ] || g1=$(gccpu)
 	n=$(jget ok "$out")
 	R=$(jget rps "$out") P=$(jget p99_us "$out")
 	U=$(awk -v a="$c0" -v b="$c1" -v n="${n:-0}" 'BEGIN { printf "%.1f", n ? (b - a) / n : 0 }')
+	G=$(awk -v a="$g0" -v b="$g1" -v n="${n:-0}" 'BEGIN { printf "%.1f", n ? (b - a) * 1e6 / n : 0 }')
 }
 
 declare -a ROWS=()
@@ -241,7 +252,7 @@ for round in $(seq "${SCALE_ROUNDS:-2}"); do
 		line="$which $round | up ${up} s | RSS ${rss10} MB (peak ${hwm10}) after 10 s at 64 conns: $(mem)"
 		for c in $CONNS; do
 			cell "$TMP/greyd.sock" "$PID" "$c"
-			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req"
+			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req (gc ${G})"
 		done
 		kill -KILL "$PID"
 		wait "$PID" 2>/dev/null || true
