@@ -5,13 +5,14 @@
 // million triplets in buntdb (about 300 MB live) it is another 300 MB of
 // resident memory that holds nothing but garbage. Pace lowers the GC
 // percentage as the live heap grows, so that the headroom above the live
-// data stays about Headroom (never below a tenth of the live heap). Each
-// collection marks the whole live heap (about 120 ms of CPU at a million
-// triplets, whose index holds no pointers), so a smaller headroom means
-// more collections; greyd allocates little per request, and at 32 MiB
-// the collections cost about a microsecond of CPU per request at a
-// million triplets, against 40 to 50 for the request (BENCHMARKS.md). An
-// administrator's GOGC or GOMEMLIMIT turns it off: theirs is the decision.
+// data stays about Headroom (never below a tenth of the live heap): at a
+// million triplets the resident size is that heap goal plus ~30 MB
+// (BENCHMARKS.md). Each collection marks the whole live heap (about
+// 120 ms of CPU at a million triplets; the index holds no pointers), so a
+// smaller headroom means more collections: with ~0.9 KB of garbage per
+// request, a tenth costs 2 to 5 µs of CPU per request more than a
+// quarter did, of 40 to 60. An administrator's GOGC or GOMEMLIMIT turns
+// it off: theirs is the decision.
 package gcpace
 
 import (
