@@ -20,7 +20,10 @@
 #   SCALE_ROUNDS     rounds of the comparison, old and new alternately  default 2
 #
 # With SCALE_OLD or SCALE_OLD_REV, the filled database is then restarted
-# SCALE_ROUNDS times by each binary, old and new alternately: the first
+# SCALE_ROUNDS times by each binary, old and new alternately, each time
+# from a copy of the file as the fill left it (the load of every round
+# writes new triplets, which would otherwise grow the file from round to
+# round and load the later binary with more), cleanly stopped: the first
 # answer after a clean stop, resident memory after 10 s of mixed load at 64
 # connections, mixed throughput, p99 and the server's CPU time per request
 # (utime+stime from /proc, what getrusage reports) at each connection count,
@@ -65,12 +68,15 @@ if [ -z "$OLD" ] && [ -n "${SCALE_OLD_REV:-}" ]; then
 	OLD=$TMP/greyd-old
 fi
 BIN=$TMP/greyd
+# The metrics listener: memory's breakdown next to RSS.
+MPORT=${SCALE_METRICS_PORT:-$((20000 + RANDOM % 20000))}
 cat >"$TMP/greyd.hcl" <<EOF
 listen {
   unix         = "$TMP/greyd.sock"
   socket_group = ""
 }
 database { path = "$TMP/greyd.db" }
+metrics { listen = "127.0.0.1:$MPORT" }
 greylist { delay = "300s" }
 whitelist {
   clients    = ["$ROOT/etc/greyd/whitelist_clients"]
@@ -107,6 +113,28 @@ start() {
 
 rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
+# mem: where the resident memory goes, in MB: the Go runtime's memory
+# classes (a binary without them shows "-"), the GC goal and percentage,
+# and the kernel's anonymous and file-backed resident pages.
+mem() {
+	curl -sf "http://127.0.0.1:$MPORT/metrics" >"$TMP/metrics.txt" 2>/dev/null || : >"$TMP/metrics.txt"
+	awk -v st="/proc/$PID/status" '
+		function mb(n) { return (n in v) ? sprintf("%.0f", v[n] / 1048576) : "-" }
+		!/^#/ { v[$1] = $2 }
+		END {
+			meta = "-"
+			for (k in v) if (k ~ /^go_memory_classes_metadata_/) meta += v[k]
+			if (meta != "-") meta = sprintf("%.0f", meta / 1048576)
+			while ((getline l < st) > 0) { split(l, f, /[: \t]+/); if (f[1] ~ /^Rss(Anon|File)$/) r[f[1]] = sprintf("%.0f", f[2] / 1024) }
+			printf "%s triplets; objects %s, unused %s, free %s, released %s, stacks %s+%s, metadata %s, other %s MB; GC goal %s MB at GOGC %s, %s GCs; RssAnon %s, RssFile %s MB",
+				v["greyd_store_entries{kind=\"triplet\"}"], mb("go_memory_classes_heap_objects_bytes"), mb("go_memory_classes_heap_unused_bytes"),
+				mb("go_memory_classes_heap_free_bytes"), mb("go_memory_classes_heap_released_bytes"),
+				mb("go_memory_classes_heap_stacks_bytes"), mb("go_memory_classes_os_stacks_bytes"), meta,
+				mb("go_memory_classes_other_bytes"), mb("go_memstats_next_gc_bytes"),
+				(("go_gc_gogc_percent" in v) ? v["go_gc_gogc_percent"] : "-"),
+				(("go_gc_duration_seconds_count" in v) ? v["go_gc_duration_seconds_count"] : "-"), r["RssAnon"], r["RssFile"]
+		}' "$TMP/metrics.txt"
+}
 jget() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
 # cpu PID: the process's user+system CPU time in microseconds.
 TCK=$(getconf CLK_TCK)
@@ -148,6 +176,9 @@ hwm_filled=$(hwm)
 log "restarting greyd with the filled database"
 stop
 db_mb=$(du -m "$TMP/greyd.db" | cut -f1)
+# The comparison's starting point (with its clean-shutdown mark).
+mkdir "$TMP/filled"
+cp "$TMP/greyd.db" "$TMP/greyd.db.clean" "$TMP/filled/"
 start
 start1=$STARTED first1=$FIRST
 sleep 2
@@ -155,6 +186,7 @@ rss1=$(rss)
 measure restarted
 rss2=$(rss)
 hwm2=$(hwm)
+mem2=$(mem)
 
 log "killing greyd (SIGKILL) and starting it on the same database"
 kill -KILL "$PID"
@@ -170,6 +202,7 @@ echo "fill: $N new triplets in $((f1 - f0)) s (${fill_rps%.*} req/s); database f
 echo "start-up until the first answer: empty ${start0} s, with the filled database ${start1} s, after kill -9 ${start2} s"
 echo "first answers (a never-seen triplet sent as soon as the socket exists): ${first0}, ${first1}, ${first2}"
 echo "resident memory: empty ${rss0} MB; filled ${rss_filled} MB (peak ${hwm_filled}); after restart ${rss1} MB, after load ${rss2} MB (peak ${hwm2})"
+echo "after load: $mem2"
 printf '%5s | %12s %9s | %12s %9s %7s | %12s %9s %7s\n' conns "empty r/s" p99 "filled r/s" p99 ratio "restart r/s" p99 ratio
 for c in $CONNS; do
 	awk -v c="$c" -v e="${RPS[empty/$c]:-0}" -v ep="${P99[empty/$c]:-0}" -v f="${RPS[filled/$c]:-0}" -v fp="${P99[filled/$c]:-0}" \
@@ -180,18 +213,29 @@ done
 
 [ -n "$OLD" ] || exit 0
 
+# gccpu: the garbage collector's CPU time so far in seconds, from the
+# metrics endpoint (0 from a binary or server without it).
+gccpu() {
+	curl -sf "http://127.0.0.1:$MPORT/metrics" 2>/dev/null |
+		awk '/^go_cpu_classes_gc_total_cpu_seconds_total / { g = $2 } END { print g + 0 }'
+}
+
 # One cell against the server PID on SOCK: sets R (req/s), P (p99 us), U
-# (server CPU us per request).
+# (server CPU us per request), G (of which the garbage collector's, for
+# greyd).
 cell() {
-	local sock=$1 pid=$2 c=$3 out=$TMP/cmp.json c0 c1 n
+	local sock=$1 pid=$2 c=$3 out=$TMP/cmp.json c0 c1 n g0=0 g1=0
 	seed=$((seed + 1))
+	[ "$pid" != "${PID:-}" ] || g0=$(gccpu)
 	c0=$(cpu "$pid")
 	"$TMP/greyd-bench" -unix "$sock" -w mixed -c "$c" -d "$DURATION" -seed "$seed" -json >"$out" 2>"$out.err" ||
 		log "cell c=$c failed: $(tail -1 "$out.err")"
 	c1=$(cpu "$pid")
+	[ "$pid" != "${PID:-}" ] || g1=$(gccpu)
 	n=$(jget ok "$out")
 	R=$(jget rps "$out") P=$(jget p99_us "$out")
 	U=$(awk -v a="$c0" -v b="$c1" -v n="${n:-0}" 'BEGIN { printf "%.1f", n ? (b - a) / n : 0 }')
+	G=$(awk -v a="$g0" -v b="$g1" -v n="${n:-0}" 'BEGIN { printf "%.1f", n ? (b - a) * 1e6 / n : 0 }')
 }
 
 declare -a ROWS=()
@@ -199,14 +243,16 @@ for round in $(seq "${SCALE_ROUNDS:-2}"); do
 	for which in old new; do
 		if [ $which = old ]; then BIN=$OLD; else BIN=$TMP/greyd; fi
 		log "round $round: $which binary, restart after a clean stop"
+		rm -f "$TMP/greyd.db.boot"
+		cp "$TMP/filled/greyd.db" "$TMP/filled/greyd.db.clean" "$TMP/"
 		start
 		up=$STARTED
 		"$TMP/greyd-bench" -unix "$TMP/greyd.sock" -w mixed -c 64 -d 10s -seed "$((500 + round))" -json >"$TMP/warm.json" 2>&1 || true
-		rss10=$(rss)
-		line="$which $round | up ${up} s | RSS ${rss10} MB after 10 s at 64 conns"
+		rss10=$(rss) hwm10=$(hwm)
+		line="$which $round | up ${up} s | RSS ${rss10} MB (peak ${hwm10}) after 10 s at 64 conns: $(mem)"
 		for c in $CONNS; do
 			cell "$TMP/greyd.sock" "$PID" "$c"
-			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req"
+			line="$line | c=$c ${R%.*} r/s p99 ${P%.*} us ${U} cpu-us/req (gc ${G})"
 		done
 		kill -KILL "$PID"
 		wait "$PID" 2>/dev/null || true

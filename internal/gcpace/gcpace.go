@@ -2,14 +2,17 @@
 //
 // With the default GOGC=100 the heap grows to twice the live data before
 // each collection. For a small database that is a few megabytes; with a
-// million triplets in buntdb (about 340 MB live) it is another 340 MB of
+// million triplets in buntdb (about 300 MB live) it is another 300 MB of
 // resident memory that holds nothing but garbage. Pace lowers the GC
 // percentage as the live heap grows, so that the headroom above the live
-// data stays about Headroom (never below a quarter of the live heap):
-// each collection marks the whole live heap, so a smaller headroom means
-// more collections, and a quarter keeps that cost within a few percent
-// of greyd's CPU (BENCHMARKS.md). An administrator's GOGC or GOMEMLIMIT
-// turns it off: theirs is the decision.
+// data stays about Headroom (never below a tenth of the live heap): at a
+// million triplets the resident size is that heap goal plus ~30 MB
+// (BENCHMARKS.md). Each collection marks the whole live heap (about
+// 120 ms of CPU at a million triplets; the index holds no pointers), so a
+// smaller headroom means more collections: with ~0.9 KB of garbage per
+// request, a tenth costs 2 to 5 µs of CPU per request more than a
+// quarter did, of 40 to 60. An administrator's GOGC or GOMEMLIMIT turns
+// it off: theirs is the decision.
 package gcpace
 
 import (
@@ -23,10 +26,10 @@ import (
 
 // Headroom is the heap growth allowed between collections once the live
 // heap is larger than this; below, GOGC stays at Go's default of 100.
-const Headroom = 64 << 20
+const Headroom = 32 << 20
 
 // MinPercent bounds how far the GC percentage goes down.
-const MinPercent = 25
+const MinPercent = 10
 
 // Percent is the GC percentage for a live heap of live bytes.
 func Percent(live uint64) int {

@@ -20,10 +20,12 @@ func TestPercent(t *testing.T) {
 		{10 << 20, 100},
 		{Headroom, 100},
 		{Headroom + 1, 99},
-		{128 << 20, 50},
-		{256 << 20, 25},
-		{340 << 20, 25}, // a million triplets: a quarter, not 18 %
-		{4 << 30, 25},
+		{64 << 20, 50},
+		{128 << 20, 25},
+		{300 << 20, 10}, // a million triplets: 32 MiB is 10.7 %
+		{320 << 20, 10},
+		{400 << 20, 10}, // a tenth, not 8 %
+		{4 << 30, 10},
 	} {
 		if got := Percent(tc.live); got != tc.want {
 			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
@@ -32,7 +34,7 @@ func TestPercent(t *testing.T) {
 }
 
 // TestPaceFollowsLiveHeap: with 200 MiB live, Pace sets the percentage
-// that keeps 64 MiB of headroom; once the data is gone, back to 100.
+// that keeps Headroom above it; once the data is gone, back to 100.
 func TestPaceFollowsLiveHeap(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")

@@ -265,9 +265,7 @@ func storeErrorReply(snap *Snapshot) string {
 // code of its own: Exchange needs an enhanced status code.
 func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
 	text := snap.Text
-	if req.Has(policy.AttrETRNDomain) && (text == "" || text[0] < '0' || text[0] > '9') {
-		text = "4.2.0 " + text
-	}
+	code := req.Has(policy.AttrETRNDomain) && (text == "" || text[0] < '0' || text[0] > '9')
 	domain := req.Recipient
 	for i := len(domain) - 1; i >= 0; i-- {
 		if domain[i] == '@' {
@@ -277,6 +275,9 @@ func greylistReply(snap *Snapshot, req *policy.Request, missing int64) string {
 	}
 	var buf [256]byte
 	b := append(append(buf[:0], snap.Action...), ' ')
+	if code {
+		b = append(b, "4.2.0 "...)
+	}
 	b = appendExpanded(b, text, &placeholders{missing: missing, domain: domain})
 	if len(b) == len(snap.Action)+1 {
 		return snap.Action

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"greyd/internal/metrics"
 	"greyd/internal/policy"
@@ -313,6 +315,30 @@ func TestObserverAllocs(t *testing.T) {
 	with := testing.AllocsPerRun(200, func() { e.ServePolicy(ctx, r) })
 	if with > base {
 		t.Errorf("ServePolicy: %v allocations with an observer, %v without", with, base)
+	}
+}
+
+// TestDecisionStaysOnStack: a request's Decision (about 500 B) is not
+// garbage: through the daemon it was 38 % of the bytes allocated per
+// request, and the garbage collector's cost at a million triplets is
+// proportional to those bytes. The observer that takes the score is set,
+// as in the daemon.
+func TestDecisionStaysOnStack(t *testing.T) {
+	snap, st := testSnapshot(t), newStore(t)
+	e := NewEngine(st, snap, time.Now, slog.New(slog.DiscardHandler))
+	e.SetObserver(metrics.New(metrics.Sources{}))
+	r := req("198.51.100.61", "unknown", "a@x.example", "b@example.org")
+	ctx := context.Background()
+	e.ServePolicy(ctx, r)
+	const n = 200
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range n {
+		e.ServePolicy(ctx, r)
+	}
+	runtime.ReadMemStats(&m1)
+	if per := (m1.TotalAlloc - m0.TotalAlloc) / n; per >= uint64(unsafe.Sizeof(Decision{})) {
+		t.Errorf("ServePolicy allocates %d B per request, as much as a Decision (%d B)", per, unsafe.Sizeof(Decision{}))
 	}
 }
 

@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -131,7 +132,12 @@ func New(src Sources) *Metrics {
 	}, []string{"result"})
 	m.reg.MustRegister(m.dnsSeconds, m.dnsLookups, m.dnsCacheHits, m.p0fLookups)
 	m.reg.MustRegister(m.requestDur, m.stepDur, m.retryDelay,
-		collectors.NewGoCollector(),
+		// The runtime's memory classes besides go_memstats_*: they say
+		// where resident memory above the live heap goes (fragmentation,
+		// free but not yet returned, stacks, GC metadata); and the GC's
+		// CPU time, what a smaller headroom costs (gcpace).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/(memory/classes|cpu/classes/gc)/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&collector{src: src},
 	)

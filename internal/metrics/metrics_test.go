@@ -104,6 +104,14 @@ func TestExposition(t *testing.T) {
 		`greyd_tarpits_active 5`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
+		`go_memory_classes_heap_objects_bytes `,
+		`go_memory_classes_heap_unused_bytes `,
+		`go_memory_classes_heap_free_bytes `,
+		`go_memory_classes_heap_released_bytes `,
+		`go_memory_classes_metadata_other_bytes `,
+		`go_memory_classes_os_stacks_bytes `,
+		`go_memory_classes_total_bytes `,
+		`go_cpu_classes_gc_total_cpu_seconds_total `,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scrape lacks %q", want)
