@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"greyd/internal/store/redis/redistest"
 )
 
 // The tarpit through the binary (issue 22): a client of class tarpit
@@ -263,5 +265,44 @@ func TestTarpitCheckConfig(t *testing.T) {
 	writeFile(t, cfg, tarpitConfig(""))
 	if out, code := check(); code != 0 || !strings.Contains(out, "tarpit_at") || !strings.Contains(out, `abandon_delay  = "30m"`) {
 		t.Errorf("a good tarpit: exit %d, want 0 and the settings written back:\n%s", code, out)
+	}
+}
+
+// TestTarpitRedisTwoHosts: two greyd hosts on one Redis share the marks
+// and what a tarpit proved. A client that waited through its tarpit on A
+// passes on B; a client that left A's tarpit is greylisted with
+// abandon_delay when it tries B.
+func TestTarpitRedisTwoHosts(t *testing.T) {
+	srv := redistest.Start(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	sockA, sockB := redisConfig(t, dirA, srv, tarpitConfig("")), redisConfig(t, dirB, srv, tarpitConfig(""))
+	a, b := startDaemon(t, dirA), startDaemon(t, dirB)
+	a.waitLog("redis: connected to unix:" + srv.Socket)
+	b.waitLog("redis: connected to unix:" + srv.Socket)
+	ca, cb := dial(t, "unix", sockA), dial(t, "unix", sockB)
+	now := time.Now().Unix()
+
+	const stayed, left = "198.18.5.1", "198.18.5.2"
+	if got := ca.ask(tarpitReq("RCPT", "A1", stayed, "u@example.org", now)...); got != "SLEEP 65" {
+		t.Fatalf("RCPT on A: %q, want SLEEP 65", got)
+	}
+	if got := ca.ask(tarpitReq("DATA", "A1", stayed, "u@example.org", now+65)...); got != "DUNNO" {
+		t.Fatalf("DATA on A: %q, want DUNNO", got)
+	}
+	a.waitLog("action=pass, reason=tarpit, waited=65, client_name=mx.tarpit.example, client_address=" + stayed)
+	if got := cb.ask(tarpitReq("RCPT", "B1", stayed, "u@example.org", now+100)...); got != "DUNNO" {
+		t.Errorf("the next message through B: %q, want DUNNO (the triplet passed on A)", got)
+	}
+	b.waitLog("action=pass, reason=triplet found, client_name=mx.tarpit.example, client_address=" + stayed)
+
+	if got := ca.ask(tarpitReq("RCPT", "A2", left, "u@example.org", now)...); got != "SLEEP 65" {
+		t.Fatalf("RCPT on A: %q, want SLEEP 65", got)
+	}
+	if got := cb.ask(tarpitReq("RCPT", "B2", left, "u@example.org", now+120)...); got != greylisted {
+		t.Errorf("the client that left A, on B: %q, want %q", got, greylisted)
+	}
+	b.waitLog("action=greylist, reason=tarpit-abandoned, client_name=mx.tarpit.example, client_address=" + left)
+	if out := cliOK(t, 0, "list", "-config", filepath.Join(dirB, "greyd.hcl"), "-kind", "tarpit"); !strings.Contains(out, left+" session=") {
+		t.Errorf("list -kind tarpit on B: want A's mark of %s:\n%s", left, out)
 	}
 }
