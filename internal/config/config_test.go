@@ -14,6 +14,21 @@ import (
 // writeFiles creates files (name → content) in a new temporary directory
 // and returns it. A content of "<symlink>" makes a dangling symlink, "<dir>"
 // a directory.
+// wantOneProblem loads src as a.hcl and wants exactly the problem want,
+// with the directory written as DIR.
+func wantOneProblem(t *testing.T, src, want string) {
+	t.Helper()
+	dir := writeFiles(t, map[string]string{"a.hcl": src})
+	_, ps := Load(dir)
+	var got []string
+	for _, p := range ps {
+		got = append(got, strings.ReplaceAll(p.Error(), dir, "DIR"))
+	}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("%s: problems\n  %s\nwant\n  %s", src, strings.Join(got, "\n  "), want)
+	}
+}
+
 func writeFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()

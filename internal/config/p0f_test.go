@@ -96,15 +96,7 @@ func TestP0fProblems(t *testing.T) {
 		{"p0f {\n  timout = \"1s\"\n}\n", `DIR/a.hcl:2:3: Unsupported argument: An argument named "timout" is not expected here. Did you mean "timeout"?`},
 	}
 	for _, tc := range tests {
-		dir := writeFiles(t, map[string]string{"a.hcl": tc.src})
-		_, ps := Load(dir)
-		var got []string
-		for _, p := range ps {
-			got = append(got, strings.ReplaceAll(p.Error(), dir, "DIR"))
-		}
-		if len(got) != 1 || got[0] != tc.want {
-			t.Errorf("%s: problems\n  %s\nwant\n  %s", tc.src, strings.Join(got, "\n  "), tc.want)
-		}
+		wantOneProblem(t, tc.src, tc.want)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 )
@@ -59,14 +58,6 @@ func TestTarpitProblems(t *testing.T) {
 		{"tarpit {}\nselective {\n  greylist_at = 3\n  tarpit_at = 3\n}\n", `DIR/a.hcl:4:15: Value out of range: selective.tarpit_at = 3 must be below greylist_at = 3`},
 	}
 	for _, tc := range tests {
-		dir := writeFiles(t, map[string]string{"a.hcl": tc.src})
-		_, ps := Load(dir)
-		var got []string
-		for _, p := range ps {
-			got = append(got, strings.ReplaceAll(p.Error(), dir, "DIR"))
-		}
-		if len(got) != 1 || got[0] != tc.want {
-			t.Errorf("%s: problems\n  %s\nwant\n  %s", tc.src, strings.Join(got, "\n  "), tc.want)
-		}
+		wantOneProblem(t, tc.src, tc.want)
 	}
 }

@@ -71,14 +71,6 @@ func TestTrapProblems(t *testing.T) {
 		{"trap {\n  recipient = [\"x\"]\n}\n", `DIR/a.hcl:2:3: Unsupported argument: An argument named "recipient" is not expected here. Did you mean "recipients"?`},
 	}
 	for _, tc := range tests {
-		dir := writeFiles(t, map[string]string{"a.hcl": tc.src})
-		_, ps := Load(dir)
-		var got []string
-		for _, p := range ps {
-			got = append(got, strings.ReplaceAll(p.Error(), dir, "DIR"))
-		}
-		if len(got) != 1 || got[0] != tc.want {
-			t.Errorf("%s: problems\n  %s\nwant\n  %s", tc.src, strings.Join(got, "\n  "), tc.want)
-		}
+		wantOneProblem(t, tc.src, tc.want)
 	}
 }
