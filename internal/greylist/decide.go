@@ -18,6 +18,8 @@ type Action uint8
 // Actions.
 const (
 	// Skip: the request cannot be judged (Warning says why); DUNNO.
+	// Without a Warning it is no decision at all (a DATA request outside
+	// a tarpitted session): answered DUNNO, neither counted nor logged.
 	Skip Action = iota
 	// Pass: whitelisted, auto-whitelisted or a known triplet; DUNNO.
 	Pass

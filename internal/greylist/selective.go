@@ -238,17 +238,7 @@ func appendScoring(b []byte, d *Decision) []byte {
 // DNS signals are unknown. Call it before the engine serves, after
 // SetObserver.
 func (e *Engine) SetResolver(r *dns.Resolver) {
-	e.rt.mu.Lock()
-	defer e.rt.mu.Unlock()
-	ev := signals.Evaluator{Resolver: r, Now: e.now}
-	if e.scorer != nil {
-		ev.P0f = e.scorer.P0f // SetP0f's
-	}
-	e.scorer = &ev
-	if r == nil && ev.P0f == nil {
-		e.scorer = nil
-	}
-	e.snap.Store(e.withRuntime(e.snap.Load()))
+	e.setScorer(func(ev *signals.Evaluator) { ev.Resolver = r })
 }
 
 // ObserveDNS is the resolver's metrics hook (dns.Config.Observe): it
