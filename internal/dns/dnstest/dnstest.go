@@ -96,7 +96,29 @@ func Start(t TB) *Server {
 // port 0, on a port free for both. The caller closes it. A bad argument
 // to its methods panics (Start's fails the test instead).
 func Listen(addr string) (*Server, error) {
-	s := &Server{
+	s := newServer()
+	if err := s.listen(addr); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ListenZone is Listen with the zone file read from r (named name in
+// errors) loaded before the first query is answered, so a client that
+// sees the port open never gets an answer from a half-loaded zone.
+func ListenZone(addr string, r io.Reader, name string) (*Server, error) {
+	s := newServer()
+	if err := s.LoadZone(r, name); err != nil {
+		return nil, err
+	}
+	if err := s.listen(addr); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer() *Server {
+	return &Server{
 		fatalf:  func(format string, args ...any) { panic(fmt.Sprintf(format, args...)) },
 		records: make(map[rrKey][]rr),
 		soas:    make(map[string][2]uint32),
@@ -107,9 +129,12 @@ func Listen(addr string) (*Server, error) {
 		conns:   make(map[net.Conn]bool),
 		closing: make(chan struct{}),
 	}
+}
+
+func (s *Server) listen(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnstest: listen on %q: %w", addr, err)
+		return fmt.Errorf("dnstest: listen on %q: %w", addr, err)
 	}
 	tries := 1
 	if port == "0" {
@@ -117,7 +142,7 @@ func Listen(addr string) (*Server, error) {
 	}
 	for range tries {
 		if s.udp, err = net.ListenPacket("udp", addr); err != nil {
-			return nil, fmt.Errorf("dnstest: %w", err)
+			return fmt.Errorf("dnstest: %w", err)
 		}
 		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err == nil {
 			break
@@ -125,13 +150,13 @@ func Listen(addr string) (*Server, error) {
 		s.udp.Close()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dnstest: no port free for UDP and TCP: %w", err)
+		return fmt.Errorf("dnstest: no port free for UDP and TCP: %w", err)
 	}
 	s.Addr = s.udp.LocalAddr().String()
 	s.wg.Add(2)
 	go s.serveUDP()
 	go s.serveTCP()
-	return s, nil
+	return nil
 }
 
 // Close stops the server and waits for its goroutines, delayed and held

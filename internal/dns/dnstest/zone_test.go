@@ -156,3 +156,19 @@ func TestListenAndLog(t *testing.T) {
 		t.Errorf("Listen(%s) while in use: no error", addr)
 	}
 }
+
+func TestListenZone(t *testing.T) {
+	if _, err := ListenZone("127.0.0.1:0", strings.NewReader("a.example A 192.0.2.1\nb.example A nope\n"), "bad.zone"); err == nil || !strings.Contains(err.Error(), "bad.zone:2:") {
+		t.Fatalf("bad zone: err %v, want bad.zone:2", err)
+	}
+	s, err := ListenZone("127.0.0.1:0", strings.NewReader(testZone), "test.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The very first query is answered from the whole zone.
+	resp := exchange(t, s, "udp", query("s1.example", mdns.TypeTXT, 0))
+	if got := answers(resp); resp.Rcode != mdns.RcodeSuccess || len(got) != 1 {
+		t.Errorf("first query: rcode %d, %q; want the wildcard's TXT", resp.Rcode, got)
+	}
+}
