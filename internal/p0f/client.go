@@ -26,6 +26,11 @@ const (
 	// downWarnEvery bounds the "p0f is gone" warnings of a p0f that
 	// comes and goes.
 	downWarnEvery = time.Minute
+	// silentAfter is how many queries in a row without an answer in
+	// time make a p0f that accepts queries but never answers (stopped,
+	// wedged) worth the same warning as one that is gone. Each still
+	// costs at most its timeout, so nothing else changes.
+	silentAfter = 5
 )
 
 // More errors of Query.
@@ -98,6 +103,8 @@ type Client struct {
 	retryAt time.Time // no dial before this while down
 	backoff time.Duration
 	warned  bool // the going-down warning was logged
+	silent  int  // queries in a row that timed out, since the last answer
+	hushed  bool // the silence warning was logged
 	limit   logging.Limiter
 }
 
@@ -124,6 +131,14 @@ func New(o Options) *Client {
 // whole cost. A "no match" answer is not an error (Answer.Status says
 // it); see ResultOf for the rest.
 func (c *Client) Query(ctx context.Context, socket string, addr netip.Addr) (Answer, error) {
+	a, err := c.query(ctx, socket, addr)
+	if errors.Is(err, ErrTimeout) {
+		c.timedOut(socket)
+	}
+	return a, err
+}
+
+func (c *Client) query(ctx context.Context, socket string, addr netip.Addr) (Answer, error) {
 	var q [QuerySize]byte
 	if _, err := AppendQuery(q[:0], addr); err != nil {
 		return Answer{}, err
@@ -266,10 +281,28 @@ func (c *Client) fail(socket string, err error) {
 	c.idle = c.idle[:0]
 }
 
-// up records an answer, and says p0f is back if it was down.
+// timedOut counts a query p0f did not answer in time, and warns once
+// when silentAfter came in a row.
+func (c *Client) timedOut(socket string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.silent++; c.silent != silentAfter {
+		return
+	}
+	if ok, _ := c.limit.Allow(c.now()); ok && c.log != nil {
+		c.hushed = true
+		c.log.Warn(fmt.Sprintf("p0f: %s accepts queries but answered none of the last %d in time; its signals count at their worst until it answers", socket, silentAfter))
+	}
+}
+
+// up records an answer, and says p0f is back if it was down or silent.
 func (c *Client) up(socket string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.hushed && c.log != nil {
+		c.log.Warn(fmt.Sprintf("p0f: %s answers again after %d queries without an answer in time", socket, c.silent))
+	}
+	c.silent, c.hushed = 0, false
 	if !c.down {
 		return
 	}

@@ -229,3 +229,32 @@ func BenchmarkQuery(b *testing.B) {
 		}
 	}
 }
+
+// A p0f that takes queries and never answers: each query costs its
+// timeout, and after a few in a row one warning says so; one line when
+// it answers again.
+func TestSilentAndBack(t *testing.T) {
+	srv := p0ftest.Start(t)
+	srv.Set(win, p0f.Answer{OSName: "Windows"})
+	srv.Behave(p0ftest.Silent)
+	c, lb := newClient(t)
+	for i := range 12 {
+		if _, err := query(c, srv.Path, win, 20*time.Millisecond); !errors.Is(err, p0f.ErrTimeout) {
+			t.Fatalf("query %d to a silent p0f: %v, want a timeout", i, err)
+		}
+		if i == 3 && lb.String() != "" {
+			t.Fatalf("a warning after 4 timeouts: %s", lb)
+		}
+	}
+	if n := strings.Count(lb.String(), "answered none of the last 5 in time"); n != 1 {
+		t.Errorf("%d warnings of a silent p0f, want 1:\n%s", n, lb)
+	}
+	srv.Behave(p0ftest.Normal)
+	if a, err := query(c, srv.Path, win, time.Second); err != nil || a.OSName != "Windows" {
+		t.Fatalf("p0f answering again: %+v, %v", a, err)
+	}
+	log := lb.String()
+	if !strings.Contains(log, "answers again after 12 queries without an answer in time") || strings.Count(log, "level=WARN") != 2 {
+		t.Errorf("log:\n%s", log)
+	}
+}
