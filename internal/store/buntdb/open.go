@@ -175,11 +175,12 @@ func openFile(path string, opts Options) (*bunt.DB, error) {
 				return db, nil
 			}
 		}
+		// Unwrapped: Open names the database (and os errors the file).
 		if attempt > 0 || !errors.Is(err, errCorrupt) {
-			return nil, fmt.Errorf("open database %q: %w", path, err)
+			return nil, err
 		}
 		if err := quarantine(path, opts, err); err != nil {
-			return nil, fmt.Errorf("open database %q: %w", path, err)
+			return nil, err
 		}
 	}
 }
