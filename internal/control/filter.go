@@ -302,7 +302,7 @@ func stateOf(snap *greylist.Snapshot, e store.Entry) string {
 		}
 		return "released"
 	case store.KindTriplet:
-		if e.Last-e.First >= int64(snap.Delay/time.Second) {
+		if e.Last-e.First >= int64(storedDelay(snap, e.Key)/time.Second) {
 			return "passed"
 		}
 	case store.KindClient:
@@ -311,6 +311,20 @@ func stateOf(snap *greylist.Snapshot, e store.Entry) string {
 		}
 	}
 	return "pending"
+}
+
+// storedDelay is the delay that judges a stored triplet, as decisions
+// judge it: its recipient's policy's own, else greylist's. Under privacy
+// the key holds the recipient's hash, and greylist's delay judges all.
+func storedDelay(snap *greylist.Snapshot, key string) time.Duration {
+	if snap.Selective == nil || snap.Privacy != nil {
+		return snap.Delay
+	}
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return snap.Delay
+	}
+	return snap.DelayFor(key[i+1:])
 }
 
 // splitTriplet splits a triplet key "network/sender/recipient". With

@@ -275,7 +275,7 @@ func (im *importer) deadline(e store.Entry) int64 {
 	if e.Kind == store.KindTarpit {
 		return e.First + im.retry + 1 // at least the abandon delay and the retry window
 	}
-	if e.Kind == store.KindClient || e.Last-e.First >= im.delay {
+	if e.Kind == store.KindClient || e.Kind == store.KindTriplet && e.Last-e.First >= int64(storedDelay(im.snap, e.Key)/time.Second) {
 		return e.Last + im.maxAge + 1
 	}
 	return e.First + im.retry + 1

@@ -89,6 +89,12 @@ type selection struct {
 	delay      time.Duration
 }
 
+// DelayFor returns the greylisting delay of a triplet to recipient, as
+// decisions use it: its recipient policy's own, or greylist's.
+func (snap *Snapshot) DelayFor(recipient string) time.Duration {
+	return snap.selectFor(recipient).delay
+}
+
 // selectFor finds what applies to recipient.
 func (snap *Snapshot) selectFor(recipient string) selection {
 	s := selection{delay: snap.Delay}
