@@ -116,7 +116,9 @@ func (s selection) tarpitStep(ctx context.Context, snap *Snapshot, st store.Stor
 // dataDecision decides a DATA request: the client of a session tarpitted
 // at RCPT waited, and every triplet of the session passes (those this
 // host remembers, and DATA's own recipient when there is one: with
-// several recipients Postfix sends none). Anything else is answered
+// several recipients Postfix sends none; if greyd restarted meanwhile,
+// only the mark is cleared, and the triplets wait for the client's next
+// session, which is not taken for one that left). Anything else is answered
 // DUNNO quietly, and costs no store step unless greyd started less than
 // a session's life ago (the session may have been tarpitted before).
 func (snap *Snapshot) dataDecision(ctx context.Context, req *policy.Request, st store.Store, ip netip.Addr, now time.Time, fixedNow, dryRun bool) Decision {
@@ -126,8 +128,17 @@ func (snap *Snapshot) dataDecision(ctx context.Context, req *policy.Request, st 
 		return quiet
 	}
 	keys := tp.Take(req.Instance, dryRun)
-	if keys == nil && (req.Recipient == "" || !tp.Recent(now.Unix(), snap.Tarpit)) {
-		return quiet
+	if keys == nil {
+		if !tp.Recent(now.Unix(), snap.Tarpit) {
+			return quiet
+		}
+		if req.Recipient == "" {
+			// Tarpitted before a restart, perhaps, with several
+			// recipients this host no longer knows: a step with no
+			// triplet clears the session's mark, so that the client
+			// is not taken for one that left.
+			keys = []tarpit.Keys{{}}
+		}
 	}
 	d := Decision{Now: now}
 	var in store.StepInput

@@ -90,7 +90,7 @@ func TestTarpit(t *testing.T) {
 		}, 1, 0, 2, 0},
 		{"max_concurrent: the third at once is greylisted; after the duration there is room", 2, []req{
 			{0, rcpt("A", "198.51.100.1", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
-			{1, rcpt("B", "198.51.100.2", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
+			{1, rcpt("B", "198.18.7.5", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
 			{2, rcpt("C", "198.51.100.3", "x", "u@example.org"), "GREYLIST", "action=greylist, reason=new, score=1, signals=helo_invalid:1, tarpit=max_concurrent, "},
 			{65, rcpt("D", "198.51.100.4", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
 		}, 3, 0, 0, 1},
@@ -104,14 +104,14 @@ func TestTarpit(t *testing.T) {
 		}, 0, 0, 0, 0},
 		{"a clean client passes; a bad one is greylisted", 30, []req{
 			{0, rcpt("A", "198.51.100.1", "mail.example.com", "u@example.org"), "DUNNO", "action=pass, reason=score, "},
-			{1, smtpReq("RCPT", "B", "198.51.100.2", "unknown", "x", "u@example.org"), "GREYLIST", "action=greylist, reason=new, score=4, "},
+			{1, smtpReq("RCPT", "B", "198.18.7.5", "unknown", "x", "u@example.org"), "GREYLIST", "action=greylist, reason=new, score=4, "},
 		}, 0, 0, 0, 0},
 		{"DATA of a session never tarpitted: DUNNO, no line", 30, []req{
 			{0, rcpt("A", "198.51.100.1", "mail.example.com", "u@example.org"), "DUNNO", "action=pass, reason=score"},
 			{1, data("A", "198.51.100.1", "u@example.org"), "DUNNO", ""},
 			// Another session's DATA does not pass a tarpitted client.
-			{2, rcpt("B", "198.51.100.2", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
-			{3, data("C", "198.51.100.2", "u@example.org"), "DUNNO", ""},
+			{2, rcpt("B", "198.18.7.5", "x", "u@example.org"), "SLEEP 65", "action=tarpit"},
+			{3, data("C", "198.18.7.5", "u@example.org"), "DUNNO", ""},
 		}, 1, 0, 0, 0},
 	}
 	for _, tc := range tests {
@@ -166,10 +166,11 @@ func TestTarpitDataCost(t *testing.T) {
 	if got := e.ServePolicy(t.Context(), r); got != "DUNNO" || st.steps != 1 {
 		t.Errorf("running for a while: reply %q, %d steps; want DUNNO, no more steps", got, st.steps)
 	}
-	// Without its recipient a DATA request is never looked up blindly.
-	e, _, _ = tarpitEngine(t, st, tarpitSnapshot(t, 30))
-	if got := e.ServePolicy(t.Context(), smtpReq("DATA", "A", "198.51.100.1", "mail.example.com", "x", "", "recipient_count=2")); got != "DUNNO" || st.steps != 1 {
-		t.Errorf("just started, no recipient: reply %q, %d steps; want DUNNO, no more steps", got, st.steps)
+	// Without its recipient, too: one step that writes nothing (it would
+	// only clear this session's mark, TestTarpitRestart).
+	e, _, logs = tarpitEngine(t, st, tarpitSnapshot(t, 30))
+	if got := e.ServePolicy(t.Context(), smtpReq("DATA", "A", "198.51.100.1", "mail.example.com", "x", "", "recipient_count=2")); got != "DUNNO" || st.steps != 2 || logs.String() != "" {
+		t.Errorf("just started, no recipient: reply %q, %d steps, log %q; want DUNNO, 2 steps, no line", got, st.steps, logs)
 	}
 }
 
@@ -189,6 +190,28 @@ func TestTarpitRestart(t *testing.T) {
 	}
 	if got := e2.ServePolicy(t.Context(), smtpReq("RCPT", "B", "198.51.100.1", "mail.example.com", "x", "u@example.org")); got != "DUNNO" {
 		t.Errorf("next session: %q, want DUNNO (triplet found)", got)
+	}
+
+	// Two recipients: DATA names neither, and the restarted engine does
+	// not know them. The mark is cleared, so the client's next session
+	// is tarpitted again, not greylisted as one that left.
+	if got := e2.ServePolicy(t.Context(), smtpReq("RCPT", "C", "198.18.7.5", "mail.example.com", "x", "u@example.org")); got != "SLEEP 65" {
+		t.Fatalf("tarpit: %q\n%s", got, logs)
+	}
+	if got := e2.ServePolicy(t.Context(), smtpReq("RCPT", "C", "198.18.7.5", "mail.example.com", "x", "v@example.org")); got != "DUNNO" {
+		t.Fatalf("second recipient: %q", got)
+	}
+	e3, clock3, logs3 := tarpitEngine(t, st, tarpitSnapshot(t, 30))
+	clock3.Store(t0.Unix() + 130)
+	if got := e3.ServePolicy(t.Context(), smtpReq("DATA", "C", "198.18.7.5", "mail.example.com", "x", "", "recipient_count=2")); got != "DUNNO" ||
+		!strings.Contains(logs3.String(), "action=pass, reason=tarpit, waited=65") {
+		t.Errorf("DATA of two recipients after a restart: %q, log %q", got, logs3)
+	}
+	if got := e3.ServePolicy(t.Context(), smtpReq("RCPT", "D", "198.18.7.5", "mail.example.com", "x", "u@example.org")); got != "SLEEP 65" {
+		t.Errorf("next session after the lost triplets: %q, want SLEEP 65 (a new wait, not tarpit-abandoned)", got)
+	}
+	if strings.Contains(logs3.String(), "tarpit-abandoned") {
+		t.Errorf("taken for a client that left:\n%s", logs3)
 	}
 }
 

@@ -60,6 +60,8 @@ const (
 	// the client waited: the triplet is written as passed and counts for
 	// the auto-whitelist as a first pass does, and the mark is cleared
 	// unless TarpitKeep. Without the session's mark nothing is written.
+	// With no TripletKey (the session's triplets were lost in a restart)
+	// only the mark is cleared.
 	TarpitData
 )
 

@@ -100,6 +100,14 @@ func Transition(in *StepInput, now int64, s State) (StepResult, Writes) {
 		}
 		w.MarkDel = !in.TarpitKeep
 		r.Tarpit = TarpitWaited
+		if in.TripletKey == "" {
+			// The session's triplets are unknown (greyd restarted
+			// between RCPT and a DATA that names no recipient): the mark
+			// goes all the same, so that the client that waited is not
+			// taken for one that left. Nothing passes, nothing counts.
+			r.Outcome, r.First, r.Waited = Passed, now, now-mark.Since
+			return r, w
+		}
 	case same:
 		r.Outcome, r.First, r.Tarpit = Passed, now, TarpitSame
 		return r, w

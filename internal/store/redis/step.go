@@ -56,7 +56,7 @@ func (s *Store) Step(ctx context.Context, in *store.StepInput) (store.StepResult
 		flag(in.DryRun), hasClient, hasAlt, flag(in.Hold),
 		hasTrap, flag(in.TrapHit), strconv.FormatInt(in.TrapFor, 10),
 		hasTarpit, strconv.Itoa(int(in.TarpitOp)), strconv.FormatInt(in.TarpitSession, 10),
-		flag(in.TarpitKeep), strconv.FormatInt(in.AbandonDelay, 10),
+		flag(in.TarpitKeep), strconv.FormatInt(in.AbandonDelay, 10), flag(in.TripletKey != ""),
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, s.deadline())

@@ -11,7 +11,9 @@
 -- ARGV     now, fixed_now, delay, retry_window, max_age, awl_clients,
 --          dry_run, has_client, has_alt, hold, has_trap, trap_hit,
 --          trap_for, has_tarpit, tarpit_op (store.TarpitOp), session,
---          keep, abandon_delay: integers in decimal, flags 0/1.
+--          keep, abandon_delay, has_triplet (0: KEYS[3] is not read, a
+--          DATA step that only clears its mark): integers in decimal,
+--          flags 0/1.
 -- Returns  outcome, now, first, missing, waited, via_alt,
 --          newly_whitelisted, future_corrected, trapped, trap_set,
 --          trap_until, tarpit (store.TarpitResult), then the state
@@ -182,7 +184,9 @@ local T_ISSUED, T_SAME, T_WAITED, T_ABANDONED = 1, 2, 3, 4 -- store.TarpitResult
 -- The stored state (store.State).
 local cfound, ccount, clast = false, 0, 0
 if clientKey then cfound, ccount, clast = read(clientKey) end
-local tfound, tfirst, tlast = read(tripletKey)
+local hasTriplet = ARGV[19] == '1'
+local tfound, tfirst, tlast = false, 0, 0
+if hasTriplet then tfound, tfirst, tlast = read(tripletKey) end
 local afound, afirst, alast = false, 0, 0
 if altKey then afound, afirst, alast = read(altKey) end
 local xfound, xsince, xuntil = false, 0, 0
@@ -266,6 +270,12 @@ if tarpitKey and tarpitOp == TARPIT_DATA then
   end
   if not keep then del(tarpitKey, 'p') end
   tarpit = T_WAITED
+  if not hasTriplet then
+    -- The session's triplets are unknown (a restart between RCPT and
+    -- DATA): only the mark goes.
+    first, waited = now, now - psince
+    return result(PASSED)
+  end
 elseif same then
   first, tarpit = now, T_SAME
   return result(PASSED)

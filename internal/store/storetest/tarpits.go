@@ -51,6 +51,15 @@ var TarpitCases = []Case{
 		{At: 3, Client: "c", Triplet: "t", Tarpit: "c", Op: check, Session: 9, Want: Want{Outcome: greylisted, First: 3, Missing: Abandon,
 			Tarpit: store.TarpitAbandoned, Triplet: none, Mark: markAt(1, 8)}},
 	}},
+	{"DATA with no triplet (lost in a restart) clears this session's mark only", []Step{
+		{At: 0, Client: "c", Triplet: "t", Tarpit: "c", Op: issue, Session: 7, Want: Want{Outcome: greylisted, Missing: Delay, Tarpit: store.TarpitIssued}},
+		{At: 65, Client: "c", Tarpit: "c", Op: data, Session: 9, Want: Want{Outcome: passed, First: 65, Mark: markAt(0, 7), Triplet: none}},
+		{At: 65, Client: "c", Tarpit: "c", Op: data, Session: 7, Want: Want{Outcome: passed, First: 65, Waited: 65,
+			Tarpit: store.TarpitWaited, Mark: markAt(0, 7), Client: noClient, Triplet: none}},
+		// Not taken for a client that left; nothing passed, nothing counted.
+		{At: 100, Client: "c", Triplet: "t", Tarpit: "c", Op: issue, Session: 8, Want: Want{Outcome: greylisted, First: 100, Missing: Delay,
+			Tarpit: store.TarpitIssued, Mark: noMark, Triplet: none, Client: noClient}},
+	}},
 	{"a client that left during its tarpit is greylisted with the abandon delay and passes after it", []Step{
 		{At: 0, Client: "c", Triplet: "t", Tarpit: "c", Op: issue, Session: 1, Want: Want{Outcome: greylisted, Missing: Delay, Tarpit: store.TarpitIssued}},
 		{At: 600, Client: "c", Triplet: "t", Tarpit: "c", Op: issue, Session: 2, Want: Want{Outcome: greylisted, First: 600, Missing: Abandon,
