@@ -334,6 +334,9 @@ func decode(data []byte, base int64) *program {
 			in.TarpitKey = cmp.Or(in.ClientKey, "c1")
 			in.TarpitOp, in.TarpitSession = store.TarpitOp(dt%3), int64(dt/3%3)
 			in.TarpitKeep, in.AbandonDelay = dt&0x40 != 0, 4*in.Delay
+			if in.TarpitOp == store.TarpitData && dt&0x80 != 0 {
+				in.TripletKey, in.AltKey = "", "" // a DATA after a restart, its triplets lost
+			}
 		}
 		off += decodeDelta(dt, in.Delay, in.RetryWindow, in.MaxAge, trapFor)
 		in.Now = base + off
