@@ -198,9 +198,17 @@ func TestTarpitRestart(t *testing.T) {
 	testConfig(t, dir, tarpitConfig(""))
 	d := startDaemon(t, dir)
 	now := time.Now().Unix()
-	const a = "198.51.100.120"
+	const a, b = "198.51.100.120", "192.0.2.120"
 	if got := dial(t, "unix", d.sock).ask(tarpitReq("RCPT", "R1", a, "u@example.org", now)...); got != "SLEEP 65" {
 		t.Fatalf("RCPT: %q, want SLEEP 65", got)
+	}
+	// b's message has two recipients: its DATA will name neither.
+	c0 := dial(t, "unix", d.sock)
+	if got := c0.ask(tarpitReq("RCPT", "M1", b, "u@example.org", now)...); got != "SLEEP 65" {
+		t.Fatalf("RCPT of b: %q, want SLEEP 65", got)
+	}
+	if got := c0.ask(tarpitReq("RCPT", "M1", b, "v@example.org", now)...); got != "DUNNO" {
+		t.Fatalf("second RCPT of b: %q, want DUNNO", got)
 	}
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, d.logs)
@@ -215,6 +223,20 @@ func TestTarpitRestart(t *testing.T) {
 		t.Fatalf("next session: %q, want DUNNO", got)
 	}
 	d.waitLog("action=pass, reason=triplet found, client_name=mx.tarpit.example, client_address=" + a)
+
+	// The restarted greyd does not know b's two triplets: DATA clears
+	// the mark, and b's next session is tarpitted again, not greylisted
+	// as a client that left.
+	if got := c.ask(tarpitReq("DATA", "M1", b, "", now+65, "recipient_count=2")...); got != "DUNNO" {
+		t.Fatalf("DATA of two recipients after the restart: %q, want DUNNO", got)
+	}
+	d.waitLog("action=pass, reason=tarpit, waited=65, client_name=mx.tarpit.example, client_address=" + b)
+	if got := c.ask(tarpitReq("RCPT", "M2", b, "u@example.org", now+100)...); got != "SLEEP 65" {
+		t.Fatalf("b's next session: %q, want SLEEP 65\n%s", got, d.logs)
+	}
+	if strings.Contains(d.logs.String(), "tarpit-abandoned") {
+		t.Errorf("b was taken for a client that left:\n%s", d.logs)
+	}
 }
 
 // TestDataWithoutTarpit: without a tarpit a DATA request is answered
