@@ -1,0 +1,5 @@
+//go:build !race
+
+package greylist
+
+const raceEnabled = false
