@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"greyd/internal/dns/dnstest"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"greyd/internal/dns/dnstest"
+	"greyd/internal/p0f"
+	"greyd/internal/p0f/p0ftest"
 )
 
 // The pictures shipped in dist/: the Grafana dashboard and the alerting
@@ -45,22 +49,33 @@ var dashboardMetrics = []string{
 	"greyd_log_dropped_total",
 	"greyd_dry_run",
 	"greyd_build_info",
+	"greyd_tarpits_total",
+	"greyd_tarpits_active",
+	"greyd_traps_set_total",
+	"greyd_trap_held_total",
 }
 
 // scoreMetrics count only while selective greylisting scores requests:
-// TestPrometheus runs greyd in shadow mode with a DNS list on the fake
-// DNS server, so the panels that read them have data too.
+// TestPrometheus runs greyd in mode score with a DNS list on the fake
+// DNS server and a p0f block on the fake p0f, so the panels that read
+// them have data too.
 var scoreMetrics = []string{
 	"greyd_selective_decisions_total",
 	"greyd_dns_lookups_total",
 	"greyd_dns_lookup_seconds",
 	"greyd_dns_cache_hits_total",
+	"greyd_p0f_lookups_total",
 }
 
-// refusedOnly is the selector of GreydDNSListRefusing: a list refusing
-// greyd's queries, which a healthy run never has, so no series matches.
-func refusedOnly(sel string) bool {
-	return strings.Contains(sel, `result="refused"`)
+// p0fFailed is the selector of GreydP0fUnavailable's failed lookups.
+var p0fFailed = regexp.MustCompile(`^greyd_p0f_lookups_total\{result=~"([a-z_|]+)"\}$`)
+
+// unhealthyOnly reports the selectors of series that a healthy run never
+// has, so that none matches: a DNS list refusing greyd's queries
+// (GreydDNSListRefusing) and p0f lookups that failed
+// (GreydP0fUnavailable).
+func unhealthyOnly(sel string) bool {
+	return strings.Contains(sel, `result="refused"`) || p0fFailed.MatchString(sel)
 }
 
 // dashboardQuery is one PromQL expression of the dashboard and where it is.
@@ -458,22 +473,64 @@ func (p *promServer) alerts() map[string]string {
 	return out
 }
 
+// promConfig is selective greylisting in mode score with a DNS list on
+// dnsAddr and p0f on p0fSocket, a tarpit and a greytrap. A client p0f
+// does not know scores 3 (p0f.windows at its worst): greylisted, as
+// the triplet load wants; one that p0f knows as Linux and that says
+// HELO x scores 1: tarpitted.
+func promConfig(maddr, dnsAddr, p0fSocket string) string {
+	return fmt.Sprintf(`metrics {
+  listen = %q
+}
+selective {
+  mode        = "score"
+  tarpit_at   = 1
+  greylist_at = 3
+}
+signals {
+  rdns_missing = 3
+  helo_invalid = 1
+}
+dnsbl "bl.example" {
+  weight = 3
+}
+dns {
+  servers = [%q]
+}
+p0f {
+  socket  = %q
+  timeout = "500ms"
+  os "windows" {
+    name   = "^Windows"
+    weight = 3
+  }
+}
+tarpit {
+  duration = "65s"
+}
+trap {
+  recipients = ["trap_recipients"]
+}
+`, maddr, dnsAddr, p0fSocket)
+}
+
 // TestPrometheus: the real Prometheus scrapes greyd while it answers
 // requests of every kind and reloads (one good reload, one bad). Every
-// dashboard query then returns data (selective greylisting in shadow
-// mode, with a DNS list on the fake DNS server, feeds the score panels),
-// every rule evaluates without error, every metric a rule
-// selects exists with the labels it names, the bad reload fires
-// GreydReloadFailed and nothing else, and stopping greyd makes GreydDown
-// pending.
+// dashboard query then returns data (selective greylisting in mode
+// score, with a DNS list on the fake DNS server, p0f on the fake p0f, a
+// tarpit and a greytrap, feeds the score, tarpit and trap panels), every
+// metric greyd exports is on the dashboard, every rule evaluates without
+// error, every metric a rule selects exists with the labels it names,
+// the bad reload fires GreydReloadFailed and nothing else, and stopping
+// greyd makes GreydDown pending.
 func TestPrometheus(t *testing.T) {
 	dash := loadDashboard(t)
 	dir := t.TempDir()
 	maddr := freePort(t)
 	dnsSrv := dnstest.Start(t) // every name: NXDOMAIN, so not listed
-	sock, _ := testConfig(t, dir, fmt.Sprintf("metrics {\n  listen = %q\n}\n"+
-		"selective {\n  mode = \"score\"\n  shadow = true\n}\nsignals {\n  rdns_missing = 3\n}\n"+
-		"dnsbl \"bl.example\" {\n  weight = 3\n}\ndns {\n  servers = [%q]\n}\n", maddr, dnsSrv.Addr))
+	p0fSrv := p0ftest.Start(t) // no_match but for the tarpit's clients
+	writeFile(t, filepath.Join(dir, "trap_recipients"), "spamtrap@example.org\n")
+	sock, _ := testConfig(t, dir, promConfig(maddr, dnsSrv.Addr, p0fSrv.Path))
 	d := startDaemon(t, dir)
 	d.waitLog("metrics on http://" + maddr + "/metrics")
 	p := startPrometheus(t, maddr)
@@ -481,11 +538,15 @@ func TestPrometheus(t *testing.T) {
 
 	// Load: each round a new triplet, an early retry, the pass after a
 	// delay that varies and a later pass, over two connections; now and
-	// then a whitelisted client or recipient and a malformed request.
+	// then a whitelisted client or recipient, a malformed request, a
+	// tarpitted session that reaches DATA (an hour apart: none capped),
+	// and a client that writes to the trap and is held by it. These
+	// clients are each in a /24 of their own: triplets, auto-whitelist
+	// and traps go by /24.
 	conns := []*client{dial(t, "unix", sock), dial(t, "unix", sock)}
 	now := time.Now().Unix()
 	delays := []int64{310, 420, 700, 1300, 4000, 30000}
-	sent := 0
+	sent, tarpits, traps := 0, 0, 0
 	ask := func(lines ...string) string { sent++; return conns[sent%2].ask(lines...) }
 	reloaded := false
 	start := time.Now()
@@ -501,6 +562,22 @@ func TestPrometheus(t *testing.T) {
 			ask(rcpt("2001:db8::25", "mail-am6eur05.outbound.protection.outlook.com", sender, "c@example.org", now)...)
 			ask(rcpt(addr, "unknown", sender, "postmaster@example.org", now)...)
 			ask("request=smtpd_access_policy", "client_name=x", "sender=", "recipient=a@b")
+
+			ta := fmt.Sprintf("203.%d.%d.1", tarpits/256%256, tarpits%256)
+			p0fSrv.Set(netip.MustParseAddr(ta), p0f.Answer{OSName: "Linux", OSFlavor: "3.11 and newer", Distance: 1})
+			inst, at := fmt.Sprint("P", tarpits), now+3600*int64(1+tarpits)
+			if got := ask(tarpitReq("RCPT", inst, ta, "rcpt@example.org", at)...); got != "SLEEP 65" {
+				t.Fatalf("tarpit %d of %s: %q, want SLEEP 65", tarpits, ta, got)
+			}
+			if got := ask(tarpitReq("DATA", inst, ta, "rcpt@example.org", at+65, "recipient_count=1")...); got != "DUNNO" {
+				t.Fatalf("DATA of tarpit %d: %q, want DUNNO", tarpits, got)
+			}
+			tarpits++
+
+			trapped := fmt.Sprintf("198.%d.%d.1", 18+traps/256%2, traps%256)
+			ask(rcpt(trapped, "unknown", sender, "spamtrap@example.org", now)...)
+			ask(rcpt(trapped, "unknown", sender, "rcpt@example.org", now+400)...)
+			traps++
 		}
 		if !reloaded && time.Since(start) > time.Second {
 			d.cmd.Process.Signal(syscall.SIGHUP)
@@ -514,12 +591,29 @@ func TestPrometheus(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitLog("still running the previous configuration")
-	t.Logf("%d requests in %v", sent, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d requests in %v, %d tarpits, %d clients trapped", sent, time.Since(start).Round(time.Millisecond), tarpits, traps)
 
 	p.waitFor(fmt.Sprintf("greyd_requests_total = %d and a failed reload in Prometheus", sent), 20*time.Second, func() bool {
 		return p.value(`greyd_requests_total{job="greyd"}`) == float64(sent) &&
 			p.value(`greyd_config_reloads_total{job="greyd", result="failed"}`) >= 1
 	})
+
+	// The tarpits, traps and p0f lookups the panels below show.
+	for _, c := range []struct {
+		expr string
+		min  float64
+	}{
+		{`greyd_tarpits_total{job="greyd", result="issued"}`, float64(tarpits)},
+		{`greyd_tarpits_total{job="greyd", result="passed"}`, float64(tarpits)},
+		{`greyd_traps_set_total{job="greyd"}`, float64(traps)},
+		{`greyd_trap_held_total{job="greyd"}`, float64(traps)},
+		{`greyd_p0f_lookups_total{job="greyd", result="ok"}`, float64(tarpits)},
+		{`greyd_p0f_lookups_total{job="greyd", result="no_match"}`, 1},
+	} {
+		if v := p.value(c.expr); v < c.min || c.min == 0 {
+			t.Errorf("%s = %v, want at least %v (and more than 0)", c.expr, v, c.min)
+		}
+	}
 
 	// Grafana's variables: the job and the instance are offered.
 	for _, c := range []struct{ label, match, want string }{
@@ -556,7 +650,24 @@ func TestPrometheus(t *testing.T) {
 			t.Errorf("no dashboard query reads %s", m)
 		}
 	}
-	if withData < 25 {
+	// Every metric this greyd exported: on the dashboard and in the
+	// lists above, so that a new metric cannot be left out of both.
+	var names []string
+	if err := p.api("/api/v1/label/__name__/values", url.Values{"match[]": {`{job="greyd", __name__=~"greyd_.+"}`}}, &names); err != nil {
+		t.Fatal(err)
+	}
+	listed := append(slices.Clone(dashboardMetrics), scoreMetrics...)
+	for _, name := range names {
+		if !slices.ContainsFunc(listed, func(m string) bool {
+			return name == m || strings.HasPrefix(name, m+"_") && slices.Contains([]string{"_bucket", "_sum", "_count"}, name[len(m):])
+		}) {
+			t.Errorf("greyd exports %s: not in dashboardMetrics or scoreMetrics, and so maybe on no panel", name)
+		}
+	}
+	if len(names) < len(listed) {
+		t.Errorf("greyd exported %d greyd_ metrics, fewer than the %d listed: %v", len(names), len(listed), names)
+	}
+	if withData < 40 {
 		t.Errorf("only %d of %d dashboard queries have data", withData, len(queries))
 	}
 
@@ -572,8 +683,8 @@ func TestPrometheus(t *testing.T) {
 		}
 		return len(rules) > 0
 	})
-	if len(rules) != 8 {
-		t.Errorf("%d rules loaded from %s, want 8", len(rules), rulesFile)
+	if len(rules) != 11 {
+		t.Errorf("%d rules loaded from %s, want 11", len(rules), rulesFile)
 	}
 	for _, r := range rules {
 		if r.Health != "ok" || r.LastError != "" || r.Type != "alerting" {
@@ -594,10 +705,13 @@ func TestPrometheus(t *testing.T) {
 	// Each selector of a rule matches series: a label value the metric
 	// does not have (result="failure") would leave an alert that never
 	// fires.
-	selector := regexp.MustCompile(`\b(?:up|greyd_[a-z_]+)(?:\{[^}]*\})?`)
+	selector := regexp.MustCompile(`\b(?:up|greyd_[a-z0-9_]+)(?:\{[^}]*\})?`)
 	for _, r := range rules {
 		for _, sel := range selector.FindAllString(r.Query, -1) {
-			if refusedOnly(sel) {
+			if m := p0fFailed.FindStringSubmatch(sel); m != nil {
+				checkP0fFailed(t, r.Name, m[1])
+			}
+			if unhealthyOnly(sel) {
 				continue
 			}
 			var series []map[string]string
@@ -614,4 +728,23 @@ func TestPrometheus(t *testing.T) {
 	p.waitFor("GreydDown pending after greyd stopped", 20*time.Second, func() bool {
 		return p.alerts()["GreydDown"] == "pending"
 	})
+}
+
+// checkP0fFailed: the results a rule counts as p0f's failures are every
+// result of package p0f but ok and no_match, so that a result added
+// later is not silently left out, nor a misspelt one counted.
+func checkP0fFailed(t *testing.T, rule, alternatives string) {
+	t.Helper()
+	got := strings.Split(alternatives, "|")
+	var want []string
+	for _, r := range p0f.Results {
+		if r != p0f.ResultOK && r != p0f.ResultNoMatch {
+			want = append(want, r)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("rule %s counts p0f results %v as failed, want %v", rule, got, want)
+	}
 }
