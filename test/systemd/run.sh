@@ -1234,8 +1234,8 @@ says p0f-nobody 'Permission denied'
 ok "a member of group greyd (opsadmin) connects to /run/p0f/p0f.sock; nobody: $(head -n1 "$WORK/cli/p0f-nobody.txt")"
 # The story's clients have no reverse DNS: rdns_missing alone reaches
 # greylist_at. A client p0f fingerprints as Linux (README's "unix" block)
-# scores 3 - 1 = 2 and passes at once; without p0f's answer the signal is
-# unknown and counts at its worst, nothing for a negative weight: 3,
+# scores 3 - 1 = 2 and passes at once; without p0f's answer its signals
+# are unknown and count at their worst (windows 2, unix nothing): 5,
 # greylisted. So the pass below is p0f's answer, through greyd. The
 # timeout is README's 50ms times ten: a loaded CI machine, not p0f, would
 # be slow.
@@ -1303,12 +1303,12 @@ is_state greyd-p0f.service inactive || fail "greyd-p0f.service is $(state greyd-
 expect_absent /run/p0f
 smtp p2 127.0.12.3 "s51-$RUN@sender.test"
 expect_rcpt p2 "$GREYLISTED"
-logged 5 "action=greylist, reason=new, score=3, signals=rdns_missing:3, client_name=unknown, client_address=127\\.0\\.12\\.3, sender=s51-$RUN@sender\\.test"
+logged 5 "action=greylist, reason=new, score=5, signals=rdns_missing:3,p0f\\.windows:2\\?, client_name=unknown, client_address=127\\.0\\.12\\.3, sender=s51-$RUN@sender\\.test"
 logged 4 'warning: p0f: cannot query /run/p0f/p0f\.sock: '
 scrape metrics-p0f-2
 n=$(metric metrics-p0f-2 'greyd_p0f_lookups_total{result="down"}')
 [ "$n" = 1 ] || fail "greyd_p0f_lookups_total{result=\"down\"} is $n with p0f stopped, want 1"
-ok "p0f stopped (/run/p0f gone): a new client of the same kind gets 450, score=3; greyd warns once; greyd_p0f_lookups_total{result=\"down\"} 1"
+ok "p0f stopped (/run/p0f gone): a new client of the same kind gets 450, score=5 (p0f.windows:2? counted at its worst); greyd warns once; greyd_p0f_lookups_total{result=\"down\"} 1"
 mark
 inside rm /etc/greyd/conf.d/80-p0f.hcl
 logged 6 "reload \\(.*\\): ok, "
