@@ -74,6 +74,8 @@ diagnose() {
 	inside -t 10 journalctl --no-pager -n 80 -u greyd.socket -u greyd.service 2>&1 || true
 	echo "==================== journalctl -u postfix@- (last 30)"
 	inside -t 10 journalctl --no-pager -n 30 -u postfix@-.service 2>&1 || true
+	echo "==================== journalctl -u greyd-p0f.service (last 30)"
+	inside -t 10 journalctl --no-pager -n 30 -u greyd-p0f.service 2>&1 || true
 	echo "==================== container console (last 30 lines)"
 	tail -n 30 "$WORK/console.log" 2>/dev/null || true
 	echo "===================="
@@ -1181,6 +1183,139 @@ req=$(metric metrics-2 greyd_requests_total)
 sum=$(awk '/^greyd_decisions_total\{/ { s += $NF } END { print s + 0 }' "$WORK/metrics-2.prom")
 [ "$sum" = "$req" ] || fail "GET /metrics: the decisions add up to $sum, greyd_requests_total is $req"
 ok "a new triplet: 450, in Redis ($key); same pid $P, no restart; metrics: $n store errors, $req requests = the sum of the decisions"
+
+step "p0f: the shipped greyd-p0f.service under systemd, sandboxed; greyd scores an SMTP client by its answer"
+t0=$SECONDS
+# README's commands, with the container's only interface for README's eth0.
+P0F_BLOCK=$(sed -n '/^    cp \/usr\/share\/doc\/greyd\/examples\/greyd-p0f\.service /,/^$/p' "$ROOT/README.md" | sed -e '/^$/d' -e 's/^    //')
+case $P0F_BLOCK in
+*"P0F_INTERFACE=eth0"*"systemctl enable --now greyd-p0f.service") ;;
+*) fail "README.md has no block that installs greyd-p0f.service, sets P0F_INTERFACE=eth0 in a drop-in and enables it" ;;
+esac
+insh -t 90 "set -e
+${P0F_BLOCK//P0F_INTERFACE=eth0/P0F_INTERFACE=lo}" >"$WORK/p0f-install.log" 2>&1 ||
+	{ cat "$WORK/p0f-install.log" >&2; fail "README's commands for greyd-p0f.service (output above)"; }
+p0f_up() { is_state greyd-p0f.service active && inside test -S /run/p0f/p0f.sock; }
+wait_until "greyd-p0f.service is not active with /run/p0f/p0f.sock within 10s of systemctl enable --now" 10 p0f_up
+PP=$(prop greyd-p0f.service MainPID)
+[ "$PP" -gt 0 ] || fail "greyd-p0f.service is active without a main process"
+cmd=$(inside cat "/proc/$PP/cmdline" | tr '\0' ' ')
+[ "$cmd" = "/usr/sbin/p0f -i lo -f /etc/p0f/p0f.fp -s /run/p0f/p0f.sock tcp dst port 25 " ] ||
+	fail "greyd-p0f.service runs \"$cmd\", want p0f on lo (the drop-in) with filter \"tcp dst port 25\""
+inside cat "/proc/$PP/status" >"$WORK/p0f-status"
+uid=$(awk '/^Uid:/ { print ($2 == $3 && $3 == $4 && $4 == $5) ? $2 : "mixed:" $0 }' "$WORK/p0f-status")
+# systemd's dynamic users are 61184-65519 (DynamicUser=yes).
+[[ $uid =~ ^[0-9]+$ ]] && [ "$uid" -ge 61184 ] && [ "$uid" -le 65519 ] ||
+	fail "p0f (pid $PP) runs as uid $uid, want one dynamic user (61184-65519)"
+[ "$(prop greyd-p0f.service UID)" = "$uid" ] || fail "p0f runs as uid $uid, the unit's UID is $(prop greyd-p0f.service UID)"
+# Only CAP_NET_RAW (bit 13) to capture; not in group greyd itself.
+for want in 'CapEff:	0000000000002000' 'CapBnd:	0000000000002000' 'NoNewPrivs:	1' 'Seccomp:	2'; do
+	grep -qxF "$want" "$WORK/p0f-status" || fail "p0f's /proc/$PP/status lacks \"$want\": $(grep -F "${want%%:*}:" "$WORK/p0f-status")"
+done
+# systemd lists the dynamic group as a supplementary group too.
+[ "$(awk '/^Gid:/ { g = $2 } /^Groups:/ { $1 = ""; gs = $0 } END { sub(/^ +/, "", gs); sub(/ +$/, "", gs); print (gs == g || gs == "") ? "own" : gs }' "$WORK/p0f-status")" = own ] ||
+	fail "p0f has other groups than its own: $(grep -E '^(Gid|Groups):' "$WORK/p0f-status" | tr '\n\t' '  ')"
+[ "$(inside stat -c '%F %u:%G %a' /run/p0f)" = "directory $uid:greyd 750" ] ||
+	fail "/run/p0f: $(inside stat -c '%F %u:%G %a' /run/p0f), want directory $uid:greyd 750"
+[ "$(inside stat -c '%F %u %a' /run/p0f/p0f.sock)" = "socket $uid 666" ] ||
+	fail "/run/p0f/p0f.sock: $(inside stat -c '%F %u %a' /run/p0f/p0f.sock), want a socket of uid $uid, 0666 (p0f's own mode)"
+exposure=$(inside systemd-analyze security --no-pager greyd-p0f.service | sed -n 's/.*Overall exposure level for greyd-p0f.service: \([0-9.]*\).*/\1/p')
+# At most dist/check-units.sh's bound for the unit.
+awk -v l="$exposure" 'BEGIN { exit !(l != "" && l <= 2.0) }' || fail "systemd-analyze security greyd-p0f.service: exposure \"$exposure\", want at most 2.0"
+ok "README's commands (P0F_INTERFACE=lo): greyd-p0f.service active, p0f (pid $PP) as dynamic uid $uid, CapEff CAP_NET_RAW only, no group but its own, seccomp, no new privileges"
+ok "/run/p0f $uid:greyd 0750, p0f.sock 0666; systemd-analyze security greyd-p0f.service under systemd: exposure $exposure"
+# The directory is the socket's only guard: group greyd gets through,
+# others do not (perl is there for swaks).
+P0F_CONNECT='use IO::Socket::UNIX; IO::Socket::UNIX->new(Peer => $ARGV[0]) or do { print "connect $ARGV[0]: $!\n"; exit 1 }; print "connected\n"'
+cli p0f-member 0 setpriv --reuid=opsadmin --regid=opsadmin --init-groups perl -e "$P0F_CONNECT" /run/p0f/p0f.sock
+says p0f-member '^connected$'
+cli p0f-nobody 1 setpriv --reuid=nobody --regid=nogroup --clear-groups perl -e "$P0F_CONNECT" /run/p0f/p0f.sock
+says p0f-nobody 'Permission denied'
+ok "a member of group greyd (opsadmin) connects to /run/p0f/p0f.sock; nobody: $(head -n1 "$WORK/cli/p0f-nobody.txt")"
+# The story's clients have no reverse DNS: rdns_missing alone reaches
+# greylist_at. A client p0f fingerprints as Linux (README's "unix" block)
+# scores 3 - 1 = 2 and passes at once; without p0f's answer its signals
+# are unknown and count at their worst (windows 2, unix nothing): 5,
+# greylisted. So the pass below is p0f's answer, through greyd. The
+# timeout is README's 50ms times ten: a loaded CI machine, not p0f, would
+# be slow.
+mark
+P=$(mainpid)
+insh 'umask 022; cat >/etc/greyd/conf.d/80-p0f.hcl' <<'EOF'
+selective {
+  mode        = "score"
+  greylist_at = 3
+}
+signals {
+  rdns_missing = 3
+}
+p0f {
+  socket  = "/run/p0f/p0f.sock"
+  timeout = "500ms"
+  os "windows" {
+    name   = "^Windows"
+    weight = 2
+  }
+  os "unix" {
+    name   = "^(Linux|FreeBSD|OpenBSD)"
+    weight = -1
+  }
+}
+EOF
+logged 6 "reload \\(.*\\): ok, "
+[ "$(mainpid)" = "$P" ] || fail "greyd was restarted (pid $P -> $(mainpid)), want a reload in place"
+# p0f reads the capture on its own time; the SMTP dialog on loopback may
+# reach RCPT first. A connection of the client before its mail, seen in
+# p0f's own report (its stdout, in the journal), makes p0f know it.
+inside -t 50 swaks --server 127.0.0.1 --port 25 --local-interface 127.0.12.2 --quit-after banner --timeout 45 \
+	>"$WORK/smtp/p0f-syn.txt" 2>&1 || true
+p0f_report() { inside journalctl -q --no-pager -u greyd-p0f.service -o cat; }
+p0f_saw() { p0f_report | grep -qE '^\| client += 127\.0\.12\.2/'; }
+wait_until "journalctl -u greyd-p0f has no p0f report of a SYN of 127.0.12.2 within 10s" 10 p0f_saw
+p0f_os=$(p0f_report | awk '/^\| client += 127\.0\.12\.2\// { f = 1 } f && /^\| os += / { sub(/^\| os += /, ""); print; exit }')
+# p0f 3.09b's generic signature for a Linux SYN over loopback (MSS
+# 65495): "Linux 2.2.x-3.x", params generic, distance 0.
+[[ $p0f_os == Linux\ * ]] || fail "p0f's report for 127.0.12.2: os \"$p0f_os\", want Linux ..."
+ok "p0f's report of 127.0.12.2's SYN in journalctl -u greyd-p0f: os = $p0f_os"
+smtp p1 127.0.12.2 "s50-$RUN@sender.test"
+expect_rcpt p1 "$ACCEPTED"
+logged 5 "action=pass, reason=score, score=2, signals=rdns_missing:3,p0f\\.unix:-1, client_name=unknown, client_address=127\\.0\\.12\\.2, sender=s50-$RUN@sender\\.test"
+[ "$(delivered p1)" = none ] || fail "mail passed by its score got an X-Greylist header"
+clean_start "$P"
+scrape metrics-p0f
+n=$(metric metrics-p0f 'greyd_p0f_lookups_total{result="ok"}')
+[ "$n" = 1 ] || fail "greyd_p0f_lookups_total{result=\"ok\"} is $n, want 1"
+others=$(grep '^greyd_p0f_lookups_total{' "$WORK/metrics-p0f.prom" | grep -vF 'result="ok"') || true
+[ -z "$others" ] || fail "GET /metrics: p0f lookups that failed: $others"
+n=$(metric metrics-p0f 'greyd_decisions_total{action="pass",reason="score"}')
+[ "$n" = 1 ] || fail "greyd_decisions_total{action=\"pass\",reason=\"score\"} is $n, want 1"
+ok "a new client, no reverse DNS: 250 at once, score=2, signals=rdns_missing:3,p0f.unix:-1, delivered without a header; greyd_p0f_lookups_total: ok 1, nothing else"
+cli explain-p0f 0 greyd explain 127.0.12.2 unknown "s50-$RUN@sender.test" story@story.test
+says explain-p0f '^p0f +os_name "Linux", os_flavor "[^"]+", distance 0, match quality [0-9]+, in [0-9.]+ms$'
+says explain-p0f '^  p0f\.unix +-1 match'
+says explain-p0f '^score +2 \(greylist_at 3\): class pass'
+ok "greyd explain: $(grep -E '^p0f ' "$WORK/cli/explain-p0f.txt" | tr -s ' '); $(grep -E '^score ' "$WORK/cli/explain-p0f.txt" | tr -s ' ')"
+# p0f stopped: the signal is unknown, counted at its worst.
+mark
+inside systemctl disable --now greyd-p0f.service >"$WORK/p0f-disable.log" 2>&1 ||
+	{ cat "$WORK/p0f-disable.log" >&2; fail "systemctl disable --now greyd-p0f.service"; }
+is_state greyd-p0f.service inactive || fail "greyd-p0f.service is $(state greyd-p0f.service) after systemctl disable --now"
+expect_absent /run/p0f
+smtp p2 127.0.12.3 "s51-$RUN@sender.test"
+expect_rcpt p2 "$GREYLISTED"
+logged 5 "action=greylist, reason=new, score=5, signals=rdns_missing:3,p0f\\.windows:2\\?, client_name=unknown, client_address=127\\.0\\.12\\.3, sender=s51-$RUN@sender\\.test"
+logged 4 'warning: p0f: cannot query /run/p0f/p0f\.sock: '
+scrape metrics-p0f-2
+n=$(metric metrics-p0f-2 'greyd_p0f_lookups_total{result="down"}')
+[ "$n" = 1 ] || fail "greyd_p0f_lookups_total{result=\"down\"} is $n with p0f stopped, want 1"
+ok "p0f stopped (/run/p0f gone): a new client of the same kind gets 450, score=5 (p0f.windows:2? counted at its worst); greyd warns that p0f cannot be queried; greyd_p0f_lookups_total{result=\"down\"} 1"
+mark
+inside rm /etc/greyd/conf.d/80-p0f.hcl
+logged 6 "reload \\(.*\\): ok, "
+inside rm -r /etc/systemd/system/greyd-p0f.service /etc/systemd/system/greyd-p0f.service.d
+inside systemctl daemon-reload
+expect_absent /etc/systemd/system/multi-user.target.wants/greyd-p0f.service
+ok "drop-ins and unit removed, greyd reloaded (pid $(mainpid)); the p0f step took $((SECONDS - t0))s"
 
 step "back to the local database: the Redis and metrics drop-ins removed, greyd restarted, redis-server stopped"
 mark
