@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -219,7 +220,7 @@ func serve(path string, stderr io.Writer) int {
 		go m.remind(ctx, log, memoryWarningEvery)
 	}
 
-	startServing(in.srv, ls, log)
+	in.deaf = startServing(in.srv, ls, log)
 	log.Info(fmt.Sprintf("greyd %s started: listening on %s; %s; %d client and %d recipient whitelist entries",
 		version, names(ls), describeStore(cfg.Database, db), l.Snapshot.Clients.Len(), l.Snapshot.Recipients.Len()))
 	notify(log, daemon.SdNotifyReady+"\n"+in.status())
@@ -277,15 +278,26 @@ func openListeners(path string, cfg *config.Config, log *slog.Logger) ([]net.Lis
 	return ls, exitOK
 }
 
-// startServing answers policy requests on every listener.
-func startServing(srv *policy.Server, ls []net.Listener, log *slog.Logger) {
+// startServing answers policy requests on every listener. The channel
+// closes once every listener has failed for good (a socket that is gone
+// or no longer listens), never at a stop.
+func startServing(srv *policy.Server, ls []net.Listener, log *slog.Logger) <-chan struct{} {
+	deaf := make(chan struct{})
+	var left atomic.Int32
+	left.Store(int32(len(ls)))
 	for _, ln := range ls {
 		go func(ln net.Listener) {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, policy.ErrServerClosed) {
-				log.Error(err.Error())
+			err := srv.Serve(ln)
+			if err == nil || errors.Is(err, policy.ErrServerClosed) {
+				return
+			}
+			log.Error(err.Error())
+			if left.Add(-1) == 0 {
+				close(deaf)
 			}
 		}(ln)
 	}
+	return deaf
 }
 
 // freeAfterLoad gives the garbage of loading a big database (read
@@ -307,6 +319,10 @@ type instance struct {
 	srv    *policy.Server
 	rl     *reload.Reloader
 	ops    *operations
+	// deaf closes when no listener is left: greyd then exits with a
+	// failure, so that systemd restarts it (greyd.socket keeps the
+	// socket) instead of it running on, answering no one.
+	deaf <-chan struct{}
 }
 
 // reload reloads the configuration, telling systemd.
@@ -340,8 +356,13 @@ func (in *instance) loop(sigs <-chan os.Signal, stopBackground context.CancelFun
 				continue
 			}
 			stopBackground()
-			in.stop(sig)
+			in.stop(fmt.Sprintf("%v received", sig))
 			return exitOK
+		case <-in.deaf:
+			in.log.Error("no listener is left: exiting, to be restarted (systemd's Restart=on-failure)")
+			stopBackground()
+			in.stop("no listener left")
+			return exitFailure
 		case <-watchdog:
 			// Ping only when the store answers: a wedged store should get
 			// greyd restarted rather than leave it failing open forever.
@@ -361,8 +382,8 @@ func (in *instance) loop(sigs <-chan os.Signal, stopBackground context.CancelFun
 
 // stop ends serving: the requests in progress get 10 seconds, then the
 // database is closed.
-func (in *instance) stop(sig os.Signal) {
-	in.log.Info(fmt.Sprintf("%v received: stopping", sig))
+func (in *instance) stop(why string) {
+	in.log.Info(why + ": stopping")
 	notify(in.log, daemon.SdNotifyStopping+"\nSTATUS=stopping")
 	in.ops.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
