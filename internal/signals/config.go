@@ -132,13 +132,41 @@ const (
 type list struct {
 	white    bool
 	zone     string // lower case, no trailing dot
-	name     string // "dnsbl." + zone or "dnswl." + zone
+	shown    string // zone, its access key hidden (ShownZone)
+	name     string // "dnsbl." + shown or "dnswl." + shown
 	weight   int
 	listed   []Range // dnsbl
 	minTrust int     // dnswl
 	// label carries the zone for the metrics hook on cache reads, which
 	// need nothing else of a context: made once, not per request.
 	label context.Context
+}
+
+// ShownZone is a list's zone as log lines, explain and metric labels show
+// it: a first label that looks like an access key (16 or more letters
+// and digits, a digit among them: Spamhaus DQS puts a 26-character key
+// there, "KEY.zen.dq.spamhaus.net", Abusix a 32-character one) reads
+// "KEY", so that the metrics endpoint and the mail log do not publish
+// the key. Zones with no such label are shown as they are.
+func ShownZone(zone string) string {
+	first, rest, ok := strings.Cut(zone, ".")
+	if !ok || len(first) < 16 || !strings.Contains(rest, ".") {
+		return zone
+	}
+	digit := false
+	for i := 0; i < len(first); i++ {
+		switch c := first[i]; {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		default:
+			return zone
+		}
+	}
+	if !digit {
+		return zone
+	}
+	return "KEY." + rest
 }
 
 // Range is an inclusive range of IPv4 answers.
@@ -289,7 +317,8 @@ func NewConfig(s Spec) (*Config, error) {
 			errs = append(errs, fmt.Errorf("dnsbl %q: weight %d is negative: a listing in a block list adds; put lists of good senders in a dnswl block", b.Zone, b.Weight))
 			ok = false
 		}
-		l := list{zone: z, name: "dnsbl." + z, weight: b.Weight, label: dns.WithLabel(context.Background(), z)}
+		shown := ShownZone(z)
+		l := list{zone: z, shown: shown, name: "dnsbl." + shown, weight: b.Weight, label: dns.WithLabel(context.Background(), shown)}
 		listed := b.Listed
 		if len(listed) == 0 {
 			listed = []string{DefaultListed}
@@ -313,8 +342,9 @@ func NewConfig(s Spec) (*Config, error) {
 			errs = append(errs, fmt.Errorf("dnswl %q: weight %d is positive: a listing in a white list should lower the score (weight 0 or less)", w.Zone, w.Weight))
 			ok = false
 		}
-		l := list{white: true, zone: z, name: "dnswl." + z, weight: w.Weight, minTrust: DefaultMinTrust,
-			label: dns.WithLabel(context.Background(), z)}
+		shown := ShownZone(z)
+		l := list{white: true, zone: z, shown: shown, name: "dnswl." + shown, weight: w.Weight, minTrust: DefaultMinTrust,
+			label: dns.WithLabel(context.Background(), shown)}
 		if w.MinTrust != nil {
 			l.minTrust = *w.MinTrust
 			if err := CheckMinTrust(l.minTrust); err != nil {

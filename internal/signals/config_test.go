@@ -190,3 +190,37 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// TestShownZone: an access key in a zone (Spamhaus DQS) is hidden from
+// the names that reach logs, explain and metric labels; the lookups
+// still use the whole zone.
+func TestShownZone(t *testing.T) {
+	for _, tc := range []struct{ zone, want string }{
+		{"zen.spamhaus.org", "zen.spamhaus.org"},
+		{"list.dnswl.org", "list.dnswl.org"},
+		{"aaaabbbbcccc1234dddd5678ee.zen.dq.spamhaus.net", "KEY.zen.dq.spamhaus.net"},
+		{"0123456789abcdef0123456789abcdef.combined.mail.abusix.zone", "KEY.combined.mail.abusix.zone"},
+		{"bl.spamcop.net", "bl.spamcop.net"},
+		{"b.barracudacentral.org", "b.barracudacentral.org"},
+		{"hostkarma.junkemailfilter.com", "hostkarma.junkemailfilter.com"}, // long, but no digit
+		{"abcdefghijklmnop1.dnsbl.example", "KEY.dnsbl.example"},
+		{"abcdefghijklmno1.dnsbl.example", "KEY.dnsbl.example"},
+		{"abcdefghijklmn1.dnsbl.example", "abcdefghijklmn1.dnsbl.example"}, // 15: too short for a key
+		{"abcdefghij-klmnop1.dnsbl.example", "abcdefghij-klmnop1.dnsbl.example"},
+		{"aaaabbbbcccc1234dddd5678ee.org", "aaaabbbbcccc1234dddd5678ee.org"}, // the key would be the name
+	} {
+		if got := ShownZone(tc.zone); got != tc.want {
+			t.Errorf("ShownZone(%q) = %q, want %q", tc.zone, got, tc.want)
+		}
+	}
+	c, err := NewConfig(Spec{
+		DNSBLs: []DNSBLSpec{{Zone: "aaaabbbbcccc1234dddd5678ee.zen.dq.spamhaus.net", Weight: 3}},
+		DNSWLs: []DNSWLSpec{{Zone: "aaaabbbbcccc1234dddd5678ee.swl.dq.spamhaus.net", Weight: -3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Names(), []string{"dnsbl.KEY.zen.dq.spamhaus.net", "dnswl.KEY.swl.dq.spamhaus.net"}; !slices.Equal(got, want) {
+		t.Errorf("Names() = %q, want %q", got, want)
+	}
+}

@@ -168,7 +168,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, c *Config, in Input) Score {
 			answers = make(chan answer, len(c.lists))
 		}
 		pending++
-		bctx, ch := dns.WithLabel(ev.budgetCtx(), l.zone), answers
+		bctx, ch := dns.WithLabel(ev.budgetCtx(), l.shown), answers
 		go func() { ch <- answer{i, e.Resolver.Lookup(bctx, qname, dns.TypeA)} }()
 	}
 	p0fAt, p0fN := len(sc.Signals), c.p0fRules()

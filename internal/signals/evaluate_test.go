@@ -469,10 +469,27 @@ func TestEvaluateLabels(t *testing.T) {
 		evaluate(t, e, c, Input{Addr: client, Sender: "a@example.com"})
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	want := map[string]int{bl: 2, wl: 2, "spf": 6} // TXT, A, AAAA, twice
 	if fmt.Sprint(labels) != fmt.Sprint(want) {
 		t.Errorf("observed labels %v, want %v", labels, want)
+	}
+
+	// A zone holding an access key is asked whole and labelled without it.
+	clear(labels)
+	mu.Unlock()
+	const dqs = "aaaabbbbcccc1234dddd5678ee.zen.dq.spamhaus.net"
+	c = mustConfig(t, Spec{DNSBLs: []DNSBLSpec{{Zone: dqs, Weight: 3}}})
+	s.A(dns.ReverseName(client, dqs), 300, "127.0.0.2")
+	for range 2 {
+		sc := evaluate(t, e, c, Input{Addr: client})
+		if len(sc.Signals) != 1 || sc.Signals[0].Name != "dnsbl.KEY.zen.dq.spamhaus.net" || sc.Signals[0].Weight != 3 {
+			t.Errorf("DQS zone: %+v, want dnsbl.KEY.zen.dq.spamhaus.net listed, weight 3", sc.Signals)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(labels) != fmt.Sprint(map[string]int{"KEY.zen.dq.spamhaus.net": 2}) {
+		t.Errorf("DQS zone: observed labels %v, want KEY.zen.dq.spamhaus.net twice", labels)
 	}
 }
 
