@@ -86,7 +86,7 @@ func (d *DB) Scan(ctx context.Context, kinds []store.Kind, fn func(store.Entry) 
 			}
 			now := time.Now().UnixNano()
 			for _, k := range keys {
-				if e, ok := d.idx.get([]byte(k), now); ok && !fn(toEntry(k, e)) {
+				if e, ok := d.idx.get([]byte(k), now); ok && d.liveAt(k, e, now) && !fn(toEntry(k, e)) {
 					return nil
 				}
 			}
@@ -183,7 +183,7 @@ func (d *DB) deleteChunk(sh *shard, nkeys []string, hs []hkey, chunk []int) (int
 	for _, i := range chunk {
 		if e, mine := sh.get(hs[i]); mine {
 			gone = append(gone, i)
-			if e.live(now) {
+			if d.liveAt(nkeys[i], e, now) {
 				n++
 			}
 		}

@@ -115,7 +115,11 @@ func (d *DB) get(ctx context.Context, ns byte, key string) (a, b int64, found bo
 	}
 	// On the stack: only its hash goes into the index.
 	var buf [256]byte
-	e, found := d.idx.get(append(append(buf[:0], ns, ':'), key...), time.Now().UnixNano())
+	k, now := append(append(buf[:0], ns, ':'), key...), time.Now().UnixNano()
+	e, found := d.idx.get(k, now)
+	if found && !d.liveAt(unsafe.String(unsafe.SliceData(k), len(k)), e, now) {
+		return 0, 0, false, nil
+	}
 	return e.a, e.b, found, nil
 }
 

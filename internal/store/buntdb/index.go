@@ -1,8 +1,10 @@
 package buntdb
 
 import (
+	"errors"
 	"hash/maphash"
 	"math"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -71,6 +73,36 @@ type entry struct {
 
 // live reports whether e is still valid at now (Unix nanoseconds).
 func (e entry) live(now int64) bool { return e.exp == 0 || e.exp > now/1e9 }
+
+// liveAt reports whether e, the index's entry for key, is live at now
+// (Unix nanoseconds). The index keeps deadlines in whole seconds rounded
+// up (rounded down, a 100 ms TTL would end at once); in an entry's last
+// second buntdb, which keeps its deadline to the nanosecond, decides, so
+// that the index never outlives buntdb's TTL. Until buntdb holds every
+// write (ready), the index decides alone. Callers may hold shard locks:
+// a shard lock is always taken before buntdb's.
+func (d *DB) liveAt(key string, e entry, now int64) bool {
+	if e.exp == 0 || now/1e9 < e.exp-1 {
+		return true
+	}
+	if !e.live(now) {
+		return false
+	}
+	select {
+	case <-d.ready:
+	default:
+		return true
+	}
+	// A copy, so that a key on its caller's stack stays there (the
+	// closure escapes); made only in an entry's last second.
+	k, live := strings.Clone(key), true
+	_ = d.db.View(func(tx *bunt.Tx) error {
+		_, err := tx.Get(k)
+		live = !errors.Is(err, bunt.ErrNotFound)
+		return nil
+	})
+	return live
+}
 
 // deadline is the index's deadline for a TTL from now: rounded up to the
 // second, 0 for none.
@@ -216,7 +248,6 @@ func (d *DB) expire(db *bunt.DB, keys []string) {
 	if d.closed.Load() || len(keys) == 0 {
 		return
 	}
-	now := time.Now().UnixNano()
 	hs := make([]hkey, len(keys))
 	var byShard [indexShards][]int
 	for i, k := range keys {
@@ -230,22 +261,25 @@ func (d *DB) expire(db *bunt.DB, keys []string) {
 		}
 		sh := &d.idx.shards[s]
 		sh.mu.Lock()
+		gone := is[:0]
 		err := db.Update(func(tx *bunt.Tx) error {
 			for _, i := range is {
-				if e, mine := sh.get(hs[i]); mine && e.live(now) {
-					continue // written again since buntdb's sweep
+				// buntdb's own item says, to the nanosecond, whether a
+				// write renewed the key since the sweep; under the
+				// shard lock the index agrees with it.
+				if _, err := tx.Get(keys[i]); err == nil {
+					continue
 				}
 				// ErrNotFound is how Delete reports an expired item,
 				// which it deletes all the same.
 				_, _ = tx.Delete(keys[i])
+				gone = append(gone, i)
 			}
 			return nil
 		})
 		if err == nil {
-			for _, i := range is {
-				if e, mine := sh.get(hs[i]); mine && !e.live(now) {
-					sh.drop(hs[i].h)
-				}
+			for _, i := range gone {
+				sh.del(hs[i])
 			}
 		}
 		sh.mu.Unlock()

@@ -241,3 +241,38 @@ func TestWideValues(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexNeverOutlivesTTL: the index keeps whole seconds rounded up,
+// yet an entry reads as missing, to the admin commands and to a step,
+// as soon as buntdb's TTL (to the nanosecond) has passed: in an entry's
+// last second buntdb decides.
+func TestIndexNeverOutlivesTTL(t *testing.T) {
+	d := openT(t, dbPath(t), Options{})
+	noSweep(t, d)
+	ctx := context.Background()
+	// A deadline in the middle of a second, which rounded up the index
+	// would outlive by half a second.
+	due := time.Now().Truncate(time.Second).Add(2500 * time.Millisecond)
+	if err := d.PutTriplet(ctx, "t", Triplet{First: 1, Last: 2}, time.Until(due)); err != nil {
+		t.Fatal(err)
+	}
+	checkTriplet(t, d, "t", Triplet{First: 1, Last: 2}, true)
+	waitFor(t, "buntdb expires the entry", func() bool {
+		var err error
+		d.db.View(func(tx *bunt.Tx) error { _, err = tx.Get("t:t"); return nil })
+		return errors.Is(err, bunt.ErrNotFound)
+	})
+	k := d.idx.keyOf("t:t")
+	sh := d.idx.shard(k)
+	sh.mu.RLock()
+	e, mine := sh.get(k)
+	sh.mu.RUnlock()
+	if !mine || !e.live(time.Now().UnixNano()) {
+		t.Fatalf("the index's rounded-up deadline (%d) passed already: %v late, the test proves nothing", e.exp, time.Since(due))
+	}
+	checkTriplet(t, d, "t", Triplet{}, false)
+	r, err := d.Step(ctx, &store.StepInput{TripletKey: "t", Now: time.Now().Unix(), Delay: 300, RetryWindow: 7200, MaxAge: 86400})
+	if err != nil || r.Before.TripletFound || r.Outcome != store.Greylisted {
+		t.Errorf("step on the expired triplet: %+v, %v; want it not found, greylisted", r, err)
+	}
+}
