@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bytes"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -53,13 +51,9 @@ func TestP0f(t *testing.T) {
 			if !reflect.DeepEqual(cfg.P0f, tc.want) {
 				t.Errorf("files:\n%s\nP0f = %+v, want %+v", dumpFiles(tc.files), cfg.P0f, tc.want)
 			}
-			var out bytes.Buffer
-			if err := cfg.WriteHCL(&out); err != nil {
-				t.Fatal(err)
-			}
-			again := mustLoad(t, filepath.Join(writeFiles(t, map[string]string{"x.hcl": out.String()}), "x.hcl"))
+			again, out := readBack(t, cfg)
 			if !reflect.DeepEqual(again.P0f, cfg.P0f) {
-				t.Errorf("written:\n%s\nread back %+v, want %+v", out.String(), again.P0f, cfg.P0f)
+				t.Errorf("written:\n%s\nread back %+v, want %+v", out, again.P0f, cfg.P0f)
 			}
 			if tc.want != nil && len(tc.want.OS) > 0 {
 				if o := cfg.Origin("p0f.os." + tc.want.OS[0].Label + ".weight"); !strings.HasSuffix(o, ".hcl:"+map[bool]string{true: "4", false: "6"}[strings.Contains(tc.name, "later")]) &&

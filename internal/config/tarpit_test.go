@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bytes"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -32,13 +30,9 @@ func TestTarpit(t *testing.T) {
 				t.Errorf("files:\n%s\nTarpit = %+v, tarpit_at %v; want %+v, %v", dumpFiles(tc.files), cfg.Tarpit, cfg.Selective.TarpitAt, tc.want, tc.tarpitAt)
 			}
 			// check-config's output reads back the same.
-			var out bytes.Buffer
-			if err := cfg.WriteHCL(&out); err != nil {
-				t.Fatal(err)
-			}
-			again := mustLoad(t, filepath.Join(writeFiles(t, map[string]string{"x.hcl": out.String()}), "x.hcl"))
+			again, out := readBack(t, cfg)
 			if !reflect.DeepEqual(again.Tarpit, cfg.Tarpit) || !reflect.DeepEqual(again.Selective.TarpitAt, cfg.Selective.TarpitAt) {
-				t.Errorf("written:\n%s\nread back %+v, %v", out.String(), again.Tarpit, again.Selective.TarpitAt)
+				t.Errorf("written:\n%s\nread back %+v, %v", out, again.Tarpit, again.Selective.TarpitAt)
 			}
 		})
 	}

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bytes"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -45,13 +43,9 @@ func TestTrap(t *testing.T) {
 				t.Errorf("files:\n%s\nTrap = %+v, want %+v", dumpFiles(tc.files), cfg.Trap, want)
 			}
 			// check-config's output reads back the same.
-			var out bytes.Buffer
-			if err := cfg.WriteHCL(&out); err != nil {
-				t.Fatal(err)
-			}
-			again := mustLoad(t, filepath.Join(writeFiles(t, map[string]string{"x.hcl": out.String()}), "x.hcl"))
+			again, out := readBack(t, cfg)
 			if !reflect.DeepEqual(again.Trap, cfg.Trap) {
-				t.Errorf("written:\n%s\nread back %+v, want %+v", out.String(), again.Trap, cfg.Trap)
+				t.Errorf("written:\n%s\nread back %+v, want %+v", out, again.Trap, cfg.Trap)
 			}
 		})
 	}
