@@ -153,7 +153,7 @@ func (d *DB) read(ks *stepKeys, locked bool) store.State {
 		if !locked {
 			sh.mu.RUnlock()
 		}
-		if !found[i] || !e[i].live(now) || !d.liveAt(unsafe.String(unsafe.SliceData(k), len(k)), e[i], now) {
+		if !found[i] || !d.liveAt(unsafe.String(unsafe.SliceData(k), len(k)), e[i], now) {
 			e[i], found[i] = entry{}, false
 		}
 	}
